@@ -1,0 +1,76 @@
+"""Checkpoints: both networks, both optimisers, the schedule position and the RNG state."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+
+from stargan_core.config import TrainConfig
+from stargan_core.domains import DomainSpec
+from stargan_core.model import Discriminator, Generator
+
+
+def checkpoint_path(folder: str | Path, step: int) -> Path:
+    return Path(folder) / f"step-{step:07d}.ckpt"
+
+
+def latest_checkpoint(folder: str | Path) -> Path | None:
+    """The checkpoint of the highest step in `folder`, if any."""
+    found = sorted(Path(folder).glob("step-*.ckpt")) if Path(folder).is_dir() else []
+    return found[-1] if found else None
+
+
+def save_checkpoint(path: str | Path, state: dict) -> Path:
+    """Write atomically: a crash while saving never leaves a truncated 'latest' checkpoint."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    torch.save(state, tmp)
+    os.replace(tmp, path)
+    return path
+
+
+def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> dict:
+    """Load with `weights_only=True`: tensors and plain data only, never arbitrary objects."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint {path} does not exist")
+    return torch.load(path, map_location=device, weights_only=True)
+
+
+def spec_and_config(state: dict) -> tuple[DomainSpec, TrainConfig]:
+    return DomainSpec.from_json(state["spec"]), TrainConfig(**state["config"])
+
+
+def build_generator(spec: DomainSpec, config: TrainConfig) -> Generator:
+    return Generator(spec.c_dim, config.g_conv_dim, config.g_repeat_num)
+
+
+def build_discriminator(spec: DomainSpec, config: TrainConfig) -> Discriminator:
+    return Discriminator(config.image_size, spec.cls_dim, config.d_conv_dim, config.d_repeat_num)
+
+
+def resolve_checkpoint(path: str | Path) -> Path:
+    """A checkpoint file as given, or the latest checkpoint of a run folder."""
+    path = Path(path)
+    if path.is_file():
+        return path
+    for folder in (path / "checkpoints", path):
+        found = latest_checkpoint(folder)
+        if found is not None:
+            return found
+    raise FileNotFoundError(f"no checkpoint at {path}: give a .ckpt file or a run folder")
+
+
+def load_models(
+    path: str | Path, device: str | torch.device = "cpu"
+) -> tuple[Generator, Discriminator, DomainSpec, TrainConfig, str]:
+    """G and D in eval mode, with the spec, config and data format they were trained with."""
+    state = load_checkpoint(path, device)
+    spec, config = spec_and_config(state)
+    g, d = build_generator(spec, config), build_discriminator(spec, config)
+    g.load_state_dict(state["G"])
+    d.load_state_dict(state["D"])
+    return g.to(device).eval(), d.to(device).eval(), spec, config, state["data_format"]

@@ -1,0 +1,79 @@
+"""A torch Dataset of (image, label vector) over the samples of a data set."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch.utils.data import Dataset, TensorDataset
+from tqdm import tqdm
+from torchvision.io import ImageReadMode, decode_image, read_file
+from torchvision.transforms import v2
+
+from stargan_core.data.celeba import CROP
+from stargan_core.data.sample import Sample
+from stargan_core.domains import DomainSpec
+
+
+def image_transform(format: str, image_size: int) -> v2.Compose:
+    """uint8 CHW image -> float in [-1, 1] of `image_size` square, as in the reference code.
+
+    CelebA's aligned 178x218 images are centre-cropped to 178 first; other images are resized
+    on their shorter side and centre-cropped to a square.
+    """
+    crop = [v2.CenterCrop(CROP)] if format == "celeba" else []
+    return v2.Compose(
+        [
+            *crop,
+            v2.Resize(image_size, antialias=True),
+            v2.CenterCrop(image_size),
+            v2.ToDtype(torch.float32, scale=True),
+            v2.Normalize([0.5, 0.5, 0.5], [0.5, 0.5, 0.5]),
+        ]
+    )
+
+
+def load_image(path: str) -> torch.Tensor:
+    """Decode a JPEG/PNG/WebP file to uint8 RGB (grey and alpha images are converted)."""
+    return decode_image(read_file(path), mode=ImageReadMode.RGB)
+
+
+class FaceDataset(Dataset):
+    """(image in [-1, 1], label vector of `spec` for label set `label_set`) per sample."""
+
+    def __init__(
+        self,
+        samples: Sequence[Sample],
+        spec: DomainSpec,
+        format: str,
+        image_size: int,
+        label_set: int = 0,
+    ) -> None:
+        self.samples = list(samples)
+        self.transform = image_transform(format, image_size)
+        self.labels = torch.stack([spec.label_vector(s.labels, label_set) for s in self.samples])
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.transform(load_image(self.samples[index].path)), self.labels[index]
+
+
+def held_out_batch(dataset: FaceDataset, count: int = 8) -> tuple[torch.Tensor, torch.Tensor]:
+    """The first `count` images and labels of a data set: fixed inputs for sample grids."""
+    items = [dataset[i] for i in range(min(count, len(dataset)))]
+    return torch.stack([x for x, _ in items]), torch.stack([c for _, c in items])
+
+
+def preload(dataset: FaceDataset, progress: bool = False) -> TensorDataset:
+    """Decode every image once and keep the tensors in memory: for data sets that fit in RAM,
+    this takes JPEG decoding out of every training step."""
+    items = [dataset[i] for i in tqdm(range(len(dataset)), desc="decode", unit="img",
+                                      disable=not progress)]
+    return TensorDataset(torch.stack([x for x, _ in items]), torch.stack([c for _, c in items]))
+
+
+def preload_bytes(dataset: FaceDataset, image_size: int) -> int:
+    """Memory that `preload` would take."""
+    return len(dataset) * 3 * image_size * image_size * 4

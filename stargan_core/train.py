@@ -1,0 +1,261 @@
+"""The StarGAN training loop: D every step, G every n_critic steps, linear LR decay, resume."""
+
+from __future__ import annotations
+
+import itertools
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch.utils.data import DataLoader, Dataset, Sampler
+from torchvision.utils import save_image
+
+from stargan_core.checkpoint import (
+    build_discriminator,
+    build_generator,
+    checkpoint_path,
+    latest_checkpoint,
+    load_checkpoint,
+    save_checkpoint,
+)
+from stargan_core.config import TrainConfig
+from stargan_core.domains import DomainSpec
+from stargan_core.losses import classification_loss, gradient_penalty, reconstruction_loss
+from stargan_core.model import Discriminator, Generator
+from stargan_core.translate import sample_grid
+
+LOSS_NAMES = (
+    "D/loss_real", "D/loss_fake", "D/loss_cls", "D/loss_gp", "G/loss_fake", "G/loss_rec",
+    "G/loss_cls",
+)
+
+
+def resolve_device(device: str = "auto") -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def lr_factor(step: int, config: TrainConfig) -> float:
+    """Learning-rate multiplier before update `step`: 1, then linear to 0 at `num_iters`.
+
+    The reference subtracts a fraction of the *current* rate every 1,000 steps, which decays
+    geometrically and never reaches zero; this is the linear decay the paper describes.
+    """
+    if config.num_iters_decay == 0:
+        return 1.0
+    return min(1.0, (config.num_iters - step) / config.num_iters_decay)
+
+
+class StepSampler(Sampler[list[int]]):
+    """Endless batches of indices; batch k is fixed by (seed, k), so resuming at step k repeats
+    exactly the batches that an uninterrupted run would have drawn."""
+
+    def __init__(self, size: int, batch_size: int, seed: int, start_step: int = 0) -> None:
+        if size < batch_size:
+            raise ValueError(f"data set of {size} images is smaller than a batch ({batch_size})")
+        self.size, self.batch_size, self.seed, self.start = size, batch_size, seed, start_step
+
+    def __iter__(self) -> Iterator[list[int]]:
+        per_epoch = self.size // self.batch_size  # the last partial batch is dropped
+        for step in itertools.count(self.start):
+            epoch, k = divmod(step, per_epoch)
+            order = torch.randperm(self.size, generator=torch.Generator().manual_seed(
+                self.seed * 100_003 + epoch))
+            yield order[k * self.batch_size:(k + 1) * self.batch_size].tolist()
+
+
+@dataclass
+class Networks:
+    G: Generator
+    D: Discriminator
+    g_opt: torch.optim.Adam
+    d_opt: torch.optim.Adam
+
+
+def build_networks(spec: DomainSpec, config: TrainConfig, device: torch.device) -> Networks:
+    g = build_generator(spec, config).to(device)
+    d = build_discriminator(spec, config).to(device)
+    betas = (config.beta1, config.beta2)
+    return Networks(
+        g, d, torch.optim.Adam(g.parameters(), config.g_lr, betas),
+        torch.optim.Adam(d.parameters(), config.d_lr, betas),
+    )
+
+
+def set_learning_rates(nets: Networks, config: TrainConfig, step: int) -> None:
+    for opt, base in ((nets.g_opt, config.g_lr), (nets.d_opt, config.d_lr)):
+        for group in opt.param_groups:
+            group["lr"] = base * lr_factor(step, config)
+
+
+def training_step(
+    nets: Networks,
+    x_real: torch.Tensor,
+    c_org: torch.Tensor,
+    label_set: int,
+    spec: DomainSpec,
+    config: TrainConfig,
+    update_g: bool,
+    autocast: torch.autocast,
+) -> dict[str, torch.Tensor]:
+    """One D update and, when `update_g`, one G update, with the paper's losses side by side."""
+    G, D = nets.G, nets.D
+    # Random target labels: the labels of other images of the batch (reference code).
+    c_trg = c_org[torch.randperm(c_org.size(0), device=c_org.device)]
+
+    # Discriminator: real/fake (WGAN-GP) + classify the real image's domain.
+    with autocast:
+        out_src, out_cls = D(x_real)
+        d_loss_real = -out_src.float().mean()
+        d_loss_cls = classification_loss(out_cls, c_org, spec, label_set)
+        with torch.no_grad():
+            x_fake = G(x_real, c_trg)
+        out_src, _ = D(x_fake)
+        d_loss_fake = out_src.float().mean()
+        d_loss_gp = gradient_penalty(D, x_real, x_fake.to(x_real.dtype))
+        d_loss = (d_loss_real + d_loss_fake + config.lambda_cls * d_loss_cls
+                  + config.lambda_gp * d_loss_gp)
+    nets.d_opt.zero_grad(set_to_none=True)
+    d_loss.backward()
+    nets.d_opt.step()
+    losses = {"D/loss_real": d_loss_real, "D/loss_fake": d_loss_fake, "D/loss_cls": d_loss_cls,
+              "D/loss_gp": d_loss_gp}
+
+    if update_g:
+        # Generator: fool D, be classified as the target domain, and reconstruct the input.
+        D.requires_grad_(False)
+        with autocast:
+            x_fake = G(x_real, c_trg)
+            out_src, out_cls = D(x_fake)
+            g_loss_fake = -out_src.float().mean()
+            g_loss_cls = classification_loss(out_cls, c_trg, spec, label_set)
+            x_rec = G(x_fake, c_org)
+            g_loss_rec = reconstruction_loss(x_real, x_rec.float())
+            g_loss = (g_loss_fake + config.lambda_rec * g_loss_rec
+                      + config.lambda_cls * g_loss_cls)
+        nets.g_opt.zero_grad(set_to_none=True)
+        g_loss.backward()
+        nets.g_opt.step()
+        D.requires_grad_(True)
+        losses |= {"G/loss_fake": g_loss_fake, "G/loss_rec": g_loss_rec, "G/loss_cls": g_loss_cls}
+    return {k: v.detach() for k, v in losses.items()}
+
+
+@dataclass
+class TrainResult:
+    checkpoint: Path
+    step: int
+    seconds: float
+    images_per_second: float
+
+
+def train(
+    config: TrainConfig,
+    spec: DomainSpec,
+    datasets: Sequence[Dataset],
+    out_dir: str | Path,
+    *,
+    sample_images: torch.Tensor | None = None,
+    sample_labels: torch.Tensor | None = None,
+    device: str = "auto",
+    resume: bool = True,
+    on_log: Callable[[int, dict[str, float]], None] | None = None,
+    data_format: str = "imagefolder",
+) -> TrainResult:
+    """Train G and D on `datasets` (one per label set of `spec`; two for joint training).
+
+    Checkpoints go to `out_dir/checkpoints`, sample grids of `sample_images` x every single
+    target to `out_dir/samples`. With `resume`, training continues from the last checkpoint.
+    `data_format` names the preprocessing (`image_transform`) that translation must repeat.
+    """
+    if len(datasets) != len(spec.label_sets):
+        raise ValueError(
+            f"spec has {len(spec.label_sets)} label sets, got {len(datasets)} data sets"
+        )
+    dev = resolve_device(device)
+    out_dir = Path(out_dir)
+    ckpt_dir = out_dir / "checkpoints"
+    torch.manual_seed(config.seed)
+    nets = build_networks(spec, config, dev)
+    start = 0
+    last = latest_checkpoint(ckpt_dir) if resume else None
+    if last is not None:
+        state = load_checkpoint(last, dev)
+        nets.G.load_state_dict(state["G"])
+        nets.D.load_state_dict(state["D"])
+        nets.g_opt.load_state_dict(state["g_opt"])
+        nets.d_opt.load_state_dict(state["d_opt"])
+        torch.set_rng_state(state["rng"]["torch"].cpu())
+        if dev.type == "cuda" and "cuda" in state["rng"]:
+            torch.cuda.set_rng_state(state["rng"]["cuda"].cpu(), dev)
+        start = state["step"]
+
+    def save(step: int) -> Path:
+        rng = {"torch": torch.get_rng_state()}
+        if dev.type == "cuda":
+            rng["cuda"] = torch.cuda.get_rng_state(dev)
+        return save_checkpoint(checkpoint_path(ckpt_dir, step), {
+            "step": step, "G": nets.G.state_dict(), "D": nets.D.state_dict(),
+            "g_opt": nets.g_opt.state_dict(), "d_opt": nets.d_opt.state_dict(),
+            "rng": rng, "config": config.to_dict(), "spec": spec.to_json(),
+            "data_format": data_format,
+        })
+
+    loaders = [
+        iter(DataLoader(
+            ds, batch_sampler=StepSampler(len(ds), config.batch_size, config.seed + i, start),
+            num_workers=config.num_workers, pin_memory=dev.type == "cuda",
+            persistent_workers=config.num_workers > 0,
+            # Its own generator, so that creating the loader leaves the global RNG untouched.
+            generator=torch.Generator().manual_seed(config.seed),
+        ))
+        for i, ds in enumerate(datasets)
+    ]
+    autocast = torch.autocast(
+        dev.type, dtype=torch.bfloat16, enabled=config.mixed_precision and dev.type == "cuda"
+    )
+    nets.G.train()
+    nets.D.train()
+    t0, images = time.perf_counter(), 0
+    window: dict[str, list[torch.Tensor]] = {}
+    step = start
+    for step in range(start, config.num_iters):
+        set_learning_rates(nets, config, step)
+        update_g = (step + 1) % config.n_critic == 0
+        # Joint training visits every data set each step, with its part of the mask vector.
+        for label_set, batches in enumerate(loaders):
+            x_real, labels = next(batches)
+            x_real = x_real.to(dev, non_blocking=True)
+            labels = labels.to(dev, non_blocking=True)
+            flip = torch.rand(x_real.size(0)) < 0.5  # horizontal flip augmentation
+            x_real = torch.where(flip.to(dev)[:, None, None, None], x_real.flip(-1), x_real)
+            losses = training_step(nets, x_real, labels, label_set, spec, config, update_g,
+                                   autocast)
+            images += x_real.size(0)
+            for k, v in losses.items():
+                window.setdefault(k, []).append(v)
+        done = step + 1
+        if on_log and (done % config.log_every == 0 or done == config.num_iters):
+            # One host sync per logging step, not one per loss and step.
+            metrics = {k: torch.stack(v).mean().item() for k, v in window.items()}
+            metrics |= {"lr/G": nets.g_opt.param_groups[0]["lr"],
+                        "lr/D": nets.d_opt.param_groups[0]["lr"],
+                        "images_per_second": images / (time.perf_counter() - t0)}
+            on_log(done, metrics)
+            window.clear()
+        if sample_images is not None and (done % config.sample_every == 0
+                                          or done == config.num_iters):
+            grid = sample_grid(nets.G, spec, sample_images.to(dev), sample_labels.to(dev))
+            grid_path = out_dir / "samples" / f"step-{done:07d}.png"
+            grid_path.parent.mkdir(parents=True, exist_ok=True)
+            save_image(grid, grid_path)
+            nets.G.train()
+        if done % config.checkpoint_every == 0 or done == config.num_iters:
+            if done == config.num_iters:
+                set_learning_rates(nets, config, done)  # 0: the decay has run its course
+            last = save(done)
+    seconds = time.perf_counter() - t0
+    return TrainResult(last, config.num_iters, seconds, images / max(seconds, 1e-9))

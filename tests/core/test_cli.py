@@ -1,0 +1,74 @@
+"""The `stargan` command as a user runs it: a real subprocess, real files."""
+
+import subprocess
+import sys
+
+import pytest
+
+from stargan_core.cli import main
+
+
+def run(*args, check=True):
+    proc = subprocess.run([sys.executable, "-m", "stargan_core.cli", *args],
+                          capture_output=True, text=True, timeout=600)
+    if check and proc.returncode:
+        raise AssertionError(f"exit {proc.returncode}\n{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+@pytest.mark.parametrize("command", ["synth", "train", "translate", "evaluate"])
+def test_every_command_explains_its_options(command, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main([command, "--help"])
+    assert exit_.value.code == 0
+    out = capsys.readouterr().out
+    for option in {"synth": ["--num-images", "--seed"],
+                   "train": ["--preset", "--domains", "--set", "--no-resume", "tiny:"],
+                   "translate": ["--checkpoint", "--target", "Blond_Hair,Young=0"],
+                   "evaluate": ["--classifier-steps"]}[command]:
+        assert option in out
+
+
+def test_synth_train_translate_evaluate(tmp_path):
+    run("synth", "--out", str(tmp_path / "data"), "--num-images", "64", "--rafd-identities", "2")
+    assert (tmp_path / "data" / "celeba" / "list_attr_celeba.txt").is_file()
+    assert len(list((tmp_path / "data" / "rafd").rglob("*.jpg"))) == 2 * 8 * 3
+
+    small = ["--set", "image_size=16", "--set", "g_conv_dim=4", "--set", "d_conv_dim=4",
+             "--set", "g_repeat_num=1", "--set", "d_repeat_num=4", "--set", "num_workers=0",
+             "--set", "sample_every=2", "--set", "checkpoint_every=2", "--batch-size", "4"]
+    out = run("train", "--data", str(tmp_path / "data" / "celeba"), "--iters", "4", *small,
+              "--out", str(tmp_path / "run")).stdout
+    assert "step-0000004.ckpt" in out
+    assert (tmp_path / "run" / "samples" / "step-0000004.png").is_file()
+
+    # Running it again with more steps resumes from step 4.
+    run("train", "--data", str(tmp_path / "data" / "celeba"), "--iters", "6", *small,
+        "--set", "num_iters_decay=1", "--out", str(tmp_path / "run"))
+    assert (tmp_path / "run" / "checkpoints" / "step-0000006.ckpt").is_file()
+
+    images = tmp_path / "data" / "celeba" / "img_align_celeba"
+    out = run("translate", "--checkpoint", str(tmp_path / "run"), "--input",
+              str(images / "000001.jpg"), str(images / "000002.jpg"), "--target", "Blond_Hair",
+              "--target", "Male=0", "--out", str(tmp_path / "out")).stdout
+    assert "wrote 4 images" in out and "grid.png" in out
+    assert sorted(p.name for p in (tmp_path / "out" / "Male=0").iterdir()) == [
+        "000001.jpg", "000002.jpg"]
+
+    proc = run("evaluate", "--checkpoint", str(tmp_path / "run"), "--data",
+               str(tmp_path / "data" / "celeba"), "--classifier-steps", "5")
+    assert '"eval/translation_accuracy"' in proc.stdout
+
+
+def test_user_errors_are_one_line_messages(tmp_path):
+    proc = run("translate", "--checkpoint", str(tmp_path), "--input", str(tmp_path),
+               "--out", str(tmp_path / "o"), check=False)
+    assert proc.returncode == 2
+    assert "stargan translate: error: no checkpoint at" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    proc = run("train", "--data", str(tmp_path / "missing"), "--out", str(tmp_path / "r"),
+               check=False)
+    assert proc.returncode == 2 and "does not exist" in proc.stderr
+    proc = run("train", "--data", str(tmp_path), "--set", "lr=1", "--out", str(tmp_path / "r"),
+               check=False)
+    assert proc.returncode != 0 and "--set expects NAME=VALUE" in proc.stderr

@@ -1,0 +1,51 @@
+import pytest
+import torch
+
+from stargan_core.model import Discriminator, Generator, count_parameters
+
+
+def test_paper_celeba_128_parameter_counts():
+    # Choi et al. 2018, CelebA at 128 px with 5 domains: G 8.43M, D 44.76M parameters.
+    g = Generator(c_dim=5, conv_dim=64, repeat_num=6)
+    d = Discriminator(image_size=128, cls_dim=5, conv_dim=64, repeat_num=6)
+    assert round(count_parameters(g) / 1e6, 2) == 8.43
+    assert round(count_parameters(d) / 1e6, 2) == 44.76
+
+
+def test_shapes_follow_image_size_and_domains():
+    g = Generator(c_dim=7, conv_dim=8, repeat_num=2)
+    d = Discriminator(image_size=64, cls_dim=5, conv_dim=8, repeat_num=4)
+    x = torch.randn(3, 3, 64, 64)
+    y = g(x, torch.rand(3, 7))
+    assert y.shape == x.shape
+    assert y.min() >= -1 and y.max() <= 1  # tanh output
+    src, cls = d(x)
+    assert src.shape == (3, 1, 4, 4)  # PatchGAN: one score per patch
+    assert cls.shape == (3, 5)
+
+
+def test_label_changes_the_output():
+    torch.manual_seed(0)
+    g = Generator(c_dim=3, conv_dim=8, repeat_num=1)
+    x = torch.randn(2, 3, 32, 32)
+    a = g(x, torch.tensor([[1.0, 0, 0]] * 2))
+    b = g(x, torch.tensor([[0.0, 1, 0]] * 2))
+    assert not torch.allclose(a, b)
+
+
+def test_instance_norm_gives_the_same_output_in_eval_and_train():
+    torch.manual_seed(0)
+    g = Generator(c_dim=5, conv_dim=8, repeat_num=2)
+    x, c = torch.randn(4, 3, 32, 32), torch.rand(4, 5)
+    g.train()
+    for _ in range(3):  # would update running statistics, were there any
+        g(x * 3 + 1, c)
+    out_train = g(x, c)
+    g.eval()
+    torch.testing.assert_close(g(x, c), out_train)
+    assert not any(isinstance(b, torch.Tensor) and "running" in n for n, b in g.named_buffers())
+
+
+def test_image_size_must_fit_discriminator_depth():
+    with pytest.raises(ValueError, match="divisible by 2"):
+        Discriminator(image_size=100, cls_dim=5, conv_dim=8, repeat_num=6)

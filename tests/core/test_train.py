@@ -1,0 +1,150 @@
+import pytest
+import torch
+
+from stargan_core.checkpoint import latest_checkpoint, load_checkpoint, load_models
+from stargan_core.config import PRESETS, TrainConfig, preset
+from stargan_core.data import FaceDataset, read_dataset, read_datasets
+from stargan_core.train import StepSampler, lr_factor, train
+
+SMALL = dict(image_size=16, g_conv_dim=4, d_conv_dim=4, g_repeat_num=1, d_repeat_num=4,
+             batch_size=4, n_critic=2, num_workers=0, log_every=1, sample_every=3,
+             checkpoint_every=3)
+
+
+@pytest.fixture(scope="module")
+def celeba_train(celeba_root):
+    raw = read_dataset(celeba_root)
+    return raw.spec, FaceDataset(raw.split("train")[:32], raw.spec, raw.format, 16)
+
+
+def test_learning_rate_decays_linearly_to_zero():
+    cfg = TrainConfig(num_iters=100, num_iters_decay=40)
+    assert lr_factor(0, cfg) == lr_factor(60, cfg) == 1.0
+    assert lr_factor(80, cfg) == pytest.approx(0.5)
+    assert lr_factor(100, cfg) == 0.0
+    factors = [lr_factor(s, cfg) for s in range(60, 101)]
+    assert all(a > b for a, b in zip(factors, factors[1:], strict=False))
+
+
+def test_presets_are_the_papers_and_a_tiny_one():
+    paper = PRESETS["paper-128"]
+    assert (paper.image_size, paper.batch_size, paper.num_iters, paper.num_iters_decay) == (
+        128, 16, 200_000, 100_000)
+    assert (paper.g_lr, paper.d_lr, paper.beta1, paper.beta2, paper.n_critic) == (
+        1e-4, 1e-4, 0.5, 0.999, 5)
+    assert (paper.lambda_cls, paper.lambda_rec, paper.lambda_gp) == (1, 10, 10)
+    assert preset("tiny", num_iters=10, num_iters_decay=5).num_iters == 10
+    with pytest.raises(ValueError, match="unknown preset 'huge'"):
+        preset("huge")
+    with pytest.raises(ValueError, match="unknown training option"):
+        preset("tiny", learning_rate=1)
+
+
+def test_step_sampler_is_a_function_of_step():
+    full = StepSampler(10, 3, seed=1)
+    batches = [b for _, b in zip(range(7), full, strict=False)]
+    resumed = [b for _, b in zip(range(3), StepSampler(10, 3, seed=1, start_step=4),
+                                 strict=False)]
+    assert resumed == batches[4:]
+    for epoch_start in (0, 3):  # 3 full batches per epoch, no index twice within an epoch
+        seen = sum(batches[epoch_start:epoch_start + 3], [])
+        assert len(set(seen)) == 9
+
+
+def test_training_writes_checkpoints_samples_and_losses(celeba_train, tmp_path):
+    spec, ds = celeba_train
+    cfg = TrainConfig(num_iters=6, num_iters_decay=3, **SMALL)
+    logged = {}
+    x = torch.stack([ds[i][0] for i in range(2)])
+    c = torch.stack([ds[i][1] for i in range(2)])
+    result = train(cfg, spec, [ds], tmp_path, sample_images=x, sample_labels=c,
+                   on_log=lambda s, m: logged.setdefault(s, m), data_format="celeba")
+    assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == [
+        "step-0000003.ckpt", "step-0000006.ckpt"]
+    assert sorted(p.name for p in (tmp_path / "samples").iterdir()) == [
+        "step-0000003.png", "step-0000006.png"]
+    assert result.checkpoint == tmp_path / "checkpoints" / "step-0000006.ckpt"
+    assert {"D/loss_real", "D/loss_fake", "D/loss_cls", "D/loss_gp"} <= set(logged[1])
+    assert "G/loss_rec" not in logged[1] and "G/loss_rec" in logged[2]  # G every n_critic
+    assert logged[6]["lr/G"] == pytest.approx(cfg.g_lr / 3)
+    state = load_checkpoint(result.checkpoint)
+    assert state["step"] == 6
+    # The decay has reached zero by the final step.
+    assert state["g_opt"]["param_groups"][0]["lr"] == 0.0
+    assert state["d_opt"]["param_groups"][0]["lr"] == 0.0
+
+
+def test_checkpoints_load_with_weights_only(celeba_train, tmp_path):
+    spec, ds = celeba_train
+    train(TrainConfig(num_iters=3, num_iters_decay=1, **SMALL), spec, [ds], tmp_path,
+          data_format="celeba")
+    path = latest_checkpoint(tmp_path / "checkpoints")
+    torch.load(path, weights_only=True)  # plain data only: no pickled objects
+    g, d, loaded_spec, cfg, data_format = load_models(path)
+    assert loaded_spec == spec and cfg.image_size == 16 and data_format == "celeba"
+    assert not g.training and not d.training
+
+
+def test_resume_gives_the_same_weights_as_an_uninterrupted_run(celeba_train, tmp_path):
+    spec, ds = celeba_train
+    torch.use_deterministic_algorithms(True)
+    try:
+        cfg = TrainConfig(num_iters=8, num_iters_decay=4, seed=7, **SMALL)
+        straight = train(cfg, spec, [ds], tmp_path / "straight")
+        # Stop after step 3 (a checkpoint), then run the same command again to step 8.
+        train(cfg.replace(num_iters=8), spec, [ds], tmp_path / "stopped",
+              on_log=_stop_after(3))
+    except _Stop:
+        pass
+    finally:
+        torch.use_deterministic_algorithms(False)
+    assert latest_checkpoint(tmp_path / "stopped" / "checkpoints").name == "step-0000003.ckpt"
+    torch.use_deterministic_algorithms(True)
+    try:
+        resumed = train(cfg, spec, [ds], tmp_path / "stopped")
+    finally:
+        torch.use_deterministic_algorithms(False)
+    a, b = load_checkpoint(straight.checkpoint), load_checkpoint(resumed.checkpoint)
+    assert b["step"] == a["step"] == 8
+    for net in ("G", "D"):
+        for name, tensor in a[net].items():
+            torch.testing.assert_close(b[net][name], tensor, rtol=0, atol=0, msg=name)
+    assert a["g_opt"]["state"][0]["step"] == b["g_opt"]["state"][0]["step"]
+
+
+class _Stop(Exception):
+    pass
+
+
+def _stop_after(step):
+    def on_log(s, _):
+        if s == step:
+            raise _Stop
+    return on_log
+
+
+def test_joint_training_uses_both_data_sets_and_the_mask(celeba_root, rafd_root, tmp_path):
+    raws, spec = read_datasets([str(celeba_root), str(rafd_root)])
+    assert spec.c_dim == 15
+    datasets = [FaceDataset(r.split("train")[:16], spec, r.format, 16, i)
+                for i, r in enumerate(raws)]
+    assert datasets[1].labels[:, 13:].tolist() == [[0, 1]] * 16
+    cfg = TrainConfig(num_iters=2, num_iters_decay=1, **SMALL)
+    seen = []
+    result = train(cfg, spec, datasets, tmp_path, on_log=lambda s, m: seen.append(m))
+    g, d, loaded, _, _ = load_models(result.checkpoint)
+    assert g.c_dim == 15 and loaded.is_joint
+    assert d.cls.out_channels == 13
+    # Each step trains on a CelebA and a RaFD batch: 2 x batch_size images.
+    assert seen and result.images_per_second > 0
+
+
+def test_dataset_count_must_match_label_sets(celeba_train, tmp_path):
+    spec, ds = celeba_train
+    with pytest.raises(ValueError, match="1 label sets, got 2 data sets"):
+        train(TrainConfig(num_iters=1, num_iters_decay=0, **SMALL), spec, [ds, ds], tmp_path)
+
+
+def test_read_datasets_joint_spec(celeba_root, rafd_root):
+    _, spec = read_datasets([str(celeba_root), str(rafd_root)])
+    assert [ls.dataset for ls in spec.label_sets] == ["celeba", "rafd"]

@@ -1,0 +1,94 @@
+import shutil
+
+import pytest
+import torch
+from PIL import Image
+
+from stargan_core.config import TrainConfig
+from stargan_core.data import FaceDataset, read_dataset
+from stargan_core.domains import DomainSpec
+from stargan_core.model import Discriminator, Generator
+from stargan_core.translate import collect_inputs, sample_grid, source_labels, translate_files
+
+
+@pytest.fixture
+def nets():
+    torch.manual_seed(0)
+    spec = DomainSpec.celeba()
+    cfg = TrainConfig(image_size=32, g_conv_dim=4, d_conv_dim=4, g_repeat_num=1, d_repeat_num=5)
+    g = Generator(spec.c_dim, 4, 1).eval()
+    d = Discriminator(32, spec.cls_dim, 4, 5).eval()
+    return g, d, spec, cfg
+
+
+def test_one_output_per_input_and_target_named_after_the_input(nets, celeba_root, tmp_path):
+    g, d, spec, cfg = nets
+    images = sorted((celeba_root / "img_align_celeba").iterdir())[:5]
+    result = translate_files(g, d, spec, "celeba", 32, images, ["Blond_Hair", "Male=0,Young"],
+                             tmp_path, batch_size=2, grid_rows=3)
+    names = sorted(p.name for p in images)
+    assert sorted(p.name for p in (tmp_path / "Blond_Hair").iterdir()) == names
+    assert sorted(p.name for p in (tmp_path / "Male=0+Young").iterdir()) == names
+    assert len(result.outputs) == 10
+    with Image.open(tmp_path / "Blond_Hair" / names[0]) as im:
+        assert im.size == (32, 32) and im.format == "JPEG"
+    # The grid: 3 rows, input column + 2 target columns, cells enlarged to >= 96 px.
+    with Image.open(result.grid) as grid:
+        assert grid.size == ((96 + 2) * 3 + 2, (96 + 2) * 3 + 2)
+
+
+def test_folder_inputs_keep_their_relative_paths(nets, celeba_root, tmp_path):
+    g, d, spec, _ = nets
+    src = tmp_path / "in"
+    for sub in ("a", "b"):
+        (src / sub).mkdir(parents=True)
+        shutil.copy(celeba_root / "img_align_celeba" / "000001.jpg", src / sub / "x.jpg")
+    (src / "notes.txt").write_text("not an image")
+    translate_files(g, d, spec, "celeba", 32, [src], ["Young=0"], tmp_path / "out")
+    assert sorted(p.relative_to(tmp_path / "out" / "Young=0").as_posix()
+                  for p in (tmp_path / "out" / "Young=0").rglob("*.jpg")) == ["a/x.jpg", "b/x.jpg"]
+
+
+def test_undecodable_files_are_skipped_and_reported(nets, celeba_root, tmp_path):
+    g, d, spec, _ = nets
+    src = tmp_path / "in"
+    src.mkdir()
+    shutil.copy(celeba_root / "img_align_celeba" / "000002.jpg", src / "good.jpg")
+    (src / "broken.jpg").write_bytes(b"\xff\xd8 definitely not a jpeg")
+    result = translate_files(g, d, spec, "celeba", 32, [src], ["Male"], tmp_path / "out")
+    assert [p.name for p in result.outputs] == ["good.jpg"]
+    assert [p.name for p, _ in result.skipped] == ["broken.jpg"]
+    assert "cannot decode" in result.skipped[0][1]
+
+
+def test_input_errors_say_what_to_do(nets, celeba_root, tmp_path):
+    g, d, spec, _ = nets
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        collect_inputs([tmp_path / "nope.jpg"])
+    img = celeba_root / "img_align_celeba" / "000001.jpg"
+    (tmp_path / "other").mkdir()
+    shutil.copy(img, tmp_path / "other" / img.name)
+    with pytest.raises(ValueError, match="pass their folder instead"):
+        collect_inputs([img, tmp_path / "other" / img.name])
+    with pytest.raises(ValueError, match="unknown domain 'Purple_Hair'"):
+        translate_files(g, d, spec, "celeba", 32, [img], ["Purple_Hair"], tmp_path / "out")
+
+
+def test_source_labels_come_from_the_domain_classifier(nets, celeba_root):
+    _, d, spec, _ = nets
+    raw = read_dataset(celeba_root)
+    x = torch.stack([FaceDataset(raw.samples[:4], spec, "celeba", 32)[i][0] for i in range(4)])
+    c = source_labels(d, spec, x)
+    assert c.shape == (4, 5)
+    assert set(c.unique().tolist()) <= {0.0, 1.0}
+    assert (c[:, :3].sum(1) <= 1).all()  # at most one hair colour
+
+
+def test_sample_grid_has_an_input_column_and_one_column_per_target(nets):
+    g, _, spec, _ = nets
+    x = torch.rand(2, 3, 32, 32) * 2 - 1
+    grid = sample_grid(g, spec, x, torch.zeros(2, 5), min_cell=32)
+    columns = 1 + len(spec.single_targets())
+    assert grid.shape == (3, 2 + 2 * 34, 2 + columns * 34)
+    # The first cell is the input itself.
+    torch.testing.assert_close(grid[:, 2:34, 2:34], (x[0] + 1) / 2)
