@@ -62,7 +62,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     from stargan_core.config import preset
     from stargan_core.data import FaceDataset, read_datasets
-    from stargan_core.data.dataset import held_out_batch
+    from stargan_core.data.dataset import held_out_batch, preload_if_small
     from stargan_core.train import train
 
     overrides = _parse_overrides(args.set or [])
@@ -76,7 +76,8 @@ def cmd_train(args: argparse.Namespace) -> int:
             base.num_iters_decay * int(overrides["num_iters"]) / base.num_iters)
     config = preset(args.preset, **overrides)
     raws, spec = read_datasets(args.data, args.format, _domains(args.domains))
-    datasets = [FaceDataset(r.split("train"), spec, r.format, config.image_size, i)
+    datasets = [preload_if_small(FaceDataset(r.split("train"), spec, r.format,
+                                             config.image_size, i), progress=True)
                 for i, r in enumerate(raws)]
     held_out = [r.split("test") or r.split("train") for r in raws]
     samples = FaceDataset(held_out[0], spec, raws[0].format, config.image_size)
@@ -126,6 +127,7 @@ def cmd_translate(args: argparse.Namespace) -> int:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from stargan_core.checkpoint import load_models, resolve_checkpoint
     from stargan_core.data import FaceDataset, read_dataset
+    from stargan_core.data.dataset import preload_if_small
     from stargan_core.evaluate import evaluate, train_classifier
     from stargan_core.train import resolve_device
 
@@ -134,8 +136,10 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     raw = read_dataset(args.data, args.format, list(spec.label_sets[0].domains)
                        if spec.label_sets[0].dataset == "celeba" else None)
     label_set = spec.index_of(raw.spec.label_sets[0].dataset)
-    train_set = FaceDataset(raw.split("train"), spec, raw.format, config.image_size, label_set)
-    test_set = FaceDataset(raw.split("test"), spec, raw.format, config.image_size, label_set)
+    train_set, test_set = (
+        preload_if_small(FaceDataset(raw.split(s), spec, raw.format, config.image_size, label_set))
+        for s in ("train", "test")
+    )
     print(f"training the attribute classifier on {len(train_set)} real images ...",
           file=sys.stderr)
     clf = train_classifier(train_set, spec, label_set, steps=args.classifier_steps, device=device)
@@ -155,7 +159,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    p = sub.add_parser("synth", help="write synthetic face data sets in CelebA's and RaFD's layouts",
+    p = sub.add_parser("synth", help="write synthetic face data in CelebA's and RaFD's layouts",
                        description="Draw a small synthetic face data set with visible, learnable "
                        "attributes, in CelebA's exact on-disk layout and/or RaFD's. Deterministic "
                        "under --seed.")
@@ -173,7 +177,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="train StarGAN on one data set, or two jointly",
                        description="Train G and D on a CelebA, RaFD or ImageFolder data set. "
                        "Checkpoints go to <out>/checkpoints, sample grids to <out>/samples; "
-                       "running the same command again resumes from the last checkpoint.",
+                       "running the same command again resumes from the last checkpoint. Data "
+                       "sets whose decoded images fit in 1 GiB are decoded once into memory.",
                        formatter_class=argparse.RawDescriptionHelpFormatter,
                        epilog="presets:\n" + "\n".join(
                            f"  {name}: {c.image_size}px, {c.num_iters} steps, batch "

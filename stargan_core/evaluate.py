@@ -45,7 +45,10 @@ def train_classifier(
     num_workers: int = 0,
 ) -> AttributeClassifier:
     """Fit the classifier on real (image, label) pairs, with the training loss of D's head."""
+    if len(dataset) == 0:
+        raise ValueError("no training images for the attribute classifier")
     torch.manual_seed(seed)
+    batch_size = min(batch_size, len(dataset))
     clf = AttributeClassifier(spec.cls_dim).to(device)
     opt = torch.optim.Adam(clf.parameters(), lr)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, lr, total_steps=steps)

@@ -6,9 +6,9 @@ from collections.abc import Sequence
 
 import torch
 from torch.utils.data import Dataset, TensorDataset
-from tqdm import tqdm
 from torchvision.io import ImageReadMode, decode_image, read_file
 from torchvision.transforms import v2
+from tqdm import tqdm
 
 from stargan_core.data.celeba import CROP
 from stargan_core.data.sample import Sample
@@ -74,6 +74,9 @@ def preload(dataset: FaceDataset, progress: bool = False) -> TensorDataset:
     return TensorDataset(torch.stack([x for x, _ in items]), torch.stack([c for _, c in items]))
 
 
-def preload_bytes(dataset: FaceDataset, image_size: int) -> int:
-    """Memory that `preload` would take."""
-    return len(dataset) * 3 * image_size * image_size * 4
+def preload_if_small(
+    dataset: FaceDataset, limit_bytes: int = 2**30, progress: bool = False
+) -> Dataset:
+    """`preload` when the decoded images take less than `limit_bytes`, else `dataset` as is."""
+    size = dataset.transform(load_image(dataset.samples[0].path)).numel() * 4 if len(dataset) else 0
+    return preload(dataset, progress) if size * len(dataset) < limit_bytes else dataset

@@ -78,7 +78,8 @@ def test_joint_target_switches_label_set_and_mask():
 @pytest.mark.parametrize(
     "text, message",
     [
-        ("Blond", r"unknown domain 'Blond' \(known: Black_Hair, Blond_Hair, Brown_Hair, Male, Young"),
+        ("Blond",
+         r"unknown domain 'Blond' \(known: Black_Hair, Blond_Hair, Brown_Hair, Male, Young\)"),
         ("Male=2", "must be 0 or 1"),
         ("Male,Male=0", "both to 0 and to 1"),
         ("Blond_Hair,Black_Hair", "exclude each other"),

@@ -87,39 +87,40 @@ def test_checkpoints_load_with_weights_only(celeba_train, tmp_path):
 
 def test_resume_gives_the_same_weights_as_an_uninterrupted_run(celeba_train, tmp_path):
     spec, ds = celeba_train
+    cfg = TrainConfig(num_iters=8, num_iters_decay=4, seed=7, **SMALL)
     torch.use_deterministic_algorithms(True)
     try:
-        cfg = TrainConfig(num_iters=8, num_iters_decay=4, seed=7, **SMALL)
         straight = train(cfg, spec, [ds], tmp_path / "straight")
-        # Stop after step 3 (a checkpoint), then run the same command again to step 8.
-        train(cfg.replace(num_iters=8), spec, [ds], tmp_path / "stopped",
-              on_log=_stop_after(3))
-    except _Stop:
-        pass
+        # A crash during step 5: the checkpoint of step 3 is the last one on disk.
+        with pytest.raises(Crash):
+            train(cfg, spec, [ds], tmp_path / "stopped", on_log=crash_at(5))
+        assert latest_checkpoint(tmp_path / "stopped" / "checkpoints").name == (
+            "step-0000003.ckpt")
+        # The same command again resumes from step 3 and runs to step 8.
+        logged = []
+        resumed = train(cfg, spec, [ds], tmp_path / "stopped",
+                        on_log=lambda s, _: logged.append(s))
     finally:
         torch.use_deterministic_algorithms(False)
-    assert latest_checkpoint(tmp_path / "stopped" / "checkpoints").name == "step-0000003.ckpt"
-    torch.use_deterministic_algorithms(True)
-    try:
-        resumed = train(cfg, spec, [ds], tmp_path / "stopped")
-    finally:
-        torch.use_deterministic_algorithms(False)
+    assert logged == [4, 5, 6, 7, 8]  # no step lost, none repeated twice
     a, b = load_checkpoint(straight.checkpoint), load_checkpoint(resumed.checkpoint)
     assert b["step"] == a["step"] == 8
     for net in ("G", "D"):
         for name, tensor in a[net].items():
             torch.testing.assert_close(b[net][name], tensor, rtol=0, atol=0, msg=name)
-    assert a["g_opt"]["state"][0]["step"] == b["g_opt"]["state"][0]["step"]
+    for opt in ("g_opt", "d_opt"):
+        for key, value in a[opt]["state"][0].items():
+            torch.testing.assert_close(b[opt]["state"][0][key], value, rtol=0, atol=0)
 
 
-class _Stop(Exception):
+class Crash(Exception):
     pass
 
 
-def _stop_after(step):
+def crash_at(step):
     def on_log(s, _):
         if s == step:
-            raise _Stop
+            raise Crash
     return on_log
 
 
