@@ -21,9 +21,6 @@ demo: $(STAMP)
 		--input $(DEMO)/data/celeba/img_align_celeba/0019*.jpg
 	$(BIN)/stargan evaluate --checkpoint $(DEMO)/run --data $(DEMO)/data/celeba \
 		> $(DEMO)/evaluation.json
-	@$(BIN)/python -c "import json; m = json.load(open('$(DEMO)/evaluation.json')); \
-		print(f\"translation accuracy {m['eval/translation_accuracy']:.1%} (untranslated \
-		{m['eval/untranslated_rate']:.1%}, classifier on real images {m['eval/real_accuracy']:.1%})\")"
 	@echo "grid of held-out faces x every target: $(DEMO)/translated/grid.png"
 	@echo "training samples: $(DEMO)/run/samples/   metrics: $(DEMO)/evaluation.json"
 

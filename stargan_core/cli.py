@@ -145,6 +145,11 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     clf = train_classifier(train_set, spec, label_set, steps=args.classifier_steps, device=device)
     result = evaluate(g, clf, spec, test_set, label_set, device=device)
     print(json.dumps(result.metrics(), indent=2))
+    print(f"translation accuracy {result.mean_translation_accuracy:.1%} over "
+          f"{sum(result.pairs.values())} (image, target) pairs; untranslated inputs "
+          f"{result.mean_untranslated_rate:.1%}; classifier on real images "
+          f"{result.real_accuracy:.1%}; reconstruction L1 {result.reconstruction_l1:.3f}",
+          file=sys.stderr)
     return 0
 
 

@@ -10,7 +10,6 @@ from pathlib import Path
 
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
-from torchvision.utils import save_image
 
 from stargan_core.checkpoint import (
     build_discriminator,
@@ -24,7 +23,7 @@ from stargan_core.config import TrainConfig
 from stargan_core.domains import DomainSpec
 from stargan_core.losses import classification_loss, gradient_penalty, reconstruction_loss
 from stargan_core.model import Discriminator, Generator
-from stargan_core.translate import sample_grid
+from stargan_core.translate import sample_grid, save_grid
 
 LOSS_NAMES = (
     "D/loss_real", "D/loss_fake", "D/loss_cls", "D/loss_gp", "G/loss_fake", "G/loss_rec",
@@ -144,6 +143,47 @@ def training_step(
     return {k: v.detach() for k, v in losses.items()}
 
 
+ARCHITECTURE = ("image_size", "g_conv_dim", "d_conv_dim", "g_repeat_num", "d_repeat_num")
+
+
+def training_state(
+    nets: Networks, step: int, spec: DomainSpec, config: TrainConfig, device: torch.device
+) -> dict:
+    """Everything a resumed run needs, as plain data that loads with `weights_only=True`."""
+    rng = {"torch": torch.get_rng_state()}
+    if device.type == "cuda":
+        rng["cuda"] = torch.cuda.get_rng_state(device)
+    return {
+        "step": step, "G": nets.G.state_dict(), "D": nets.D.state_dict(),
+        "g_opt": nets.g_opt.state_dict(), "d_opt": nets.d_opt.state_dict(), "rng": rng,
+        "config": config.to_dict(), "spec": spec.to_json(),
+    }
+
+
+def restore(
+    nets: Networks, state: dict, spec: DomainSpec, config: TrainConfig, device: torch.device
+) -> int:
+    """Load a training state into `nets` and the RNG; returns the step to continue from."""
+    saved = state["config"]
+    changed = [f"{k}={saved[k]} (now {getattr(config, k)})" for k in ARCHITECTURE
+               if saved[k] != getattr(config, k)]
+    if changed or state["spec"] != spec.to_json():
+        old_domains = DomainSpec.from_json(state["spec"]).domains
+        what = ", ".join(changed) if changed else f"other domains {old_domains}"
+        raise ValueError(
+            f"the run folder's checkpoint was trained with {what}: use a new run folder, or "
+            "start over with resume off (--no-resume)"
+        )
+    nets.G.load_state_dict(state["G"])
+    nets.D.load_state_dict(state["D"])
+    nets.g_opt.load_state_dict(state["g_opt"])
+    nets.d_opt.load_state_dict(state["d_opt"])
+    torch.set_rng_state(state["rng"]["torch"].cpu())
+    if device.type == "cuda" and "cuda" in state["rng"]:
+        torch.cuda.set_rng_state(state["rng"]["cuda"].cpu(), device)
+    return state["step"]
+
+
 @dataclass
 class TrainResult:
     checkpoint: Path
@@ -180,29 +220,12 @@ def train(
     ckpt_dir = out_dir / "checkpoints"
     torch.manual_seed(config.seed)
     nets = build_networks(spec, config, dev)
-    start = 0
     last = latest_checkpoint(ckpt_dir) if resume else None
-    if last is not None:
-        state = load_checkpoint(last, dev)
-        nets.G.load_state_dict(state["G"])
-        nets.D.load_state_dict(state["D"])
-        nets.g_opt.load_state_dict(state["g_opt"])
-        nets.d_opt.load_state_dict(state["d_opt"])
-        torch.set_rng_state(state["rng"]["torch"].cpu())
-        if dev.type == "cuda" and "cuda" in state["rng"]:
-            torch.cuda.set_rng_state(state["rng"]["cuda"].cpu(), dev)
-        start = state["step"]
+    start = restore(nets, load_checkpoint(last, dev), spec, config, dev) if last else 0
 
     def save(step: int) -> Path:
-        rng = {"torch": torch.get_rng_state()}
-        if dev.type == "cuda":
-            rng["cuda"] = torch.cuda.get_rng_state(dev)
-        return save_checkpoint(checkpoint_path(ckpt_dir, step), {
-            "step": step, "G": nets.G.state_dict(), "D": nets.D.state_dict(),
-            "g_opt": nets.g_opt.state_dict(), "d_opt": nets.d_opt.state_dict(),
-            "rng": rng, "config": config.to_dict(), "spec": spec.to_json(),
-            "data_format": data_format,
-        })
+        state = training_state(nets, step, spec, config, dev) | {"data_format": data_format}
+        return save_checkpoint(checkpoint_path(ckpt_dir, step), state)
 
     loaders = [
         iter(DataLoader(
@@ -217,11 +240,11 @@ def train(
     autocast = torch.autocast(
         dev.type, dtype=torch.bfloat16, enabled=config.mixed_precision and dev.type == "cuda"
     )
+    grid_columns = ["input", *(t.text for t in spec.single_targets())]
     nets.G.train()
     nets.D.train()
     t0, images = time.perf_counter(), 0
     window: dict[str, list[torch.Tensor]] = {}
-    step = start
     for step in range(start, config.num_iters):
         set_learning_rates(nets, config, step)
         update_g = (step + 1) % config.n_critic == 0
@@ -249,10 +272,7 @@ def train(
         if sample_images is not None and (done % config.sample_every == 0
                                           or done == config.num_iters):
             grid = sample_grid(nets.G, spec, sample_images.to(dev), sample_labels.to(dev))
-            grid_path = out_dir / "samples" / f"step-{done:07d}.png"
-            grid_path.parent.mkdir(parents=True, exist_ok=True)
-            save_image(grid, grid_path)
-            nets.G.train()
+            save_grid(grid, grid_columns, out_dir / "samples" / f"step-{done:07d}.png")
         if done % config.checkpoint_every == 0 or done == config.num_iters:
             if done == config.num_iters:
                 set_learning_rates(nets, config, done)  # 0: the decay has run its course

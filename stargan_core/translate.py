@@ -8,6 +8,8 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from PIL import Image, ImageDraw
+from torchvision.transforms.v2.functional import to_pil_image
 from torchvision.utils import make_grid, save_image
 
 from stargan_core.data.dataset import image_transform, load_image
@@ -57,6 +59,23 @@ def sample_grid(
     if scale > 1:
         cells = F.interpolate(cells, scale_factor=scale, mode="nearest")
     return make_grid(denorm(cells.float()), nrow=len(targets) + 1, padding=2, pad_value=1.0)
+
+
+def save_grid(grid: torch.Tensor, columns: Sequence[str], path: str | Path) -> Path:
+    """Save a `sample_grid` with a header row naming its columns (input, then each target)."""
+    image = to_pil_image(grid.cpu())
+    cell = (image.width - 2) / len(columns)
+    header = Image.new("RGB", (image.width, 16), "white")
+    draw = ImageDraw.Draw(header)
+    for i, name in enumerate(columns):
+        draw.text((2 + i * cell + cell / 2, 8), name, fill="black", anchor="mm")
+    out = Image.new("RGB", (image.width, image.height + 16), "white")
+    out.paste(header, (0, 0))
+    out.paste(image, (0, 16))
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    out.save(path)
+    return path
 
 
 def collect_inputs(paths: Sequence[str | Path]) -> list[tuple[Path, Path]]:
@@ -148,6 +167,6 @@ def translate_files(
         raise ValueError(f"none of the {len(files)} inputs could be decoded: {skipped[:3]}")
     images = torch.cat([c for c, _ in grid_cells])[:grid_rows]
     labels = torch.cat([c for _, c in grid_cells])[:grid_rows]
-    grid_path = out_dir / "grid.png"
-    save_image(sample_grid(g, spec, images, labels, parsed), grid_path)
+    grid = sample_grid(g, spec, images, labels, parsed)
+    grid_path = save_grid(grid, ["input", *(t.text for t in parsed)], out_dir / "grid.png")
     return TranslationResult(outputs, grid_path, skipped)

@@ -149,3 +149,11 @@ def test_dataset_count_must_match_label_sets(celeba_train, tmp_path):
 def test_read_datasets_joint_spec(celeba_root, rafd_root):
     _, spec = read_datasets([str(celeba_root), str(rafd_root)])
     assert [ls.dataset for ls in spec.label_sets] == ["celeba", "rafd"]
+
+
+def test_resuming_a_run_with_another_architecture_says_what_to_do(celeba_train, tmp_path):
+    spec, ds = celeba_train
+    cfg = TrainConfig(num_iters=1, num_iters_decay=0, **SMALL)
+    train(cfg, spec, [ds], tmp_path)
+    with pytest.raises(ValueError, match=r"image_size=16 \(now 32\).*--no-resume"):
+        train(cfg.replace(image_size=32, num_iters=2), spec, [ds], tmp_path)

@@ -32,9 +32,9 @@ def test_one_output_per_input_and_target_named_after_the_input(nets, celeba_root
     assert len(result.outputs) == 10
     with Image.open(tmp_path / "Blond_Hair" / names[0]) as im:
         assert im.size == (32, 32) and im.format == "JPEG"
-    # The grid: 3 rows, input column + 2 target columns, cells enlarged to >= 96 px.
+    # The grid: a header, 3 rows, input column + 2 target columns, cells enlarged to >= 96 px.
     with Image.open(result.grid) as grid:
-        assert grid.size == ((96 + 2) * 3 + 2, (96 + 2) * 3 + 2)
+        assert grid.size == ((96 + 2) * 3 + 2, 16 + (96 + 2) * 3 + 2)  # + a header row
 
 
 def test_folder_inputs_keep_their_relative_paths(nets, celeba_root, tmp_path):
