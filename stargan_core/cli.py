@@ -126,15 +126,17 @@ def cmd_translate(args: argparse.Namespace) -> int:
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from stargan_core.checkpoint import load_models, resolve_checkpoint
-    from stargan_core.data import FaceDataset, read_dataset
+    from stargan_core.data import FaceDataset, detect_format, read_dataset
     from stargan_core.data.dataset import preload_if_small
     from stargan_core.evaluate import evaluate, train_classifier
     from stargan_core.train import resolve_device
 
     device = resolve_device(args.device)
     g, _, spec, config, _ = load_models(resolve_checkpoint(args.checkpoint), device)
-    raw = read_dataset(args.data, args.format, list(spec.label_sets[0].domains)
-                       if spec.label_sets[0].dataset == "celeba" else None)
+    data_format = detect_format(args.data) if args.format == "auto" else args.format
+    celeba = next((ls for ls in spec.label_sets if ls.dataset == "celeba"), None)
+    domains = list(celeba.domains) if celeba and data_format == "celeba" else None
+    raw = read_dataset(args.data, data_format, domains)
     label_set = spec.index_of(raw.spec.label_sets[0].dataset)
     train_set, test_set = (
         preload_if_small(FaceDataset(raw.split(s), spec, raw.format, config.image_size, label_set))

@@ -72,3 +72,18 @@ def test_user_errors_are_one_line_messages(tmp_path):
     proc = run("train", "--data", str(tmp_path), "--set", "lr=1", "--out", str(tmp_path / "r"),
                check=False)
     assert proc.returncode != 0 and "--set expects NAME=VALUE" in proc.stderr
+
+
+def test_joint_training_and_evaluating_either_data_set(celeba_root, rafd_root, tmp_path):
+    small = ["--set", "image_size=16", "--set", "g_conv_dim=4", "--set", "d_conv_dim=4",
+             "--set", "g_repeat_num=1", "--set", "d_repeat_num=4", "--batch-size", "4"]
+    run("train", "--data", str(celeba_root), "--data", str(rafd_root), "--iters", "2", *small,
+        "--out", str(tmp_path / "joint"))
+    rafd = run("evaluate", "--checkpoint", str(tmp_path / "joint"), "--data", str(rafd_root),
+               "--classifier-steps", "2")
+    assert '"eval/translation_accuracy/happy"' in rafd.stdout
+    assert "Blond_Hair" not in rafd.stdout
+    celeba = run("evaluate", "--checkpoint", str(tmp_path / "joint"), "--data",
+                 str(celeba_root), "--classifier-steps", "2")
+    assert '"eval/translation_accuracy/Blond_Hair"' in celeba.stdout
+    assert "translation accuracy" in celeba.stderr
