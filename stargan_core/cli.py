@@ -208,7 +208,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="run folder for checkpoints and sample grids")
     p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda, cuda:1")
     p.add_argument("--no-resume", action="store_true",
-                   help="start from scratch even when <out> has checkpoints")
+                   help="start from scratch, deleting the checkpoints already in <out>")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("translate", help="translate images into target domains",

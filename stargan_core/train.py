@@ -208,7 +208,8 @@ def train(
     """Train G and D on `datasets` (one per label set of `spec`; two for joint training).
 
     Checkpoints go to `out_dir/checkpoints`, sample grids of `sample_images` x every single
-    target to `out_dir/samples`. With `resume`, training continues from the last checkpoint.
+    target to `out_dir/samples`. With `resume`, training continues from the last checkpoint;
+    without, the folder's old checkpoints are deleted first.
     `data_format` names the preprocessing (`image_transform`) that translation must repeat.
     """
     if len(datasets) != len(spec.label_sets):
@@ -220,7 +221,10 @@ def train(
     ckpt_dir = out_dir / "checkpoints"
     torch.manual_seed(config.seed)
     nets = build_networks(spec, config, dev)
-    last = latest_checkpoint(ckpt_dir) if resume else None
+    if not resume:  # start over: an old run's later checkpoints must not pass for "latest"
+        for old in ckpt_dir.glob("step-*.ckpt"):
+            old.unlink()
+    last = latest_checkpoint(ckpt_dir)
     start = restore(nets, load_checkpoint(last, dev), spec, config, dev) if last else 0
 
     def save(step: int) -> Path:

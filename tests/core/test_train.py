@@ -157,3 +157,13 @@ def test_resuming_a_run_with_another_architecture_says_what_to_do(celeba_train, 
     train(cfg, spec, [ds], tmp_path)
     with pytest.raises(ValueError, match=r"image_size=16 \(now 32\).*--no-resume"):
         train(cfg.replace(image_size=32, num_iters=2), spec, [ds], tmp_path)
+
+
+def test_starting_over_removes_the_old_runs_checkpoints(celeba_train, tmp_path):
+    spec, ds = celeba_train
+    cfg = TrainConfig(num_iters=6, num_iters_decay=0, **SMALL)
+    train(cfg, spec, [ds], tmp_path)
+    result = train(cfg.replace(num_iters=3), spec, [ds], tmp_path, resume=False)
+    assert result.checkpoint.name == "step-0000003.ckpt"
+    assert latest_checkpoint(tmp_path / "checkpoints") == result.checkpoint
+    assert load_checkpoint(result.checkpoint)["step"] == 3
