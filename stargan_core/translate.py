@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections import Counter
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -97,8 +98,7 @@ def collect_inputs(paths: Sequence[str | Path]) -> list[tuple[Path, Path]]:
             found.append((path, Path(path.name)))
         else:
             raise FileNotFoundError(f"input {path} does not exist")
-    names = [name for _, name in found]
-    clashes = sorted({str(n) for n in names if names.count(n) > 1})
+    clashes = sorted(str(n) for n, k in Counter(name for _, name in found).items() if k > 1)
     if clashes:
         raise ValueError(
             f"several inputs would be written as {', '.join(clashes[:3])}: "
@@ -126,7 +126,7 @@ def translate_files(
     batch_size: int = 16,
     grid_rows: int = 8,
     device: torch.device | str = "cpu",
-    progress=None,
+    progress: Callable[[int], object] | None = None,
 ) -> TranslationResult:
     """Write `out_dir/<target>/<input name>` for every input and target, and `out_dir/grid.png`.
 
