@@ -66,13 +66,11 @@ def save_grid(grid: torch.Tensor, columns: Sequence[str], path: str | Path) -> P
     """Save a `sample_grid` with a header row naming its columns (input, then each target)."""
     image = to_pil_image(grid.cpu())
     cell = (image.width - 2) / len(columns)
-    header = Image.new("RGB", (image.width, 16), "white")
-    draw = ImageDraw.Draw(header)
+    out = Image.new("RGB", (image.width, image.height + 16), "white")
+    out.paste(image, (0, 16))
+    draw = ImageDraw.Draw(out)
     for i, name in enumerate(columns):
         draw.text((2 + i * cell + cell / 2, 8), name, fill="black", anchor="mm")
-    out = Image.new("RGB", (image.width, image.height + 16), "white")
-    out.paste(header, (0, 0))
-    out.paste(image, (0, 16))
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     out.save(path)
