@@ -1,9 +1,11 @@
-"""The `stargan` command: make synthetic data, train, translate and evaluate without any server."""
+"""The `stargan` command: make synthetic data, prepare shards, train, translate and evaluate,
+without any server."""
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -12,7 +14,9 @@ from stargan_core.config import PRESETS, TrainConfig
 EXAMPLES = """\
 examples:
   stargan synth --out data/synthetic
+  stargan preprocess data/synthetic/celeba --out storage/ --image-size 128
   stargan train --data data/synthetic/celeba --preset tiny --out runs/tiny
+  stargan train --data storage/datasets/celeba/v1 --preset tiny --out runs/from-shards
   stargan translate --checkpoint runs/tiny --input data/synthetic/celeba/img_align_celeba \\
       --target Blond_Hair --target Male=0 --out translated/
   stargan evaluate --checkpoint runs/tiny --data data/synthetic/celeba
@@ -57,12 +61,46 @@ def cmd_synth(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_preprocess(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from stargan_core.data.images import ImageRule
+    from stargan_core.data.prepare import PrepareConfig, dataset_url, prepare_dataset
+    from stargan_core.storage import default_root
+
+    name = args.name or args.source.rstrip("/").rsplit("/", 1)[-1]
+    output = dataset_url(args.out or default_root(), name, args.version)
+    config = PrepareConfig(
+        args.source, output, args.format,
+        ImageRule(args.image_size, args.encoding, args.quality, args.max_upscale),
+        args.rows_per_shard, args.row_group_size, overwrite=args.overwrite,
+    )
+    bar = tqdm(desc="shards", unit="shard", dynamic_ncols=True)
+
+    def on_shard(result, done: int, total: int) -> None:  # noqa: ANN001
+        bar.total = total
+        bar.update()
+        bar.set_postfix(rows=result.rows, rejected=len(result.rejected))
+
+    manifest = prepare_dataset(config, workers=args.workers, on_shard=on_shard)
+    bar.close()
+    splits = ", ".join(f"{split} {info['rows']}" for split, info in manifest["splits"].items())
+    print(f"{output}: {manifest['rows']} images ({splits}) of {manifest['inputs']} inputs in "
+          f"{len(manifest['shards'])} shards")
+    rejected = manifest["rejected"]
+    if rejected["count"]:
+        reasons = ", ".join(f"{n} {reason}" for reason, n in rejected["by_reason"].items())
+        print(f"rejected {rejected['count']} inputs ({reasons}): see "
+              f"{output}/{rejected['path']}", file=sys.stderr)
+    print(f"manifest: {output}/manifest.json")
+    return 0
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from stargan_core.config import preset
-    from stargan_core.data import FaceDataset, read_datasets
-    from stargan_core.data.dataset import held_out_batch, preload_if_small
+    from stargan_core.data.loading import training_data
     from stargan_core.train import train
 
     overrides = _parse_overrides(args.set or [])
@@ -75,15 +113,11 @@ def cmd_train(args: argparse.Namespace) -> int:
         overrides["num_iters_decay"] = round(
             base.num_iters_decay * int(overrides["num_iters"]) / base.num_iters)
     config = preset(args.preset, **overrides)
-    raws, spec = read_datasets(args.data, args.format, _domains(args.domains))
-    datasets = [preload_if_small(FaceDataset(r.split("train"), spec, r.format,
-                                             config.image_size, i), progress=True)
-                for i, r in enumerate(raws)]
-    held_out = [r.split("test") or r.split("train") for r in raws]
-    samples = FaceDataset(held_out[0], spec, raws[0].format, config.image_size)
-    images, labels = held_out_batch(samples)
+    data = training_data(args.data, config.image_size, format=args.format,
+                         domains=_domains(args.domains), seed=config.seed, progress=True)
+    spec = data.spec
     print(f"training {args.preset} on {', '.join(args.data)}: domains {', '.join(spec.domains)}; "
-          f"{sum(len(d) for d in datasets)} images, {config.num_iters} steps")
+          f"{sum(len(d) for d in data.datasets)} images, {config.num_iters} steps")
     bar = tqdm(total=config.num_iters, desc="train", unit="step", dynamic_ncols=True)
 
     def on_log(step: int, metrics: dict[str, float]) -> None:
@@ -91,9 +125,9 @@ def cmd_train(args: argparse.Namespace) -> int:
         bar.set_postfix({k: f"{metrics[k]:.3f}" for k in ("D/loss_cls", "G/loss_cls", "G/loss_rec")
                          if k in metrics} | {"img/s": f"{metrics['images_per_second']:.0f}"})
 
-    result = train(config, spec, datasets, args.out, sample_images=images, sample_labels=labels,
-                   device=args.device, resume=not args.no_resume, on_log=on_log,
-                   data_format=raws[0].format)
+    result = train(config, spec, data.datasets, args.out, sample_images=data.sample_images,
+                   sample_labels=data.sample_labels, device=args.device,
+                   resume=not args.no_resume, on_log=on_log, data_format=data.data_format)
     bar.close()
     print(f"checkpoint: {result.checkpoint}")
     print(f"sample grids: {Path(args.out) / 'samples'}")
@@ -126,8 +160,8 @@ def cmd_translate(args: argparse.Namespace) -> int:
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from stargan_core.checkpoint import load_models, resolve_checkpoint
-    from stargan_core.data import FaceDataset, detect_format, read_dataset
-    from stargan_core.data.dataset import preload_if_small
+    from stargan_core.data import detect_format, read_dataset
+    from stargan_core.data.dataset import FaceDataset, preload_if_small
     from stargan_core.evaluate import evaluate, train_classifier
     from stargan_core.train import resolve_device
 
@@ -181,6 +215,40 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="same seed, same bytes (default: 0)")
     p.set_defaults(func=cmd_synth)
 
+    p = sub.add_parser("preprocess", help="prepare a data set as Parquet shards + manifest",
+                       description="Turn a CelebA, RaFD or ImageFolder data set (local folder or "
+                       "s3:// prefix) into Parquet shards of square, re-encoded images with all "
+                       "their labels, plus manifest.json, under <out>/datasets/<name>/<version>/. "
+                       "Inputs that are not usable images are listed with their reason in "
+                       "rejected.parquet, never dropped silently. Running it again writes only "
+                       "what is missing. For S3-compatible stores set AWS_ENDPOINT_URL; "
+                       "credentials come from the environment.",
+                       formatter_class=argparse.RawDescriptionHelpFormatter,
+                       epilog="input rule: greyscale, palette, CMYK and 16-bit images are "
+                       "converted to RGB\n(transparency over white); empty, truncated, "
+                       "non-image, over-40-MP and too-small\nimages are rejected.")
+    p.add_argument("source", help="the raw data set: a folder or an s3:// prefix")
+    p.add_argument("--format", choices=("auto", "celeba", "rafd", "imagefolder"), default="auto",
+                   help="layout of the source (default: detected)")
+    p.add_argument("--out", help="storage root (default: $STARGAN_STORAGE_URL, else "
+                   "./stargan-storage)")
+    p.add_argument("--name", help="data set name (default: the source folder's name)")
+    p.add_argument("--version", default="v1", help="data set version (default: v1)")
+    p.add_argument("--image-size", type=int, default=256, help="stored size in pixels, square "
+                   "(default: 256; CelebA is centre-cropped to 178 first, as in the paper)")
+    p.add_argument("--encoding", choices=("jpeg", "png"), default="jpeg",
+                   help="stored encoding (default: jpeg)")
+    p.add_argument("--quality", type=int, default=95, help="JPEG quality (default: 95)")
+    p.add_argument("--max-upscale", type=float, default=2.0,
+                   help="reject images that would need more enlargement than this (default: 2)")
+    p.add_argument("--rows-per-shard", type=int, default=8000, help="inputs per shard")
+    p.add_argument("--row-group-size", type=int, default=2000, help="rows per Parquet row group")
+    p.add_argument("--workers", type=int, default=os.cpu_count() or 1,
+                   help="parallel processes (default: one per CPU)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace a version that was prepared from other inputs or parameters")
+    p.set_defaults(func=cmd_preprocess)
+
     p = sub.add_parser("train", help="train StarGAN on one data set, or two jointly",
                        description="Train G and D on a CelebA, RaFD or ImageFolder data set. "
                        "Checkpoints go to <out>/checkpoints, sample grids to <out>/samples; "
@@ -191,8 +259,9 @@ def build_parser() -> argparse.ArgumentParser:
                            f"  {name}: {c.image_size}px, {c.num_iters} steps, batch "
                            f"{c.batch_size}" for name, c in PRESETS.items()))
     p.add_argument("--data", required=True, action="append",
-                   help="data set folder; give it twice (CelebA and RaFD) for joint training "
-                   "with the mask vector")
+                   help="a data set folder, or a prepared data set (its manifest.json or the "
+                   "folder holding it; local or s3://); give it twice (CelebA and RaFD) for "
+                   "joint training with the mask vector")
     p.add_argument("--format", choices=("auto", "celeba", "rafd", "imagefolder"), default="auto",
                    help="layout of --data (default: detected)")
     p.add_argument("--domains", help="CelebA attributes to learn, comma-separated (default: "
@@ -244,10 +313,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from stargan_core.storage import StorageError
+
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (ValueError, FileNotFoundError) as err:
+    except (ValueError, FileNotFoundError, StorageError) as err:
         print(f"stargan {args.command}: error: {err}", file=sys.stderr)
         return 2
 

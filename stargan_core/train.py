@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from torch.utils.data import DataLoader, Dataset, Sampler
+from torch.utils.data import DataLoader, Dataset, IterableDataset, Sampler
 
 from stargan_core.checkpoint import (
     build_discriminator,
@@ -64,6 +64,32 @@ class StepSampler(Sampler[list[int]]):
             order = torch.randperm(self.size, generator=torch.Generator().manual_seed(
                 self.seed * 100_003 + epoch))
             yield order[k * self.batch_size:(k + 1) * self.batch_size].tolist()
+
+
+def endless_batches(ds: Dataset, config: TrainConfig, seed: int, start: int,
+            pin_memory: bool = False) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """Endless batches from step `start` on.
+
+    A map-style data set gets the StepSampler, so a resumed run sees exactly the batches of an
+    uninterrupted one. A streaming data set (shards) goes epoch by epoch; a resumed run starts
+    over at the beginning of the epoch that holds step `start`.
+    """
+    if isinstance(ds, IterableDataset):
+        if len(ds) < config.batch_size:
+            raise ValueError(f"data set of {len(ds)} images is smaller than a batch "
+                             f"({config.batch_size})")
+        loader = DataLoader(ds, batch_size=config.batch_size, drop_last=True,
+                            num_workers=config.num_workers, pin_memory=pin_memory)
+        for epoch in itertools.count(start // max(len(ds) // config.batch_size, 1)):
+            ds.set_epoch(epoch)
+            yield from loader
+    yield from DataLoader(
+        ds, batch_sampler=StepSampler(len(ds), config.batch_size, seed, start),
+        num_workers=config.num_workers, pin_memory=pin_memory,
+        persistent_workers=config.num_workers > 0,
+        # Its own generator, so that creating the loader leaves the global RNG untouched.
+        generator=torch.Generator().manual_seed(seed),
+    )
 
 
 @dataclass
@@ -231,16 +257,8 @@ def train(
         state = training_state(nets, step, spec, config, dev) | {"data_format": data_format}
         return save_checkpoint(checkpoint_path(ckpt_dir, step), state)
 
-    loaders = [
-        iter(DataLoader(
-            ds, batch_sampler=StepSampler(len(ds), config.batch_size, config.seed + i, start),
-            num_workers=config.num_workers, pin_memory=dev.type == "cuda",
-            persistent_workers=config.num_workers > 0,
-            # Its own generator, so that creating the loader leaves the global RNG untouched.
-            generator=torch.Generator().manual_seed(config.seed),
-        ))
-        for i, ds in enumerate(datasets)
-    ]
+    loaders = [endless_batches(ds, config, config.seed + i, start, pin_memory=dev.type == "cuda")
+               for i, ds in enumerate(datasets)]
     autocast = torch.autocast(
         dev.type, dtype=torch.bfloat16, enabled=config.mixed_precision and dev.type == "cuda"
     )

@@ -1,7 +1,10 @@
-"""Readers for CelebA, RaFD and custom ImageFolder layouts, and the torch Dataset over them."""
+"""Readers for CelebA, RaFD and custom ImageFolder layouts on local folders or s3:// prefixes.
+
+The torch data sets live in `dataset` (raw folders) and `shards` (prepared Parquet shards),
+preparation in `prepare`, and `loading` picks the right one for a training run.
+"""
 
 from stargan_core.data.celeba import read_celeba
-from stargan_core.data.dataset import FaceDataset, image_transform
 from stargan_core.data.folders import (
     FORMATS,
     RawDataset,
@@ -11,15 +14,14 @@ from stargan_core.data.folders import (
     read_imagefolder,
     read_rafd,
 )
-from stargan_core.data.sample import Sample
+from stargan_core.data.sample import DataFormatError, Sample
 
 __all__ = [
     "FORMATS",
-    "FaceDataset",
+    "DataFormatError",
     "RawDataset",
     "Sample",
     "detect_format",
-    "image_transform",
     "read_celeba",
     "read_dataset",
     "read_datasets",

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import random
-from pathlib import Path
+from typing import Any
 
 from stargan_core.data.sample import DataFormatError, Sample
+from stargan_core.storage import filesystem, join, url_of
 
 ATTR_FILE = "list_attr_celeba.txt"
 PARTITION_FILE = "list_eval_partition.txt"
@@ -13,9 +14,11 @@ IMAGE_DIR = "img_align_celeba"
 CROP = 178  # the reference's centre crop of the 178x218 aligned images
 
 
-def parse_attribute_file(path: Path) -> tuple[list[str], list[tuple[str, dict[str, int]]]]:
+def parse_attribute_file(
+    path: str, text: str
+) -> tuple[list[str], list[tuple[str, dict[str, int]]]]:
     """Parse CelebA's attribute list: a count line, the attribute names, then `name +-1 ...`."""
-    lines = path.read_text().splitlines()
+    lines = text.splitlines()
 
     def fail(line_no: int, what: str) -> DataFormatError:
         return DataFormatError(f"{path}:{line_no}: {what}")
@@ -50,22 +53,24 @@ def parse_attribute_file(path: Path) -> tuple[list[str], list[tuple[str, dict[st
     return names, rows
 
 
-def read_celeba(root: str | Path, test_size: int = 2000) -> list[Sample]:
+def read_celeba(root: str, test_size: int = 2000,
+                storage_options: dict[str, Any] | None = None) -> list[Sample]:
     """Samples of a CelebA folder with all 40 attributes as 0/1.
 
     Splits come from `list_eval_partition.txt` (0 and 1 train, 2 test) when present; else, as
     the reference code does, a seeded shuffle puts `test_size` images (at most a tenth of the
     set) in the test split.
     """
-    root = Path(root)
-    attr_file = root / ATTR_FILE
-    if not attr_file.is_file():
+    fs, base = filesystem(str(root), storage_options)
+    attr_file = join(base, ATTR_FILE)
+    if not fs.isfile(attr_file):
         raise DataFormatError(f"{root} is not a CelebA folder: {ATTR_FILE} is missing")
-    _, rows = parse_attribute_file(attr_file)
-    partition_file = root / PARTITION_FILE
-    if partition_file.is_file():
+    _, rows = parse_attribute_file(url_of(fs, attr_file), fs.cat_file(attr_file).decode())
+    partition_file = join(base, PARTITION_FILE)
+    if fs.isfile(partition_file):
         split_of = {}
-        for line_no, line in enumerate(partition_file.read_text().splitlines(), start=1):
+        text = fs.cat_file(partition_file).decode()
+        for line_no, line in enumerate(text.splitlines(), start=1):
             fields = line.split()
             if not fields:
                 continue
@@ -84,5 +89,5 @@ def read_celeba(root: str | Path, test_size: int = 2000) -> list[Sample]:
         random.Random(1234).shuffle(order)
         n_test = min(test_size, len(order) // 10)
         split_of = {name: ("test" if i < n_test else "train") for i, name in enumerate(order)}
-    images = root / IMAGE_DIR
-    return [Sample(str(images / name), split_of[name], labels) for name, labels in rows]
+    return [Sample(url_of(fs, join(base, IMAGE_DIR, name)), split_of[name], labels)
+            for name, labels in rows]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 
 import torch
@@ -18,8 +19,9 @@ from stargan_core.domains import DomainSpec
 def image_transform(format: str, image_size: int) -> v2.Compose:
     """uint8 CHW image -> float in [-1, 1] of `image_size` square, as in the reference code.
 
-    CelebA's aligned 178x218 images are centre-cropped to 178 first; other images are resized
-    on their shorter side and centre-cropped to a square.
+    CelebA's aligned 178x218 images are centre-cropped to 178 first; other images (and the
+    square images of prepared shards, format `prepared`) are resized on their shorter side and
+    centre-cropped to a square.
     """
     crop = [v2.CenterCrop(CROP)] if format == "celeba" else []
     return v2.Compose(
@@ -60,23 +62,25 @@ class FaceDataset(Dataset):
         return self.transform(load_image(self.samples[index].path)), self.labels[index]
 
 
-def held_out_batch(dataset: FaceDataset, count: int = 8) -> tuple[torch.Tensor, torch.Tensor]:
+def held_out_batch(dataset: Dataset, count: int = 8) -> tuple[torch.Tensor, torch.Tensor]:
     """The first `count` images and labels of a data set: fixed inputs for sample grids."""
-    items = [dataset[i] for i in range(min(count, len(dataset)))]
+    items = list(itertools.islice(iter(dataset), count))
     return torch.stack([x for x, _ in items]), torch.stack([c for _, c in items])
 
 
-def preload(dataset: FaceDataset, progress: bool = False) -> TensorDataset:
+def preload(dataset: Dataset, progress: bool = False) -> TensorDataset:
     """Decode every image once and keep the tensors in memory: for data sets that fit in RAM,
     this takes JPEG decoding out of every training step."""
-    items = [dataset[i] for i in tqdm(range(len(dataset)), desc="decode", unit="img",
-                                      disable=not progress)]
+    items = list(tqdm(iter(dataset), total=len(dataset), desc="decode", unit="img",
+                      disable=not progress))
     return TensorDataset(torch.stack([x for x, _ in items]), torch.stack([c for _, c in items]))
 
 
-def preload_if_small(
-    dataset: FaceDataset, limit_bytes: int = 2**30, progress: bool = False
-) -> Dataset:
-    """`preload` when the decoded images take less than `limit_bytes`, else `dataset` as is."""
-    size = dataset.transform(load_image(dataset.samples[0].path)).numel() * 4 if len(dataset) else 0
+def preload_if_small(dataset: Dataset, limit_bytes: int = 2**30, progress: bool = False) -> Dataset:
+    """`preload` when the decoded images take less than `limit_bytes`, else `dataset` as is.
+
+    Works for map-style data sets (raw folders) and streaming ones (shards) alike.
+    """
+    first = next(iter(dataset), None)
+    size = first[0].numel() * first[0].element_size() if first is not None else 0
     return preload(dataset, progress) if size * len(dataset) < limit_bytes else dataset

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
-from pathlib import Path
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import PurePosixPath
+from typing import Any
 
 from stargan_core.data.celeba import ATTR_FILE, read_celeba
 from stargan_core.data.sample import IMAGE_SUFFIXES, DataFormatError, Sample
 from stargan_core.domains import RAFD_EXPRESSIONS, DomainSpec
+from stargan_core.storage import filesystem, join, url_of
 
 FORMATS = ("auto", "celeba", "rafd", "imagefolder")
 SPLITS = ("train", "test")
@@ -22,97 +25,139 @@ RAFD_NAME = re.compile(
 
 @dataclass(frozen=True)
 class RawDataset:
-    """A data set read from disk: its format, its samples and the label space it offers."""
+    """A data set read from storage: its format, its samples and the label space it offers.
+
+    `others` are the files found where images belong that do not have an image suffix: not
+    inputs, but listed so that preparation can report them instead of dropping them silently.
+    """
 
     format: str
     root: str
     samples: list[Sample]
     spec: DomainSpec
+    others: list[str] = field(default_factory=list)
 
     def split(self, name: str) -> list[Sample]:
         return [s for s in self.samples if s.split == name]
 
 
-def _images(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+@dataclass(frozen=True)
+class Listing:
+    """Every file under a root (local folder or s3:// prefix), as paths relative to it.
+
+    Hidden files (`.DS_Store`, `._*`) are not data and are left out.
+    """
+
+    root: str
+    files: list[str]
+    url: Callable[[str], str]
+
+    @classmethod
+    def of(cls, root: str, storage_options: dict[str, Any] | None = None) -> Listing:
+        fs, base = filesystem(str(root), storage_options)
+        if not fs.isdir(base):
+            raise DataFormatError(f"data folder {root} does not exist")
+        prefix = base.rstrip("/") + "/"
+        files = sorted(
+            p[len(prefix):] for p in fs.find(base)
+            if not any(part.startswith(".") for part in p[len(prefix):].split("/"))
+        )
+        return cls(str(root), files, lambda rel: url_of(fs, join(base, rel)))
+
+    def at_depth(self, depth: int) -> list[list[str]]:
+        """The files `depth` levels down, each split into its path parts."""
+        return [parts for f in self.files if len(parts := f.split("/")) == depth]
+
+    def has_dir(self, name: str) -> bool:
+        return any(f.startswith(name + "/") for f in self.files)
 
 
-def _rafd_labels(path: Path) -> dict[str, object]:
-    match = RAFD_NAME.match(path.stem)
+def _is_image(name: str) -> bool:
+    return PurePosixPath(name).suffix.lower() in IMAGE_SUFFIXES
+
+
+def _rafd_labels(name: str) -> dict[str, object]:
+    match = RAFD_NAME.match(PurePosixPath(name).stem)
     return dict(match.groupdict()) if match else {}
 
 
-def read_rafd(root: str | Path, test_identities: int = 4) -> list[Sample]:
+def _image_files(listing: Listing, depth: int) -> tuple[list[list[str]], list[str]]:
+    """Image files `depth` levels down, and the other files beside them."""
+    files = listing.at_depth(depth)
+    others = [listing.url("/".join(parts)) for parts in files if not _is_image(parts[-1])]
+    return [parts for parts in files if _is_image(parts[-1])], others
+
+
+def read_rafd(root: str, test_identities: int = 4,
+              storage_options: dict[str, Any] | None = None) -> tuple[list[Sample], list[str]]:
     """RaFD as `train|test/<expression>/*`, or a flat folder of original RaFD file names.
 
     A flat folder has no split: the `test_identities` highest-numbered identities are held out.
+    Returns the samples and the non-image files found among them.
     """
-    root = Path(root)
-    if not root.is_dir():
-        raise DataFormatError(f"RaFD folder {root} does not exist")
-    if any((root / s).is_dir() for s in SPLITS):
+    listing = Listing.of(root, storage_options)
+    if any(listing.has_dir(s) for s in SPLITS):
+        images, others = _image_files(listing, 3)
         samples = []
-        for split in SPLITS:
-            if not (root / split).is_dir():
+        for split, expression, name in images:
+            if split not in SPLITS:
                 continue
-            for folder in sorted(p for p in (root / split).iterdir() if p.is_dir()):
-                if folder.name not in RAFD_EXPRESSIONS:
-                    raise DataFormatError(
-                        f"{folder}: '{folder.name}' is not a RaFD expression "
-                        f"(known: {', '.join(RAFD_EXPRESSIONS)})"
-                    )
-                for path in _images(folder):
-                    labels = _rafd_labels(path)
-                    labels["expression"] = folder.name
-                    samples.append(Sample(str(path), split, labels))
-        return samples
-    samples = [(p, _rafd_labels(p)) for p in _images(root)]
-    unnamed = [p.name for p, labels in samples if not labels]
-    if unnamed or not samples:
+            if expression not in RAFD_EXPRESSIONS:
+                raise DataFormatError(
+                    f"{listing.url(split + '/' + expression)}: '{expression}' is not a RaFD "
+                    f"expression (known: {', '.join(RAFD_EXPRESSIONS)})"
+                )
+            labels = _rafd_labels(name) | {"expression": expression}
+            samples.append(Sample(listing.url(f"{split}/{expression}/{name}"), split, labels))
+        return samples, others
+    images, others = _image_files(listing, 1)
+    named = [(parts[0], _rafd_labels(parts[0])) for parts in images]
+    unnamed = [name for name, labels in named if not labels]
+    if unnamed or not named:
         raise DataFormatError(
             f"{root} is neither RaFD's train|test/<expression>/ layout nor a folder of original "
             f"RaFD file names (e.g. Rafd090_01_Caucasian_female_angry_frontal.jpg); "
-            f"{'no images found' if not samples else 'first other file: ' + unnamed[0]}"
+            f"{'no images found' if not named else 'first other file: ' + unnamed[0]}"
         )
-    identities = sorted({int(labels["identity"]) for _, labels in samples})
+    identities = sorted({int(labels["identity"]) for _, labels in named})
     held_out = set(identities[-test_identities:]) if len(identities) > test_identities else set()
-    return [
-        Sample(str(p), "test" if int(labels["identity"]) in held_out else "train", labels)
-        for p, labels in samples
+    samples = [
+        Sample(listing.url(name), "test" if int(labels["identity"]) in held_out else "train",
+               labels)
+        for name, labels in named
     ]
+    return samples, others
 
 
-def read_imagefolder(root: str | Path) -> list[Sample]:
-    """Custom domains: `[train|test/]<domain>/*` folders, the folder names being the domains."""
-    root = Path(root)
-    if not root.is_dir():
-        raise DataFormatError(f"image folder {root} does not exist")
-    splits = [s for s in SPLITS if (root / s).is_dir()] or [None]
-    samples = []
-    for split in splits:
-        base = root / split if split else root
-        for folder in sorted(p for p in base.iterdir() if p.is_dir()):
-            for path in _images(folder):
-                samples.append(Sample(str(path), split or "train", {"domain": folder.name}))
+def read_imagefolder(root: str, storage_options: dict[str, Any] | None = None
+                     ) -> tuple[list[Sample], list[str]]:
+    """Custom domains: `[train|test/]<domain>/*` folders, the folder names being the domains.
+
+    Returns the samples and the non-image files found among them.
+    """
+    listing = Listing.of(root, storage_options)
+    if any(listing.has_dir(s) for s in SPLITS):
+        images, others = _image_files(listing, 3)
+        samples = [Sample(listing.url("/".join(parts)), parts[0], {"domain": parts[1]})
+                   for parts in images if parts[0] in SPLITS]
+    else:
+        images, others = _image_files(listing, 2)
+        samples = [Sample(listing.url("/".join(parts)), "train", {"domain": parts[0]})
+                   for parts in images]
     if not samples:
         raise DataFormatError(f"{root} has no images in <domain>/ sub-folders")
-    return samples
+    return samples, others
 
 
-def detect_format(root: str | Path) -> str:
+def detect_format(root: str, storage_options: dict[str, Any] | None = None) -> str:
     """`celeba` when the attribute list is there, `rafd` for RaFD names, else `imagefolder`."""
-    root = Path(root)
-    if not root.is_dir():
-        raise DataFormatError(f"data folder {root} does not exist")
-    if (root / ATTR_FILE).is_file():
+    listing = Listing.of(root, storage_options)
+    if ATTR_FILE in listing.files:
         return "celeba"
-    for candidate in [root, *root.glob("*/*"), *root.glob("*")]:
-        if candidate.is_dir() and any(RAFD_NAME.match(p.stem) for p in _images(candidate)[:5]):
-            return "rafd"
-    if any((root / s).is_dir() for s in SPLITS) and all(
-        p.name in RAFD_EXPRESSIONS for s in SPLITS if (root / s).is_dir()
-        for p in (root / s).iterdir() if p.is_dir()
-    ):
+    if any(RAFD_NAME.match(PurePosixPath(f).stem) for f in listing.files[:50]):
+        return "rafd"
+    split_dirs = [parts[1] for parts in listing.at_depth(3) if parts[0] in SPLITS]
+    if split_dirs and all(d in RAFD_EXPRESSIONS for d in split_dirs):
         return "rafd"
     return "imagefolder"
 
@@ -126,23 +171,27 @@ def read_datasets(
 
 
 def read_dataset(
-    root: str | Path, format: str = "auto", domains: list[str] | None = None
+    root: str, format: str = "auto", domains: list[str] | None = None,
+    storage_options: dict[str, Any] | None = None,
 ) -> RawDataset:
-    """Read a data set folder; `domains` selects CelebA attributes (default: the paper's five)."""
+    """Read a data set (local folder or s3:// prefix); `domains` selects CelebA attributes
+    (default: the paper's five)."""
     if format not in FORMATS:
         raise DataFormatError(f"unknown format '{format}' (known: {', '.join(FORMATS)})")
+    root = str(root)
     if format == "auto":
-        format = detect_format(root)
+        format = detect_format(root, storage_options)
+    others: list[str] = []
     if format == "celeba":
-        samples = read_celeba(root)
+        samples = read_celeba(root, storage_options=storage_options)
         spec = DomainSpec.celeba(domains) if domains else DomainSpec.celeba()
     elif format == "rafd":
-        samples = read_rafd(root)
+        samples, others = read_rafd(root, storage_options=storage_options)
         spec = DomainSpec.rafd()
     else:
-        samples = read_imagefolder(root)
+        samples, others = read_imagefolder(root, storage_options)
         names = sorted({str(s.labels["domain"]) for s in samples})
-        spec = DomainSpec.categorical(Path(root).name or "custom", names)
+        spec = DomainSpec.categorical(PurePosixPath(root.rstrip("/")).name or "custom", names)
     if domains and format != "celeba":
         raise DataFormatError(f"choosing domains works for CelebA only, not for {format}")
-    return RawDataset(format, str(root), samples, spec)
+    return RawDataset(format, root, samples, spec, others)

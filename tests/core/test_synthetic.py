@@ -56,7 +56,7 @@ def test_blond_hair_is_visibly_lighter_than_black_hair(celeba_root):
 
 def test_rafd_layout_has_all_expressions(tmp_path):
     write_rafd(tmp_path, num_identities=2, seed=0, test_identities=1)
-    samples = read_rafd(tmp_path)
+    samples, _ = read_rafd(tmp_path)
     assert len({s.labels["expression"] for s in samples}) == 8
     assert {s.split for s in samples} == {"train", "test"}
     with Image.open(samples[0].path) as im:

@@ -3,7 +3,8 @@ import torch
 
 from stargan_core.checkpoint import latest_checkpoint, load_checkpoint, load_models
 from stargan_core.config import PRESETS, TrainConfig, preset
-from stargan_core.data import FaceDataset, read_dataset, read_datasets
+from stargan_core.data import read_dataset, read_datasets
+from stargan_core.data.dataset import FaceDataset
 from stargan_core.train import StepSampler, lr_factor, train
 
 SMALL = dict(image_size=16, g_conv_dim=4, d_conv_dim=4, g_repeat_num=1, d_repeat_num=4,

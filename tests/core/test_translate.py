@@ -5,7 +5,8 @@ import torch
 from PIL import Image
 
 from stargan_core.config import TrainConfig
-from stargan_core.data import FaceDataset, read_dataset
+from stargan_core.data import read_dataset
+from stargan_core.data.dataset import FaceDataset
 from stargan_core.domains import DomainSpec
 from stargan_core.model import Discriminator, Generator
 from stargan_core.translate import collect_inputs, sample_grid, source_labels, translate_files

@@ -57,7 +57,7 @@ def test_malformed_attribute_file_names_file_line_and_problem(celeba_root, tmp_p
 
 
 def test_rafd_split_layout_with_original_names(rafd_root):
-    samples = read_rafd(rafd_root)
+    samples, _ = read_rafd(rafd_root)
     assert len(samples) == 6 * 8 * 3
     assert sum(s.split == "test" for s in samples) == 2 * 8 * 3
     s = next(s for s in samples if "angry_left" in s.path)
@@ -69,7 +69,7 @@ def test_rafd_split_layout_with_original_names(rafd_root):
 def test_rafd_flat_folder_of_original_names(rafd_root, tmp_path):
     for path in rafd_root.rglob("*.jpg"):
         shutil.copy(path, tmp_path / path.name)
-    samples = read_rafd(tmp_path)
+    samples, _ = read_rafd(tmp_path)
     assert len(samples) == 6 * 8 * 3
     held_out = {s.labels["identity"] for s in samples if s.split == "test"}
     assert held_out == {"03", "04", "05", "06"}  # the four highest-numbered identities
@@ -78,6 +78,7 @@ def test_rafd_flat_folder_of_original_names(rafd_root, tmp_path):
 
 def test_rafd_rejects_unknown_expression_folders(tmp_path):
     (tmp_path / "train" / "bored").mkdir(parents=True)
+    (tmp_path / "train" / "bored" / "face.jpg").write_bytes(b"")
     with pytest.raises(DataFormatError, match="'bored' is not a RaFD expression"):
         read_rafd(tmp_path)
 
@@ -91,7 +92,7 @@ def test_imagefolder_domains_are_folder_names(celeba_root, tmp_path):
     raw = read_dataset(tmp_path)
     assert raw.format == "imagefolder"
     assert raw.spec.domains == ("cats", "dogs", "foxes")
-    assert len(read_imagefolder(tmp_path)) == 12
+    assert len(read_imagefolder(tmp_path)[0]) == 12
     assert raw.spec.parse_target("dogs").label_set == 0
 
 

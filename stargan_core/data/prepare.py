@@ -1,0 +1,341 @@
+"""Raw data set -> Parquet shards + manifest on object storage (DESIGN.md, "Storage").
+
+The work is a plan of shard tasks; each task turns a fixed, ordered chunk of inputs into one
+shard, so tasks run in any order, in parallel, and again after a crash. A shard records the
+fingerprint of its inputs and parameters in its footer: a task whose shard is already there
+with the same fingerprint writes nothing. The manifest is written last and is the commit
+marker of a version.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import posixpath
+import tempfile
+from collections import Counter
+from collections.abc import Callable, Iterable
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from contextlib import nullcontext
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from stargan_core.data.celeba import CROP
+from stargan_core.data.folders import read_dataset
+from stargan_core.data.images import ImageRule, RejectedImage, prepare_image
+from stargan_core.data.sample import DataFormatError, Sample
+from stargan_core.storage import (
+    check_reachable,
+    file_sha256,
+    filesystem,
+    join,
+    put_file,
+    read_json,
+    write_bytes,
+    write_json,
+)
+
+MANIFEST = "manifest.json"
+REJECTED = "rejected.parquet"
+RAFD_COLUMNS = {"expression": pa.string(), "identity": pa.int16(), "ethnicity": pa.string(),
+                "gender": pa.string(), "gaze": pa.string(), "angle": pa.int16()}
+REJECTED_SCHEMA = pa.schema([("source", pa.string()), ("split", pa.string()),
+                             ("reason", pa.string()), ("detail", pa.string())])
+
+
+@dataclass(frozen=True)
+class PrepareConfig:
+    """What to prepare and how: source, destination, image rule and shard sizes."""
+
+    source: str
+    output: str  # the version's folder: <root>/datasets/<name>/<version>
+    format: str = "auto"
+    rule: ImageRule = field(default_factory=ImageRule)
+    rows_per_shard: int = 8000
+    row_group_size: int = 2000
+    storage_options: dict[str, Any] | None = None
+    overwrite: bool = False
+
+    def parameters(self) -> dict[str, Any]:
+        """Everything that decides the bytes written (storage options do not)."""
+        return {"source": self.source, "format": self.format, "rule": asdict(self.rule),
+                "rows_per_shard": self.rows_per_shard, "row_group_size": self.row_group_size}
+
+
+def dataset_url(root: str, name: str, version: str) -> str:
+    return join(root, "datasets", name, version)
+
+
+@dataclass(frozen=True)
+class ShardTask:
+    """One shard to write: its split, its number and its ordered inputs."""
+
+    split: str
+    index: int
+    inputs: tuple[Sample, ...]
+    fingerprint: str
+
+    @property
+    def path(self) -> str:
+        return f"{self.split}/part-{self.index:05d}.parquet"
+
+
+@dataclass(frozen=True)
+class Rejection:
+    source: str
+    split: str
+    reason: str
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class ShardResult:
+    """What a task wrote (or found already written)."""
+
+    split: str
+    path: str
+    rows: int
+    row_groups: list[int]
+    sha256: str
+    bytes: int
+    label_counts: dict[str, dict[str, int]]
+    rejected: list[Rejection]
+    written: bool
+
+
+@dataclass(frozen=True)
+class Plan:
+    config: PrepareConfig  # with the format detected
+    label_schema: pa.Schema
+    tasks: list[ShardTask]
+    rejected: list[Rejection]  # non-image files found among the images
+    fingerprint: str
+
+    @property
+    def inputs(self) -> int:
+        return sum(len(t.inputs) for t in self.tasks) + len(self.rejected)
+
+
+def _digest(document: object) -> str:
+    return hashlib.sha256(json.dumps(document, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _label_schema(format: str, samples: list[Sample]) -> pa.Schema:
+    if format == "celeba":  # all 40 attributes: the choice of domains is made when training
+        return pa.schema([(name, pa.int8()) for name in samples[0].labels])
+    if format == "rafd":
+        return pa.schema(list(RAFD_COLUMNS.items()))
+    return pa.schema([("domain", pa.string())])
+
+
+def plan(config: PrepareConfig) -> Plan:
+    """List the source and cut every split into shard tasks (fails at once on a missing or
+    malformed source or unreachable storage)."""
+    check_reachable(config.source, config.storage_options, must_exist=True)
+    check_reachable(config.output, config.storage_options)
+    raw = read_dataset(config.source, config.format, storage_options=config.storage_options)
+    if not raw.samples:
+        raise DataFormatError(f"{config.source} has no images")
+    config = replace(config, format=raw.format)
+    parameters = config.parameters()
+    tasks = []
+    for split in sorted({s.split for s in raw.samples}):
+        samples = sorted(raw.split(split), key=lambda s: s.path)
+        for index, start in enumerate(range(0, len(samples), config.rows_per_shard)):
+            chunk = tuple(samples[start:start + config.rows_per_shard])
+            fingerprint = _digest([parameters, split, index,
+                                   [(s.path, s.labels) for s in chunk]])
+            tasks.append(ShardTask(split, index, chunk, fingerprint))
+    rejected = [Rejection(path, "", "not an image file", "suffix is not an image type")
+                for path in raw.others]
+    fingerprint = _digest([parameters, [t.fingerprint for t in tasks], raw.others])
+    return Plan(config, _label_schema(raw.format, raw.samples), tasks, rejected,
+                fingerprint)
+
+
+def _image_id(sample: Sample, source: str) -> str:
+    """The input's path relative to the source root: unique and stable."""
+    root = source.rstrip("/") + "/"
+    return sample.path[len(root):] if sample.path.startswith(root) else sample.path
+
+
+def _read(sample: Sample, options: dict[str, Any] | None) -> bytes:
+    fs, path = filesystem(sample.path, options)
+    try:
+        return fs.cat_file(path)
+    except FileNotFoundError:
+        raise RejectedImage("missing file", "listed by the data set but not found") from None
+    except OSError as error:
+        raise RejectedImage("unreadable", str(error)) from None
+
+
+def _shard_schema(label_schema: pa.Schema) -> pa.Schema:
+    base = [("image", pa.struct([("bytes", pa.binary()), ("path", pa.string())])),
+            ("image_id", pa.string()), ("height", pa.int32()), ("width", pa.int32())]
+    schema = pa.schema(base + list(zip(label_schema.names, label_schema.types, strict=True)))
+    # The `datasets` library reads these features back, the image column as an Image.
+    features = {"image": {"_type": "Image"}} | {
+        f.name: {"dtype": str(f.type), "_type": "Value"}
+        for f in schema if f.name != "image"
+    }
+    return schema.with_metadata({"huggingface": json.dumps({"info": {"features": features}})})
+
+
+def _label_counts(table: pa.Table, label_names: list[str]) -> dict[str, dict[str, int]]:
+    counts = {}
+    for name in label_names:
+        values = Counter(v for v in table.column(name).to_pylist() if v is not None)
+        counts[name] = {str(k): n for k, n in sorted(values.items(), key=lambda kv: str(kv[0]))}
+    return counts
+
+
+def _existing(fs, path: str, fingerprint: str) -> ShardResult | None:  # noqa: ANN001
+    """The result recorded in a complete shard with this fingerprint, else None."""
+    try:
+        with fs.open(path, "rb") as f:
+            meta = pq.read_metadata(f)
+    except (FileNotFoundError, OSError, pa.ArrowInvalid):
+        return None  # absent, or a partial file left by a killed writer: write it anew
+    record = json.loads((meta.metadata or {}).get(b"stargan", b"{}"))
+    if record.get("fingerprint") != fingerprint:
+        return None
+    return ShardResult(
+        record["split"], record["path"], meta.num_rows,
+        [meta.row_group(i).num_rows for i in range(meta.num_row_groups)],
+        file_sha256(fs, path), fs.size(path), record["label_counts"],
+        [Rejection(**r) for r in record["rejected"]], written=False,
+    )
+
+
+def write_shard(config: PrepareConfig, label_schema: pa.Schema, task: ShardTask) -> ShardResult:
+    """Prepare the task's inputs into one shard (or find it already complete)."""
+    fs, base = filesystem(config.output, config.storage_options)
+    path = join(base, task.path)
+    done = _existing(fs, path, task.fingerprint)
+    if done is not None:
+        return done
+    schema = _shard_schema(label_schema)
+    crop = CROP if config.format == "celeba" else None
+    rows, rejected = [], []
+    for sample in task.inputs:
+        image_id = _image_id(sample, config.source)
+        try:
+            data = prepare_image(_read(sample, config.storage_options), config.rule, crop)
+        except RejectedImage as error:
+            rejected.append(Rejection(sample.path, task.split, error.reason, error.detail))
+            continue
+        name = posixpath.splitext(posixpath.basename(image_id))[0] + config.rule.suffix
+        rows.append({"image": {"bytes": data, "path": name}, "image_id": image_id,
+                     "height": config.rule.image_size, "width": config.rule.image_size}
+                    | {k: sample.labels.get(k) for k in label_schema.names})
+    table = pa.Table.from_pylist(rows, schema=schema)
+    label_counts = _label_counts(table, label_schema.names)
+    record = {"fingerprint": task.fingerprint, "split": task.split, "path": task.path,
+              "label_counts": label_counts, "rejected": [asdict(r) for r in rejected]}
+    table = table.replace_schema_metadata(
+        schema.metadata | {b"stargan": json.dumps(record).encode()})
+    with tempfile.NamedTemporaryFile(suffix=".parquet") as tmp:
+        pq.write_table(table, tmp.name, row_group_size=config.row_group_size,
+                       compression="zstd")  # already-compressed images: zstd is for the labels
+        meta = pq.read_metadata(tmp.name)
+        digest = file_sha256(filesystem(tmp.name)[0], tmp.name)
+        put_file(fs, tmp.name, path)
+    size = fs.size(path)
+    return ShardResult(task.split, task.path, table.num_rows,
+                       [meta.row_group(i).num_rows for i in range(meta.num_row_groups)],
+                       digest, size, label_counts, rejected, written=True)
+
+
+def _sum_counts(results: Iterable[ShardResult]) -> dict[str, dict[str, int]]:
+    total: dict[str, Counter] = {}
+    for r in results:
+        for name, values in r.label_counts.items():
+            total.setdefault(name, Counter()).update(values)
+    return {name: dict(sorted(c.items())) for name, c in total.items()}
+
+
+def finish(plan: Plan, results: list[ShardResult]) -> dict[str, Any]:
+    """Remove shards that the plan no longer has, write rejected.parquet, then the manifest."""
+    config = plan.config
+    fs, base = filesystem(config.output, config.storage_options)
+    results = sorted(results, key=lambda r: r.path)
+    keep = {join(base, r.path) for r in results}
+    for split in {r.split for r in results}:
+        for stale in fs.glob(join(base, split, "part-*.parquet")):
+            if stale not in keep:
+                fs.rm_file(stale)
+    rejected = plan.rejected + [x for r in results for x in r.rejected]
+    table = pa.Table.from_pylist([asdict(r) for r in rejected], schema=REJECTED_SCHEMA)
+    sink = pa.BufferOutputStream()
+    pq.write_table(table, sink)
+    write_bytes(fs, join(base, REJECTED), sink.getvalue().to_pybytes())
+    splits = {}
+    for split in sorted({r.split for r in results}):
+        part = [r for r in results if r.split == split]
+        splits[split] = {"rows": sum(r.rows for r in part), "labels": _sum_counts(part)}
+    manifest = {
+        "format_version": 1,
+        "source": config.source,
+        "format": config.format,
+        "image": {"size": config.rule.image_size, "encoding": config.rule.encoding,
+                  "quality": config.rule.quality if config.rule.encoding == "jpeg" else None,
+                  "crop": CROP if config.format == "celeba" else None,
+                  "resize": "centre crop to a square, Lanczos resize"},
+        "label_columns": {f.name: str(f.type) for f in plan.label_schema},
+        "splits": splits,
+        "shards": [{"path": r.path, "split": r.split, "rows": r.rows,
+                    "row_groups": r.row_groups, "sha256": r.sha256, "bytes": r.bytes}
+                   for r in results],
+        "inputs": plan.inputs,
+        "rows": sum(r.rows for r in results),
+        "rejected": {"count": len(rejected), "path": REJECTED,
+                     "by_reason": dict(Counter(r.reason for r in rejected).most_common())},
+        "parameters": config.parameters(),
+        "fingerprint": plan.fingerprint,
+    }
+    write_json(join(config.output, MANIFEST), manifest, config.storage_options)
+    return manifest
+
+
+def committed(plan: Plan) -> dict[str, Any] | None:
+    """The manifest of this exact preparation when it is already complete, else None.
+
+    A version that was completed with other inputs or parameters is an error unless the
+    configuration says to overwrite it: models trained on it name it.
+    """
+    manifest = read_json(join(plan.config.output, MANIFEST), plan.config.storage_options)
+    if manifest is None or manifest.get("fingerprint") == plan.fingerprint:
+        return manifest
+    if plan.config.overwrite:
+        return None
+    raise DataFormatError(
+        f"{plan.config.output} already holds a data set prepared from other inputs or with "
+        "other parameters: choose a new version, or overwrite it on purpose"
+    )
+
+
+def prepare_dataset(
+    config: PrepareConfig, workers: int = 1,
+    on_shard: Callable[[ShardResult, int, int], None] | None = None,
+) -> dict[str, Any]:
+    """Plan, write the missing shards (`workers` processes), then the manifest; returns it."""
+    work = plan(config)
+    manifest = committed(work)
+    if manifest is not None:
+        return manifest
+    results: list[ShardResult] = []
+    with ProcessPoolExecutor(workers) if workers > 1 else nullcontext() as pool:
+        if pool is None:
+            done: Iterable[ShardResult] = (write_shard(config, work.label_schema, t)
+                                           for t in work.tasks)
+        else:
+            done = (f.result() for f in as_completed(
+                [pool.submit(write_shard, config, work.label_schema, t) for t in work.tasks]))
+        for result in done:
+            results.append(result)
+            if on_shard:
+                on_shard(result, len(results), len(work.tasks))
+    return finish(work, results)

@@ -1,0 +1,153 @@
+"""Streaming (image, label vector) pairs from the Parquet shards of a prepared data set.
+
+The unit of work is a row group: each epoch, the row groups of a split are put in one seeded
+order and dealt out round-robin to every (distributed rank, DataLoader worker), so no two
+readers share a row; each reader shuffles its rows through a buffer.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterator
+from typing import Any
+
+import pyarrow.parquet as pq
+import torch
+import torch.distributed as dist
+from torch.utils.data import IterableDataset, get_worker_info
+from torchvision.io import ImageReadMode, decode_image
+
+from stargan_core.data.dataset import image_transform
+from stargan_core.data.prepare import MANIFEST
+from stargan_core.data.sample import DataFormatError
+from stargan_core.domains import DomainSpec
+from stargan_core.storage import filesystem, join, read_json
+
+
+def manifest_url(url: str) -> str:
+    """The manifest of a prepared data set, given its folder or the manifest itself."""
+    return url if url.rstrip("/").endswith(MANIFEST) else join(url, MANIFEST)
+
+
+def is_prepared(url: str, storage_options: dict[str, Any] | None = None) -> bool:
+    """Whether `url` names a prepared data set (a manifest or a folder holding one)."""
+    fs, path = filesystem(manifest_url(str(url)), storage_options)
+    return fs.isfile(path)
+
+
+def read_manifest(url: str, storage_options: dict[str, Any] | None = None) -> dict[str, Any]:
+    manifest = read_json(manifest_url(str(url)), storage_options)
+    if manifest is None:
+        raise DataFormatError(
+            f"no {MANIFEST} at {url}: prepare the data set first (`stargan preprocess` or the "
+            "preprocess-dataset flow), or give the folder that holds the manifest"
+        )
+    return manifest
+
+
+def manifest_spec(manifest: dict[str, Any], domains: list[str] | None = None) -> DomainSpec:
+    """The label space a prepared data set offers; `domains` selects CelebA attributes."""
+    format = manifest["format"]
+    if domains and format != "celeba":
+        raise DataFormatError(f"choosing domains works for CelebA only, not for {format}")
+    if format == "celeba":
+        return DomainSpec.celeba(domains) if domains else DomainSpec.celeba()
+    if format == "rafd":
+        return DomainSpec.rafd()
+    names = sorted({value for split in manifest["splits"].values()
+                    for value in split["labels"].get("domain", {})})
+    name = manifest["source"].rstrip("/").rsplit("/", 1)[-1] or "custom"
+    return DomainSpec.categorical(name, names)
+
+
+class ShardDataset(IterableDataset):
+    """One epoch of (image in [-1, 1], label vector of `spec` for `label_set`) per iteration.
+
+    Call `set_epoch` between epochs for a new order. Works with any number of DataLoader workers
+    and distributed ranks (taken from torch.distributed when it is initialised).
+    """
+
+    def __init__(
+        self,
+        url: str,
+        spec: DomainSpec,
+        split: str = "train",
+        image_size: int | None = None,
+        label_set: int = 0,
+        shuffle_buffer: int = 1000,
+        seed: int = 0,
+        storage_options: dict[str, Any] | None = None,
+        rank: int | None = None,
+        world_size: int | None = None,
+    ) -> None:
+        self.url = manifest_url(str(url)).rsplit("/", 1)[0]
+        self.manifest = read_manifest(self.url, storage_options)
+        if split not in self.manifest["splits"]:
+            raise DataFormatError(f"{self.url} has no '{split}' split "
+                                  f"(it has: {', '.join(self.manifest['splits'])})")
+        self.units = [(shard["path"], group) for shard in self.manifest["shards"]
+                      if shard["split"] == split for group in range(len(shard["row_groups"]))]
+        self.rows = self.manifest["splits"][split]["rows"]
+        self.spec, self.label_set = spec, label_set
+        labels = spec.label_sets[label_set]
+        self.columns = ["image", *([labels.category] if labels.one_hot else labels.domains)]
+        missing = [c for c in self.columns if c != "image" and c not in
+                   self.manifest["label_columns"]]
+        if missing:
+            raise DataFormatError(f"{self.url} has no label column {', '.join(missing)} "
+                                  f"(it has: {', '.join(self.manifest['label_columns'])})")
+        self.image_size = image_size or self.manifest["image"]["size"]
+        self.transform = image_transform("prepared", self.image_size)
+        self.shuffle_buffer, self.seed, self.epoch = shuffle_buffer, seed, 0
+        self.storage_options = storage_options
+        self.rank, self.world_size = rank, world_size
+
+    def __len__(self) -> int:
+        return self.rows
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def _reader(self) -> tuple[int, int]:
+        """(this reader's number, the number of readers) over ranks x DataLoader workers."""
+        rank, world = self.rank, self.world_size
+        if rank is None or world is None:
+            on = dist.is_available() and dist.is_initialized()
+            rank, world = (dist.get_rank(), dist.get_world_size()) if on else (0, 1)
+        worker = get_worker_info()
+        workers, worker_id = (worker.num_workers, worker.id) if worker else (1, 0)
+        return rank * workers + worker_id, world * workers
+
+    def _rows(self, units: list[tuple[str, int]]) -> Iterator[dict[str, Any]]:
+        fs, base = filesystem(self.url, self.storage_options)
+        for path, group in units:
+            with fs.open(join(base, path), "rb") as f:
+                table = pq.ParquetFile(f).read_row_group(group, columns=self.columns)
+            yield from table.to_pylist()
+
+    def _item(self, row: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
+        data = torch.frombuffer(bytearray(row.pop("image")["bytes"]), dtype=torch.uint8)
+        image = decode_image(data, mode=ImageReadMode.RGB)
+        return self.transform(image), self.spec.label_vector(row, self.label_set)
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        reader, readers = self._reader()
+        units = list(self.units)
+        if self.shuffle_buffer > 1:
+            # The same order on every reader, so that dealing it out leaves no overlap.
+            random.Random(self.seed * 100_003 + self.epoch).shuffle(units)
+        rows = self._rows(units[reader::readers])
+        if self.shuffle_buffer <= 1:
+            yield from map(self._item, rows)
+            return
+        rng = random.Random((self.seed * 100_003 + self.epoch) * 1009 + reader)
+        buffer: list[dict[str, Any]] = []
+        for row in rows:
+            if len(buffer) < self.shuffle_buffer:
+                buffer.append(row)
+                continue
+            i = rng.randrange(len(buffer))
+            buffer[i], row = row, buffer[i]
+            yield self._item(row)
+        rng.shuffle(buffer)
+        yield from map(self._item, buffer)

@@ -1,0 +1,148 @@
+"""Object storage through fsspec: a local folder and an s3:// prefix behave the same.
+
+Credentials never pass through here: s3fs takes them from the environment (AWS_ACCESS_KEY_ID,
+AWS_SECRET_ACCESS_KEY, a profile or an instance role). The endpoint of an S3-compatible store
+comes from AWS_ENDPOINT_URL.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import posixpath
+import uuid
+from pathlib import Path
+from typing import Any
+
+import fsspec
+from fsspec.implementations.local import LocalFileSystem
+
+DEFAULT_ROOT = "stargan-storage"  # the embedded default: a folder in the working directory
+SECRET_OPTIONS = ("key", "secret", "token", "password", "aws_access_key_id",
+                  "aws_secret_access_key", "aws_session_token")
+
+
+class StorageError(RuntimeError):
+    """Storage that cannot be reached or written, with what to check."""
+
+
+def default_root() -> str:
+    """`STARGAN_STORAGE_URL`, else the local folder `./stargan-storage`."""
+    return os.environ.get("STARGAN_STORAGE_URL") or str(Path(DEFAULT_ROOT).resolve())
+
+
+def storage_options(url: str, options: dict[str, Any] | None = None) -> dict[str, Any]:
+    """fsspec options for `url`: for s3://, the endpoint from AWS_ENDPOINT_URL and short
+    timeouts (an unreachable store fails in seconds, not minutes), under `options`."""
+    options = dict(options or {})
+    secrets = [k for k in options if k.lower() in SECRET_OPTIONS]
+    if secrets:
+        raise StorageError(
+            f"storage options must not carry credentials ({', '.join(secrets)}): set "
+            "AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY in the environment instead"
+        )
+    if not url.startswith(("s3://", "s3a://")):
+        return options
+    defaults: dict[str, Any] = {
+        "config_kwargs": {"connect_timeout": 5, "retries": {"max_attempts": 3}},
+    }
+    if os.environ.get("AWS_ENDPOINT_URL"):
+        defaults["endpoint_url"] = os.environ["AWS_ENDPOINT_URL"]
+    return defaults | options
+
+
+def filesystem(url: str, options: dict[str, Any] | None = None) -> tuple[fsspec.AbstractFileSystem,
+                                                                          str]:
+    """The file system of `url` and the path within it."""
+    url = str(url)
+    fs, path = fsspec.core.url_to_fs(url, **storage_options(url, options))
+    return fs, path.rstrip("/") or path
+
+
+def is_local(fs: fsspec.AbstractFileSystem) -> bool:
+    return isinstance(fs, LocalFileSystem)
+
+
+def url_of(fs: fsspec.AbstractFileSystem, path: str) -> str:
+    """The URL of a path of `fs`: a plain path for local files, `s3://...` for S3."""
+    return path if is_local(fs) else fs.unstrip_protocol(path)
+
+
+def join(url: str, *parts: str) -> str:
+    return posixpath.join(str(url).rstrip("/"), *parts)
+
+
+def describe(url: str) -> str:
+    """`url` and, for S3, the endpoint it is reached through: for error messages."""
+    endpoint = storage_options(url).get("endpoint_url")
+    return f"{url} (endpoint {endpoint})" if endpoint else url
+
+
+def check_reachable(url: str, options: dict[str, Any] | None = None, *,
+                    must_exist: bool = False) -> None:
+    """Fail at once, saying what to fix, when the store of `url` cannot be reached (or, with
+    `must_exist`, when nothing is at `url`)."""
+    fs, path = filesystem(url, options)
+    try:
+        if not is_local(fs):
+            bucket = path.split("/", 1)[0]
+            if not fs.exists(bucket):
+                raise StorageError(f"bucket '{bucket}' of {describe(url)} does not exist: "
+                                   "create it or fix the URL")
+        if must_exist and not fs.exists(path):
+            raise StorageError(f"{describe(url)} does not exist: check the URL")
+    except StorageError:
+        raise
+    except Exception as error:  # botocore / aiohttp errors differ by cause; all mean "unreachable"
+        raise StorageError(
+            f"cannot reach {describe(url)}: {error}. Check AWS_ENDPOINT_URL, the credentials "
+            "in the environment and the network"
+        ) from error
+
+
+def file_sha256(fs: fsspec.AbstractFileSystem, path: str) -> str:
+    digest = hashlib.sha256()
+    with fs.open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def put_file(fs: fsspec.AbstractFileSystem, local_path: str | Path, path: str) -> None:
+    """Copy a finished local file to `path` so that readers never see half of it.
+
+    An S3 object appears only once its upload completes; a local file is copied beside its
+    destination under a temporary name and renamed.
+    """
+    fs.makedirs(posixpath.dirname(path), exist_ok=True)
+    if is_local(fs):
+        tmp = f"{path}.tmp-{uuid.uuid4().hex}"
+        fs.put_file(str(local_path), tmp)
+        os.replace(tmp, path)
+    else:
+        fs.put_file(str(local_path), path)
+
+
+def write_bytes(fs: fsspec.AbstractFileSystem, path: str, data: bytes) -> None:
+    """Write `data` to `path` all at once (atomic for both a local folder and S3)."""
+    fs.makedirs(posixpath.dirname(path), exist_ok=True)
+    if is_local(fs):
+        tmp = f"{path}.tmp-{uuid.uuid4().hex}"
+        fs.pipe_file(tmp, data)
+        os.replace(tmp, path)
+    else:
+        fs.pipe_file(path, data)
+
+
+def read_json(url: str, options: dict[str, Any] | None = None) -> dict[str, Any] | None:
+    """The JSON document at `url`, or None when there is none."""
+    fs, path = filesystem(url, options)
+    if not fs.exists(path):
+        return None
+    return json.loads(fs.cat_file(path))
+
+
+def write_json(url: str, document: dict[str, Any], options: dict[str, Any] | None = None) -> None:
+    fs, path = filesystem(url, options)
+    write_bytes(fs, path, json.dumps(document, indent=2, sort_keys=True).encode() + b"\n")
