@@ -87,9 +87,11 @@ def check_reachable(url: str, options: dict[str, Any] | None = None, *,
     try:
         if not is_local(fs):
             bucket = path.split("/", 1)[0]
-            if not fs.exists(bucket):
+            try:
+                fs.info(bucket)  # unlike exists(), this raises when the store is unreachable
+            except FileNotFoundError:
                 raise StorageError(f"bucket '{bucket}' of {describe(url)} does not exist: "
-                                   "create it or fix the URL")
+                                   "create it or fix the URL") from None
         if must_exist and not fs.exists(path):
             raise StorageError(f"{describe(url)} does not exist: check the URL")
     except StorageError:

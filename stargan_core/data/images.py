@@ -95,17 +95,17 @@ def prepare_image(data: bytes, rule: ImageRule, crop: int | None = None) -> byte
         except (OSError, SyntaxError, ValueError) as error:
             raise RejectedImage("truncated or corrupt", str(error)) from None
     image = _to_rgb(ImageOps.exif_transpose(image))
-    if crop and min(image.size) > crop:
-        left, top = (image.width - crop) // 2, (image.height - crop) // 2
-        image = image.crop((left, top, left + crop, top + crop))
-    short = min(image.size)
-    if short * rule.max_upscale < rule.image_size:
+    # The centre square (CelebA: the reference's fixed crop), cut before resizing so that the
+    # resampling filter sees no pixel outside it.
+    side = min(crop or min(image.size), *image.size)
+    if side * rule.max_upscale < rule.image_size:
         raise RejectedImage(
             "too small", f"{width}x{height} would need more than {rule.max_upscale:g}x "
             f"enlargement to {rule.image_size} px"
         )
-    size = (rule.image_size, rule.image_size)
-    image = ImageOps.fit(image, size, Image.Resampling.LANCZOS)
+    left, top = (image.width - side) // 2, (image.height - side) // 2
+    image = image.crop((left, top, left + side, top + side))
+    image = image.resize((rule.image_size, rule.image_size), Image.Resampling.LANCZOS)
     out = io.BytesIO()
     if rule.encoding == "jpeg":
         # 4:4:4 chroma: hair colour is one of the attributes the model learns.

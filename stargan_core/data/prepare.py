@@ -162,6 +162,13 @@ def _image_id(sample: Sample, source: str) -> str:
     return sample.path[len(root):] if sample.path.startswith(root) else sample.path
 
 
+def _label(value: object, type: pa.DataType) -> object:
+    """A raw label as its column's type (RaFD's file names give identity '05', angle '090')."""
+    if value is None:
+        return None
+    return int(value) if pa.types.is_integer(type) else str(value)
+
+
 def _read(sample: Sample, options: dict[str, Any] | None) -> bytes:
     fs, path = filesystem(sample.path, options)
     try:
@@ -230,7 +237,7 @@ def write_shard(config: PrepareConfig, label_schema: pa.Schema, task: ShardTask)
         name = posixpath.splitext(posixpath.basename(image_id))[0] + config.rule.suffix
         rows.append({"image": {"bytes": data, "path": name}, "image_id": image_id,
                      "height": config.rule.image_size, "width": config.rule.image_size}
-                    | {k: sample.labels.get(k) for k in label_schema.names})
+                    | {f.name: _label(sample.labels.get(f.name), f.type) for f in label_schema})
     table = pa.Table.from_pylist(rows, schema=schema)
     label_counts = _label_counts(table, label_schema.names)
     record = {"fingerprint": task.fingerprint, "split": task.split, "path": task.path,

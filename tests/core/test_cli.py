@@ -16,14 +16,17 @@ def run(*args, check=True):
     return proc
 
 
-@pytest.mark.parametrize("command", ["synth", "train", "translate", "evaluate"])
+@pytest.mark.parametrize("command", ["synth", "preprocess", "train", "translate", "evaluate"])
 def test_every_command_explains_its_options(command, capsys):
     with pytest.raises(SystemExit) as exit_:
         main([command, "--help"])
     assert exit_.value.code == 0
     out = capsys.readouterr().out
     for option in {"synth": ["--num-images", "--seed"],
-                   "train": ["--preset", "--domains", "--set", "--no-resume", "tiny:"],
+                   "preprocess": ["--image-size", "--rows-per-shard", "rejected.parquet",
+                                  "AWS_ENDPOINT_URL", "--workers"],
+                   "train": ["--preset", "--domains", "--set", "--no-resume", "tiny:",
+                             "manifest.json"],
                    "translate": ["--checkpoint", "--target", "Blond_Hair,Young=0"],
                    "evaluate": ["--classifier-steps"]}[command]:
         assert option in out
@@ -87,3 +90,16 @@ def test_joint_training_and_evaluating_either_data_set(celeba_root, rafd_root, t
                  str(celeba_root), "--classifier-steps", "2")
     assert '"eval/translation_accuracy/Blond_Hair"' in celeba.stdout
     assert "translation accuracy" in celeba.stderr
+
+
+def test_train_from_prepared_shards(celeba_root, tmp_path):
+    out = run("preprocess", str(celeba_root), "--out", str(tmp_path / "storage"), "--name",
+              "faces", "--image-size", "32", "--rows-per-shard", "50").stdout
+    manifest = tmp_path / "storage" / "datasets" / "faces" / "v1" / "manifest.json"
+    assert f"manifest: {manifest}" in out
+    small = ["--set", "image_size=16", "--set", "g_conv_dim=4", "--set", "d_conv_dim=4",
+             "--set", "g_repeat_num=1", "--set", "d_repeat_num=4", "--batch-size", "4"]
+    out = run("train", "--data", str(manifest), "--iters", "2", *small,
+              "--out", str(tmp_path / "run")).stdout
+    assert "domains Black_Hair, Blond_Hair, Brown_Hair, Male, Young; 108 images" in out
+    assert (tmp_path / "run" / "checkpoints" / "step-0000002.ckpt").is_file()

@@ -11,8 +11,7 @@ import pytest
 from stargan_core.checkpoint import load_models
 from stargan_core.config import preset
 from stargan_core.data import read_dataset
-from stargan_core.data.dataset import FaceDataset
-from stargan_core.data.dataset import held_out_batch, preload
+from stargan_core.data.dataset import FaceDataset, held_out_batch, preload
 from stargan_core.evaluate import evaluate, train_classifier
 from stargan_core.synthetic import write_celeba
 from stargan_core.train import train
