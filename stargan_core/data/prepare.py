@@ -34,6 +34,7 @@ from stargan_core.storage import (
     join,
     put_file,
     read_json,
+    url_of,
     write_bytes,
     write_json,
 )
@@ -136,10 +137,12 @@ def plan(config: PrepareConfig) -> Plan:
     malformed source or unreachable storage)."""
     check_reachable(config.source, config.storage_options, must_exist=True)
     check_reachable(config.output, config.storage_options)
-    raw = read_dataset(config.source, config.format, storage_options=config.storage_options)
+    fs, base = filesystem(config.source, config.storage_options)
+    source = url_of(fs, base)  # absolute: image ids are paths relative to it
+    raw = read_dataset(source, config.format, storage_options=config.storage_options)
     if not raw.samples:
         raise DataFormatError(f"{config.source} has no images")
-    config = replace(config, format=raw.format)
+    config = replace(config, source=source, format=raw.format)
     parameters = config.parameters()
     tasks = []
     for split in sorted({s.split for s in raw.samples}):
@@ -336,11 +339,11 @@ def prepare_dataset(
     results: list[ShardResult] = []
     with ProcessPoolExecutor(workers) if workers > 1 else nullcontext() as pool:
         if pool is None:
-            done: Iterable[ShardResult] = (write_shard(config, work.label_schema, t)
+            done: Iterable[ShardResult] = (write_shard(work.config, work.label_schema, t)
                                            for t in work.tasks)
         else:
             done = (f.result() for f in as_completed(
-                [pool.submit(write_shard, config, work.label_schema, t) for t in work.tasks]))
+                [pool.submit(write_shard, work.config, work.label_schema, t) for t in work.tasks]))
         for result in done:
             results.append(result)
             if on_shard:

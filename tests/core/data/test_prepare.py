@@ -16,7 +16,7 @@ import pytest
 from PIL import Image
 
 from stargan_core.data import DataFormatError
-from stargan_core.data.images import ImageRule
+from stargan_core.data.images import ImageRule, prepare_image
 from stargan_core.data.prepare import PrepareConfig, prepare_dataset
 from stargan_core.storage import StorageError
 
@@ -32,7 +32,8 @@ BAD = {  # file -> the reason it must be rejected with
 
 @pytest.fixture(scope="module")
 def messy_celeba(celeba_root, tmp_path_factory):
-    """The synthetic CelebA set with one input of every bad kind, and a greyscale one."""
+    """The synthetic CelebA set with one input of every bad kind, a greyscale one and one at
+    twice the usual size."""
     root = tmp_path_factory.mktemp("messy") / "celeba"
     shutil.copytree(celeba_root, root)
     images = root / "img_align_celeba"
@@ -43,6 +44,7 @@ def messy_celeba(celeba_root, tmp_path_factory):
     (images / "000006.jpg").unlink()
     Image.new("RGB", (20, 24)).save(images / "000007.jpg")
     Image.open(images / "000008.jpg").convert("L").save(images / "000008.jpg")
+    Image.open(images / "000009.jpg").resize((356, 436)).save(images / "000009.jpg")
     return root
 
 
@@ -83,8 +85,13 @@ def test_shards_manifest_and_rejected_list(messy_celeba, tmp_path):
     assert table.schema.field("image").type.names == ["bytes", "path"]
     assert len([c for c in table.column_names if table.schema.field(c).type == "int8"]) == 40
     row = table.slice(0, 1).to_pylist()[0]
-    assert Image.open(__import__("io").BytesIO(row["image"]["bytes"])).size == (48, 48)
     assert (row["height"], row["width"]) == (48, 48)
+    # Stored exactly as the input rule makes it, with CelebA's fixed centre crop of 178.
+    rows = [r for s in manifest["shards"] for r in pq.read_table(out / s["path"]).to_pylist()]
+    big = next(r for r in rows if r["image_id"].endswith("000009.jpg"))
+    raw = (messy_celeba / big["image_id"]).read_bytes()
+    assert big["image"]["bytes"] == prepare_image(raw, RULE, crop=178)
+    assert big["image"]["bytes"] != prepare_image(raw, RULE)
     # Label counts in the manifest are the labels in the shards.
     males = sum(pq.read_table(out / s["path"], columns=["Male"])["Male"].to_numpy().sum()
                 for s in manifest["shards"] if s["split"] == "train")
@@ -234,11 +241,16 @@ def test_from_and_to_s3(s3, celeba_root):
 
 @pytest.mark.parametrize("workers", [1, 2])
 def test_cli_preprocess(celeba_root, tmp_path, workers):
-    result = subprocess.run(
-        [sys.executable, "-m", "stargan_core.cli", "preprocess", str(celeba_root), "--out",
+    result = subprocess.run(  # a relative source, as a user in the data folder types it
+        [sys.executable, "-m", "stargan_core.cli", "preprocess", "celeba", "--out",
          str(tmp_path), "--image-size", "32", "--workers", str(workers)],
-        capture_output=True, text=True, env=os.environ | {"PYTHONPATH": os.getcwd()},
+        capture_output=True, text=True, cwd=celeba_root.parent,
+        env=os.environ | {"PYTHONPATH": os.getcwd()},
     )
     assert result.returncode == 0, result.stderr
     assert "120 images (test 12, train 108) of 120 inputs" in result.stdout
-    assert (tmp_path / "datasets" / "celeba" / "v1" / "manifest.json").is_file()
+    out = tmp_path / "datasets" / "celeba" / "v1"
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["source"] == str(celeba_root)
+    assert all(i.startswith("img_align_celeba/") for i in shard_ids(out, manifest))
+    assert manifest["image"]["crop"] == 178 and manifest["parameters"]["format"] == "celeba"

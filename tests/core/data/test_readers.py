@@ -4,14 +4,13 @@ import pytest
 import torch
 
 from stargan_core.data import (
-    FaceDataset,
     detect_format,
-    image_transform,
     read_celeba,
     read_dataset,
     read_imagefolder,
     read_rafd,
 )
+from stargan_core.data.dataset import FaceDataset, image_transform
 from stargan_core.data.sample import DataFormatError
 from stargan_core.domains import CELEBA_ATTRIBUTES
 
