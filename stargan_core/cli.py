@@ -65,7 +65,7 @@ def cmd_preprocess(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from stargan_core.data.images import ImageRule
-    from stargan_core.data.prepare import PrepareConfig, dataset_url, prepare_dataset
+    from stargan_core.data.prepare import PrepareConfig, ShardResult, dataset_url, prepare_dataset
     from stargan_core.storage import default_root
 
     name = args.name or args.source.rstrip("/").rsplit("/", 1)[-1]
@@ -77,7 +77,7 @@ def cmd_preprocess(args: argparse.Namespace) -> int:
     )
     bar = tqdm(desc="shards", unit="shard", dynamic_ncols=True)
 
-    def on_shard(result, done: int, total: int) -> None:  # noqa: ANN001
+    def on_shard(result: ShardResult, done: int, total: int) -> None:
         bar.total = total
         bar.update()
         bar.set_postfix(rows=result.rows, rejected=len(result.rejected))

@@ -22,6 +22,7 @@ from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+from fsspec import AbstractFileSystem
 
 from stargan_core.data.celeba import CROP
 from stargan_core.data.folders import read_dataset
@@ -202,7 +203,7 @@ def _label_counts(table: pa.Table, label_names: list[str]) -> dict[str, dict[str
     return counts
 
 
-def _existing(fs, path: str, fingerprint: str) -> ShardResult | None:  # noqa: ANN001
+def _existing(fs: AbstractFileSystem, path: str, fingerprint: str) -> ShardResult | None:
     """The result recorded in a complete shard with this fingerprint, else None."""
     try:
         with fs.open(path, "rb") as f:
