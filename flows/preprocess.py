@@ -24,13 +24,12 @@ from prefect.utilities.annotations import unmapped
 from pydantic import AfterValidator, Field
 
 from stargan_core.data.images import ImageRule
+from stargan_core.data.manifest import committed, finish
 from stargan_core.data.prepare import (
     Plan,
     PrepareConfig,
     ShardResult,
-    committed,
     dataset_url,
-    finish,
     plan,
     write_shard,
 )

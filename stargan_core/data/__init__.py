@@ -1,7 +1,8 @@
 """Readers for CelebA, RaFD and custom ImageFolder layouts on local folders or s3:// prefixes.
 
-The torch data sets live in `dataset` (raw folders) and `shards` (prepared Parquet shards),
-preparation in `prepare`, and `loading` picks the right one for a training run.
+The torch data sets live in `dataset` (raw folders) and `shards` (prepared Parquet shards);
+preparation in `images` (the input rule), `prepare` and `manifest`; `loading` picks the data
+set a training run reads.
 """
 
 from stargan_core.data.celeba import read_celeba

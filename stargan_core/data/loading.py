@@ -10,7 +10,8 @@ from torch.utils.data import Dataset
 
 from stargan_core.data.dataset import FaceDataset, held_out_batch, preload_if_small
 from stargan_core.data.folders import read_dataset
-from stargan_core.data.shards import ShardDataset, is_prepared, manifest_spec, read_manifest
+from stargan_core.data.manifest import is_prepared, manifest_spec, read_manifest
+from stargan_core.data.shards import ShardDataset
 from stargan_core.domains import DomainSpec
 
 

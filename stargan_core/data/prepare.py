@@ -27,6 +27,7 @@ from fsspec import AbstractFileSystem
 from stargan_core.data.celeba import CROP
 from stargan_core.data.folders import read_dataset
 from stargan_core.data.images import ImageRule, RejectedImage, prepare_image
+from stargan_core.data.manifest import committed, finish
 from stargan_core.data.sample import DataFormatError, Sample
 from stargan_core.storage import (
     check_reachable,
@@ -34,19 +35,11 @@ from stargan_core.storage import (
     filesystem,
     join,
     put_file,
-    read_json,
     url_of,
-    write_bytes,
-    write_json,
 )
 
-MANIFEST = "manifest.json"
-REJECTED = "rejected.parquet"
 RAFD_COLUMNS = {"expression": pa.string(), "identity": pa.int16(), "ethnicity": pa.string(),
                 "gender": pa.string(), "gaze": pa.string(), "angle": pa.int16()}
-REJECTED_SCHEMA = pa.schema([("source", pa.string()), ("split", pa.string()),
-                             ("reason", pa.string()), ("detail", pa.string())])
-
 
 @dataclass(frozen=True)
 class PrepareConfig:
@@ -258,74 +251,6 @@ def write_shard(config: PrepareConfig, label_schema: pa.Schema, task: ShardTask)
     return ShardResult(task.split, task.path, table.num_rows,
                        [meta.row_group(i).num_rows for i in range(meta.num_row_groups)],
                        digest, size, label_counts, rejected, written=True)
-
-
-def _sum_counts(results: Iterable[ShardResult]) -> dict[str, dict[str, int]]:
-    total: dict[str, Counter] = {}
-    for r in results:
-        for name, values in r.label_counts.items():
-            total.setdefault(name, Counter()).update(values)
-    return {name: dict(sorted(c.items())) for name, c in total.items()}
-
-
-def finish(plan: Plan, results: list[ShardResult]) -> dict[str, Any]:
-    """Remove shards that the plan no longer has, write rejected.parquet, then the manifest."""
-    config = plan.config
-    fs, base = filesystem(config.output, config.storage_options)
-    results = sorted(results, key=lambda r: r.path)
-    keep = {join(base, r.path) for r in results}
-    for split in {r.split for r in results}:
-        for stale in fs.glob(join(base, split, "part-*.parquet")):
-            if stale not in keep:
-                fs.rm_file(stale)
-    rejected = plan.rejected + [x for r in results for x in r.rejected]
-    table = pa.Table.from_pylist([asdict(r) for r in rejected], schema=REJECTED_SCHEMA)
-    sink = pa.BufferOutputStream()
-    pq.write_table(table, sink)
-    write_bytes(fs, join(base, REJECTED), sink.getvalue().to_pybytes())
-    splits = {}
-    for split in sorted({r.split for r in results}):
-        part = [r for r in results if r.split == split]
-        splits[split] = {"rows": sum(r.rows for r in part), "labels": _sum_counts(part)}
-    manifest = {
-        "format_version": 1,
-        "source": config.source,
-        "format": config.format,
-        "image": {"size": config.rule.image_size, "encoding": config.rule.encoding,
-                  "quality": config.rule.quality if config.rule.encoding == "jpeg" else None,
-                  "crop": CROP if config.format == "celeba" else None,
-                  "resize": "centre crop to a square, Lanczos resize"},
-        "label_columns": {f.name: str(f.type) for f in plan.label_schema},
-        "splits": splits,
-        "shards": [{"path": r.path, "split": r.split, "rows": r.rows,
-                    "row_groups": r.row_groups, "sha256": r.sha256, "bytes": r.bytes}
-                   for r in results],
-        "inputs": plan.inputs,
-        "rows": sum(r.rows for r in results),
-        "rejected": {"count": len(rejected), "path": REJECTED,
-                     "by_reason": dict(Counter(r.reason for r in rejected).most_common())},
-        "parameters": config.parameters(),
-        "fingerprint": plan.fingerprint,
-    }
-    write_json(join(config.output, MANIFEST), manifest, config.storage_options)
-    return manifest
-
-
-def committed(plan: Plan) -> dict[str, Any] | None:
-    """The manifest of this exact preparation when it is already complete, else None.
-
-    A version that was completed with other inputs or parameters is an error unless the
-    configuration says to overwrite it: models trained on it name it.
-    """
-    manifest = read_json(join(plan.config.output, MANIFEST), plan.config.storage_options)
-    if manifest is None or manifest.get("fingerprint") == plan.fingerprint:
-        return manifest
-    if plan.config.overwrite:
-        return None
-    raise DataFormatError(
-        f"{plan.config.output} already holds a data set prepared from other inputs or with "
-        "other parameters: choose a new version, or overwrite it on purpose"
-    )
 
 
 def prepare_dataset(

@@ -18,46 +18,10 @@ from torch.utils.data import IterableDataset, get_worker_info
 from torchvision.io import ImageReadMode, decode_image
 
 from stargan_core.data.dataset import image_transform
-from stargan_core.data.prepare import MANIFEST
+from stargan_core.data.manifest import manifest_url, read_manifest
 from stargan_core.data.sample import DataFormatError
 from stargan_core.domains import DomainSpec
-from stargan_core.storage import filesystem, join, read_json
-
-
-def manifest_url(url: str) -> str:
-    """The manifest of a prepared data set, given its folder or the manifest itself."""
-    return url if url.rstrip("/").endswith(MANIFEST) else join(url, MANIFEST)
-
-
-def is_prepared(url: str, storage_options: dict[str, Any] | None = None) -> bool:
-    """Whether `url` names a prepared data set (a manifest or a folder holding one)."""
-    fs, path = filesystem(manifest_url(str(url)), storage_options)
-    return fs.isfile(path)
-
-
-def read_manifest(url: str, storage_options: dict[str, Any] | None = None) -> dict[str, Any]:
-    manifest = read_json(manifest_url(str(url)), storage_options)
-    if manifest is None:
-        raise DataFormatError(
-            f"no {MANIFEST} at {url}: prepare the data set first (`stargan preprocess` or the "
-            "preprocess-dataset flow), or give the folder that holds the manifest"
-        )
-    return manifest
-
-
-def manifest_spec(manifest: dict[str, Any], domains: list[str] | None = None) -> DomainSpec:
-    """The label space a prepared data set offers; `domains` selects CelebA attributes."""
-    format = manifest["format"]
-    if domains and format != "celeba":
-        raise DataFormatError(f"choosing domains works for CelebA only, not for {format}")
-    if format == "celeba":
-        return DomainSpec.celeba(domains) if domains else DomainSpec.celeba()
-    if format == "rafd":
-        return DomainSpec.rafd()
-    names = sorted({value for split in manifest["splits"].values()
-                    for value in split["labels"].get("domain", {})})
-    name = manifest["source"].rstrip("/").rsplit("/", 1)[-1] or "custom"
-    return DomainSpec.categorical(name, names)
+from stargan_core.storage import filesystem, join
 
 
 class ShardDataset(IterableDataset):

@@ -8,8 +8,9 @@ from torch.utils.data import DataLoader
 
 from stargan_core.data import DataFormatError
 from stargan_core.data.images import ImageRule
+from stargan_core.data.manifest import manifest_spec, read_manifest
 from stargan_core.data.prepare import PrepareConfig, prepare_dataset
-from stargan_core.data.shards import ShardDataset, manifest_spec, read_manifest
+from stargan_core.data.shards import ShardDataset
 from stargan_core.domains import DomainSpec
 
 

@@ -1,0 +1,133 @@
+"""The manifest of a prepared data set: written last as the commit marker, read by training.
+
+    <output>/manifest.json      shards (rows, row groups, SHA-256), counts per split and label,
+                                image size and crop, inputs, rejections, parameters
+    <output>/rejected.parquet   every input that was not stored, with its reason
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import asdict
+from typing import TYPE_CHECKING, Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from stargan_core.data.celeba import CROP
+from stargan_core.data.sample import DataFormatError
+from stargan_core.domains import DomainSpec
+from stargan_core.storage import filesystem, join, read_json, write_bytes, write_json
+
+if TYPE_CHECKING:
+    from stargan_core.data.prepare import Plan, ShardResult
+
+MANIFEST = "manifest.json"
+REJECTED = "rejected.parquet"
+REJECTED_SCHEMA = pa.schema([("source", pa.string()), ("split", pa.string()),
+                             ("reason", pa.string()), ("detail", pa.string())])
+
+
+def _sum_counts(results: Iterable[ShardResult]) -> dict[str, dict[str, int]]:
+    total: dict[str, Counter] = {}
+    for r in results:
+        for name, values in r.label_counts.items():
+            total.setdefault(name, Counter()).update(values)
+    return {name: dict(sorted(c.items())) for name, c in total.items()}
+
+
+def finish(plan: Plan, results: list[ShardResult]) -> dict[str, Any]:
+    """Remove shards that the plan no longer has, write rejected.parquet, then the manifest."""
+    config = plan.config
+    fs, base = filesystem(config.output, config.storage_options)
+    results = sorted(results, key=lambda r: r.path)
+    keep = {join(base, r.path) for r in results}
+    for split in {r.split for r in results}:
+        for stale in fs.glob(join(base, split, "part-*.parquet")):
+            if stale not in keep:
+                fs.rm_file(stale)
+    rejected = plan.rejected + [x for r in results for x in r.rejected]
+    table = pa.Table.from_pylist([asdict(r) for r in rejected], schema=REJECTED_SCHEMA)
+    sink = pa.BufferOutputStream()
+    pq.write_table(table, sink)
+    write_bytes(fs, join(base, REJECTED), sink.getvalue().to_pybytes())
+    splits = {}
+    for split in sorted({r.split for r in results}):
+        part = [r for r in results if r.split == split]
+        splits[split] = {"rows": sum(r.rows for r in part), "labels": _sum_counts(part)}
+    manifest = {
+        "format_version": 1,
+        "source": config.source,
+        "format": config.format,
+        "image": {"size": config.rule.image_size, "encoding": config.rule.encoding,
+                  "quality": config.rule.quality if config.rule.encoding == "jpeg" else None,
+                  "crop": CROP if config.format == "celeba" else None,
+                  "resize": "centre crop to a square, Lanczos resize"},
+        "label_columns": {f.name: str(f.type) for f in plan.label_schema},
+        "splits": splits,
+        "shards": [{"path": r.path, "split": r.split, "rows": r.rows,
+                    "row_groups": r.row_groups, "sha256": r.sha256, "bytes": r.bytes}
+                   for r in results],
+        "inputs": plan.inputs,
+        "rows": sum(r.rows for r in results),
+        "rejected": {"count": len(rejected), "path": REJECTED,
+                     "by_reason": dict(Counter(r.reason for r in rejected).most_common())},
+        "parameters": config.parameters(),
+        "fingerprint": plan.fingerprint,
+    }
+    write_json(join(config.output, MANIFEST), manifest, config.storage_options)
+    return manifest
+
+
+def committed(plan: Plan) -> dict[str, Any] | None:
+    """The manifest of this exact preparation when it is already complete, else None.
+
+    A version that was completed with other inputs or parameters is an error unless the
+    configuration says to overwrite it: models trained on it name it.
+    """
+    manifest = read_json(join(plan.config.output, MANIFEST), plan.config.storage_options)
+    if manifest is None or manifest.get("fingerprint") == plan.fingerprint:
+        return manifest
+    if plan.config.overwrite:
+        return None
+    raise DataFormatError(
+        f"{plan.config.output} already holds a data set prepared from other inputs or with "
+        "other parameters: choose a new version, or overwrite it on purpose"
+    )
+
+
+def manifest_url(url: str) -> str:
+    """The manifest of a prepared data set, given its folder or the manifest itself."""
+    return url if url.rstrip("/").endswith(MANIFEST) else join(url, MANIFEST)
+
+
+def is_prepared(url: str, storage_options: dict[str, Any] | None = None) -> bool:
+    """Whether `url` names a prepared data set (a manifest or a folder holding one)."""
+    fs, path = filesystem(manifest_url(str(url)), storage_options)
+    return fs.isfile(path)
+
+
+def read_manifest(url: str, storage_options: dict[str, Any] | None = None) -> dict[str, Any]:
+    manifest = read_json(manifest_url(str(url)), storage_options)
+    if manifest is None:
+        raise DataFormatError(
+            f"no {MANIFEST} at {url}: prepare the data set first (`stargan preprocess` or the "
+            "preprocess-dataset flow), or give the folder that holds the manifest"
+        )
+    return manifest
+
+
+def manifest_spec(manifest: dict[str, Any], domains: list[str] | None = None) -> DomainSpec:
+    """The label space a prepared data set offers; `domains` selects CelebA attributes."""
+    format = manifest["format"]
+    if domains and format != "celeba":
+        raise DataFormatError(f"choosing domains works for CelebA only, not for {format}")
+    if format == "celeba":
+        return DomainSpec.celeba(domains) if domains else DomainSpec.celeba()
+    if format == "rafd":
+        return DomainSpec.rafd()
+    names = sorted({value for split in manifest["splits"].values()
+                    for value in split["labels"].get("domain", {})})
+    name = manifest["source"].rstrip("/").rsplit("/", 1)[-1] or "custom"
+    return DomainSpec.categorical(name, names)
