@@ -9,6 +9,7 @@ progress in the Prefect UI and a summary table.
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any, Literal
 
 from prefect import flow, get_run_logger, task
@@ -127,13 +128,21 @@ def preprocess_dataset(
 
 
 def _key(text: str) -> str:
-    return "".join(c if c.isalnum() else "-" for c in text.lower()).strip("-") or "dataset"
+    """An artifact key: Prefect allows lowercase ASCII letters, digits and dashes only."""
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-") or "dataset"
 
 
 def _write_shards(work: Plan, workers: int, cluster_address: str) -> list[ShardResult]:
     """Every shard task on threads here or on a Dask cluster, with a progress artifact."""
     if cluster_address:
         from prefect_dask import DaskTaskRunner
+
+        local = [u for u in (work.config.source, work.config.output) if "://" not in u]
+        if local:
+            get_run_logger().warning(
+                "the Dask workers at %s read and write %s on their own disks: use s3:// URLs "
+                "unless every worker shares this machine's file system", cluster_address,
+                " and ".join(local))
 
         runner = DaskTaskRunner(address=cluster_address)
     else:

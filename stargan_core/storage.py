@@ -14,6 +14,7 @@ import posixpath
 import uuid
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import fsspec
 from fsspec.implementations.local import LocalFileSystem
@@ -27,6 +28,17 @@ class StorageError(RuntimeError):
     """Storage that cannot be reached or written, with what to check."""
 
 
+def _secret_keys(options: dict[str, Any]) -> list[str]:
+    """Credential keys anywhere in nested options (e.g. client_kwargs)."""
+    found = []
+    for key, value in options.items():
+        if str(key).lower() in SECRET_OPTIONS:
+            found.append(str(key))
+        elif isinstance(value, dict):
+            found += _secret_keys(value)
+    return found
+
+
 def default_root() -> str:
     """`STARGAN_STORAGE_URL`, else the local folder `./stargan-storage`."""
     return os.environ.get("STARGAN_STORAGE_URL") or str(Path(DEFAULT_ROOT).resolve())
@@ -36,7 +48,7 @@ def storage_options(url: str, options: dict[str, Any] | None = None) -> dict[str
     """fsspec options for `url`: for s3://, the endpoint from AWS_ENDPOINT_URL and short
     timeouts (an unreachable store fails in seconds, not minutes), under `options`."""
     options = dict(options or {})
-    secrets = [k for k in options if k.lower() in SECRET_OPTIONS]
+    secrets = _secret_keys(options)
     if secrets:
         raise StorageError(
             f"storage options must not carry credentials ({', '.join(secrets)}): set "
@@ -76,6 +88,9 @@ def join(url: str, *parts: str) -> str:
 def describe(url: str) -> str:
     """`url` and, for S3, the endpoint it is reached through: for error messages."""
     endpoint = storage_options(url).get("endpoint_url")
+    if endpoint:  # never print user:password@ from an endpoint URL
+        parts = urlsplit(endpoint)
+        endpoint = parts._replace(netloc=parts.netloc.rsplit("@", 1)[-1]).geturl()
     return f"{url} (endpoint {endpoint})" if endpoint else url
 
 

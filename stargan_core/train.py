@@ -82,7 +82,14 @@ def endless_batches(ds: Dataset, config: TrainConfig, seed: int, start: int,
                             num_workers=config.num_workers, pin_memory=pin_memory)
         for epoch in itertools.count(start // max(len(ds) // config.batch_size, 1)):
             ds.set_epoch(epoch)
-            yield from loader
+            yielded = 0
+            for batch in loader:
+                yielded += 1
+                yield batch
+            if not yielded:  # each worker drops its last partial batch: all of them, here
+                raise ValueError(
+                    f"an epoch of {len(ds)} images gave no full batch of {config.batch_size}: "
+                    "use fewer DataLoader workers or a smaller batch")
     yield from DataLoader(
         ds, batch_sampler=StepSampler(len(ds), config.batch_size, seed, start),
         num_workers=config.num_workers, pin_memory=pin_memory,

@@ -27,15 +27,15 @@ RAFD_NAME = re.compile(
 class RawDataset:
     """A data set read from storage: its format, its samples and the label space it offers.
 
-    `others` are the files found where images belong that do not have an image suffix: not
-    inputs, but listed so that preparation can report them instead of dropping them silently.
+    `others` are the files that are not inputs (not an image, or outside the layout), each with
+    its reason: listed so that preparation can report them instead of dropping them silently.
     """
 
     format: str
     root: str
     samples: list[Sample]
     spec: DomainSpec
-    others: list[str] = field(default_factory=list)
+    others: list[tuple[str, str]] = field(default_factory=list)
 
     def split(self, name: str) -> list[Sample]:
         return [s for s in self.samples if s.split == name]
@@ -81,27 +81,37 @@ def _rafd_labels(name: str) -> dict[str, object]:
     return dict(match.groupdict()) if match else {}
 
 
-def _image_files(listing: Listing, depth: int) -> tuple[list[list[str]], list[str]]:
-    """Image files `depth` levels down, and the other files beside them."""
-    files = listing.at_depth(depth)
-    others = [listing.url("/".join(parts)) for parts in files if not _is_image(parts[-1])]
-    return [parts for parts in files if _is_image(parts[-1])], others
+def _image_files(listing: Listing, depth: int, split_layout: bool
+                 ) -> tuple[list[list[str]], list[tuple[str, str]]]:
+    """The image files `depth` levels down (under a split folder in a split layout), and every
+    other file with the reason it is not an input."""
+    images, others = [], []
+    for name in listing.files:
+        parts = name.split("/")
+        if len(parts) != depth or (split_layout and parts[0] not in SPLITS):
+            layout = ["<split>"] * split_layout + ["<folder>"] * (depth - 1 - split_layout)
+            layout_text = "/".join([*layout, "<image>"])
+            others.append((listing.url(name), f"outside the {layout_text} layout"))
+        elif not _is_image(parts[-1]):
+            others.append((listing.url(name), "not an image file"))
+        else:
+            images.append(parts)
+    return images, others
 
 
-def read_rafd(root: str, test_identities: int = 4,
-              storage_options: dict[str, Any] | None = None) -> tuple[list[Sample], list[str]]:
+def read_rafd(
+    root: str, test_identities: int = 4, storage_options: dict[str, Any] | None = None
+) -> tuple[list[Sample], list[tuple[str, str]]]:
     """RaFD as `train|test/<expression>/*`, or a flat folder of original RaFD file names.
 
     A flat folder has no split: the `test_identities` highest-numbered identities are held out.
-    Returns the samples and the non-image files found among them.
+    Returns the samples and the other files found, each with the reason it is not an input.
     """
     listing = Listing.of(root, storage_options)
     if any(listing.has_dir(s) for s in SPLITS):
-        images, others = _image_files(listing, 3)
+        images, others = _image_files(listing, 3, split_layout=True)
         samples = []
         for split, expression, name in images:
-            if split not in SPLITS:
-                continue
             if expression not in RAFD_EXPRESSIONS:
                 raise DataFormatError(
                     f"{listing.url(split + '/' + expression)}: '{expression}' is not a RaFD "
@@ -110,7 +120,7 @@ def read_rafd(root: str, test_identities: int = 4,
             labels = _rafd_labels(name) | {"expression": expression}
             samples.append(Sample(listing.url(f"{split}/{expression}/{name}"), split, labels))
         return samples, others
-    images, others = _image_files(listing, 1)
+    images, others = _image_files(listing, 1, split_layout=False)
     named = [(parts[0], _rafd_labels(parts[0])) for parts in images]
     unnamed = [name for name, labels in named if not labels]
     if unnamed or not named:
@@ -130,18 +140,18 @@ def read_rafd(root: str, test_identities: int = 4,
 
 
 def read_imagefolder(root: str, storage_options: dict[str, Any] | None = None
-                     ) -> tuple[list[Sample], list[str]]:
+                     ) -> tuple[list[Sample], list[tuple[str, str]]]:
     """Custom domains: `[train|test/]<domain>/*` folders, the folder names being the domains.
 
-    Returns the samples and the non-image files found among them.
+    Returns the samples and the other files found, each with the reason it is not an input.
     """
     listing = Listing.of(root, storage_options)
     if any(listing.has_dir(s) for s in SPLITS):
-        images, others = _image_files(listing, 3)
+        images, others = _image_files(listing, 3, split_layout=True)
         samples = [Sample(listing.url("/".join(parts)), parts[0], {"domain": parts[1]})
-                   for parts in images if parts[0] in SPLITS]
+                   for parts in images]
     else:
-        images, others = _image_files(listing, 2)
+        images, others = _image_files(listing, 2, split_layout=False)
         samples = [Sample(listing.url("/".join(parts)), "train", {"domain": parts[0]})
                    for parts in images]
     if not samples:
@@ -181,7 +191,7 @@ def read_dataset(
     root = str(root)
     if format == "auto":
         format = detect_format(root, storage_options)
-    others: list[str] = []
+    others: list[tuple[str, str]] = []
     if format == "celeba":
         samples = read_celeba(root, storage_options=storage_options)
         spec = DomainSpec.celeba(domains) if domains else DomainSpec.celeba()

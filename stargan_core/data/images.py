@@ -15,7 +15,7 @@ The rule for inputs that are not plain 8-bit RGB:
 from __future__ import annotations
 
 import io
-import warnings
+import struct
 from dataclasses import dataclass
 
 import numpy as np
@@ -24,6 +24,8 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 ENCODINGS = {"jpeg": ("JPEG", ".jpg"), "png": ("PNG", ".png")}
 MAX_PIXELS = 40_000_000  # 40 MP: far above any face photo, far below a decompression bomb
 SIXTEEN_BIT = ("I;16", "I;16B", "I;16L", "I;16N", "I")
+# What Pillow's decoders raise on damaged data (truncated files, garbled headers or chunks).
+DAMAGED = (OSError, SyntaxError, ValueError, EOFError, IndexError, struct.error)
 
 
 class RejectedImage(ValueError):
@@ -78,23 +80,24 @@ def prepare_image(data: bytes, rule: ImageRule, crop: int | None = None) -> byte
     """
     if not data:
         raise RejectedImage("empty file", "0 bytes")
-    with warnings.catch_warnings():
-        warnings.simplefilter("error", Image.DecompressionBombWarning)
-        try:
-            image = Image.open(io.BytesIO(data))
-        except UnidentifiedImageError:
-            raise RejectedImage("not an image", "unknown or unsupported file type") from None
-        except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-            raise RejectedImage("decompression bomb", "Pillow refuses: too many pixels") from None
-        width, height = image.size
-        if width * height > rule.max_pixels:
-            raise RejectedImage("decompression bomb", f"{width}x{height} is over "
-                                f"{rule.max_pixels:,} pixels")
-        try:
-            image.load()
-        except (OSError, SyntaxError, ValueError) as error:
-            raise RejectedImage("truncated or corrupt", str(error)) from None
-    image = _to_rgb(ImageOps.exif_transpose(image))
+    try:
+        image = Image.open(io.BytesIO(data))
+    except UnidentifiedImageError:
+        raise RejectedImage("not an image", "unknown or unsupported file type") from None
+    except Image.DecompressionBombError:
+        raise RejectedImage("decompression bomb", "Pillow refuses: too many pixels") from None
+    except DAMAGED as error:  # a header cut short or garbled
+        raise RejectedImage("truncated or corrupt", str(error) or type(error).__name__) from None
+    width, height = image.size
+    if width * height > rule.max_pixels:  # from the header, before any pixel is decoded
+        raise RejectedImage("decompression bomb", f"{width}x{height} is over "
+                            f"{rule.max_pixels:,} pixels")
+    try:
+        image.load()
+        image = ImageOps.exif_transpose(image)
+    except DAMAGED as error:
+        raise RejectedImage("truncated or corrupt", str(error) or type(error).__name__) from None
+    image = _to_rgb(image)
     # The centre square (CelebA: the reference's fixed crop), cut before resizing so that the
     # resampling filter sees no pixel outside it.
     side = min(crop or min(image.size), *image.size)

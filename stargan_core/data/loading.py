@@ -56,10 +56,12 @@ def training_data(
     def open_split(index: int, split: str) -> Dataset:
         url, data_format, _, raw = sources[index]
         if raw is None:
-            splits = read_manifest(url, storage_options)["splits"]
-            return ShardDataset(url, spec, split if split in splits else "train", image_size,
-                                index, shuffle_buffer=1000 if split == "train" else 0,
-                                seed=seed + index, storage_options=storage_options)
+            shuffle_buffer = 1000 if split == "train" else 0
+            if not read_manifest(url, storage_options)["splits"].get(split, {}).get("rows"):
+                split = "train"  # e.g. every test image was rejected
+            return ShardDataset(url, spec, split, image_size, index,
+                                shuffle_buffer=shuffle_buffer, seed=seed + index,
+                                storage_options=storage_options)
         return FaceDataset(raw.split(split) or raw.split("train"), spec, data_format,
                            image_size, index)
 

@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import asdict
@@ -25,6 +26,7 @@ if TYPE_CHECKING:
 
 MANIFEST = "manifest.json"
 REJECTED = "rejected.parquet"
+SHARD_NAME = re.compile(r"^[^/]+/part-\d{5}\.parquet$")  # <split>/part-00000.parquet
 REJECTED_SCHEMA = pa.schema([("source", pa.string()), ("split", pa.string()),
                              ("reason", pa.string()), ("detail", pa.string())])
 
@@ -42,11 +44,12 @@ def finish(plan: Plan, results: list[ShardResult]) -> dict[str, Any]:
     config = plan.config
     fs, base = filesystem(config.output, config.storage_options)
     results = sorted(results, key=lambda r: r.path)
-    keep = {join(base, r.path) for r in results}
-    for split in {r.split for r in results}:
-        for stale in fs.glob(join(base, split, "part-*.parquet")):
-            if stale not in keep:
-                fs.rm_file(stale)
+    keep = {r.path for r in results}
+    prefix = base.rstrip("/") + "/"
+    for path in fs.find(base):  # find, not glob: the base path may hold [ ] * ?
+        relative = path[len(prefix):]
+        if SHARD_NAME.match(relative) and relative not in keep:
+            fs.rm_file(path)  # a shard of an earlier, overwritten preparation
     rejected = plan.rejected + [x for r in results for x in r.rejected]
     table = pa.Table.from_pylist([asdict(r) for r in rejected], schema=REJECTED_SCHEMA)
     sink = pa.BufferOutputStream()
@@ -90,6 +93,10 @@ def committed(plan: Plan) -> dict[str, Any] | None:
     if manifest is None or manifest.get("fingerprint") == plan.fingerprint:
         return manifest
     if plan.config.overwrite:
+        # Unmark the old version before any shard changes: a run killed midway must not
+        # leave a manifest that names shards that are no longer there.
+        fs, path = filesystem(join(plan.config.output, MANIFEST), plan.config.storage_options)
+        fs.rm_file(path)
         return None
     raise DataFormatError(
         f"{plan.config.output} already holds a data set prepared from other inputs or with "

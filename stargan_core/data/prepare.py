@@ -33,6 +33,7 @@ from stargan_core.storage import (
     check_reachable,
     file_sha256,
     filesystem,
+    is_local,
     join,
     put_file,
     url_of,
@@ -114,6 +115,11 @@ class Plan:
         return sum(len(t.inputs) for t in self.tasks) + len(self.rejected)
 
 
+# Part of every fingerprint: bump it when a change to the code changes the bytes written, so
+# that existing versions are recognised as out of date.
+FORMAT_VERSION = 1
+
+
 def _digest(document: object) -> str:
     return hashlib.sha256(json.dumps(document, sort_keys=True, default=str).encode()).hexdigest()
 
@@ -137,7 +143,7 @@ def plan(config: PrepareConfig) -> Plan:
     if not raw.samples:
         raise DataFormatError(f"{config.source} has no images")
     config = replace(config, source=source, format=raw.format)
-    parameters = config.parameters()
+    parameters = config.parameters() | {"format_version": FORMAT_VERSION}
     tasks = []
     for split in sorted({s.split for s in raw.samples}):
         samples = sorted(raw.split(split), key=lambda s: s.path)
@@ -146,8 +152,7 @@ def plan(config: PrepareConfig) -> Plan:
             fingerprint = _digest([parameters, split, index,
                                    [(s.path, s.labels) for s in chunk]])
             tasks.append(ShardTask(split, index, chunk, fingerprint))
-    rejected = [Rejection(path, "", "not an image file", "suffix is not an image type")
-                for path in raw.others]
+    rejected = [Rejection(path, "", reason) for path, reason in raw.others]
     fingerprint = _digest([parameters, [t.fingerprint for t in tasks], raw.others])
     return Plan(config, _label_schema(raw.format, raw.samples), tasks, rejected,
                 fingerprint)
@@ -167,12 +172,17 @@ def _label(value: object, type: pa.DataType) -> object:
 
 
 def _read(sample: Sample, options: dict[str, Any] | None) -> bytes:
+    """The input's bytes. A missing file, or a local file that cannot be read, is a rejected
+    input; any other error (a network failure, expired credentials, throttling) is raised, so
+    that the task is retried instead of recording good inputs as rejected."""
     fs, path = filesystem(sample.path, options)
     try:
         return fs.cat_file(path)
-    except FileNotFoundError:
+    except (FileNotFoundError, IsADirectoryError):
         raise RejectedImage("missing file", "listed by the data set but not found") from None
-    except OSError as error:
+    except PermissionError as error:
+        if not is_local(fs):
+            raise
         raise RejectedImage("unreadable", str(error)) from None
 
 

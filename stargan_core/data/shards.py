@@ -64,6 +64,11 @@ class ShardDataset(IterableDataset):
         self.transform = image_transform("prepared", self.image_size)
         self.shuffle_buffer, self.seed, self.epoch = shuffle_buffer, seed, 0
         self.storage_options = storage_options
+        if rank is None or world_size is None:
+            # Read now, in the main process: DataLoader workers that are spawned rather than
+            # forked do not see the process group.
+            on = dist.is_available() and dist.is_initialized()
+            rank, world_size = (dist.get_rank(), dist.get_world_size()) if on else (0, 1)
         self.rank, self.world_size = rank, world_size
 
     def __len__(self) -> int:
@@ -74,13 +79,9 @@ class ShardDataset(IterableDataset):
 
     def _reader(self) -> tuple[int, int]:
         """(this reader's number, the number of readers) over ranks x DataLoader workers."""
-        rank, world = self.rank, self.world_size
-        if rank is None or world is None:
-            on = dist.is_available() and dist.is_initialized()
-            rank, world = (dist.get_rank(), dist.get_world_size()) if on else (0, 1)
         worker = get_worker_info()
         workers, worker_id = (worker.num_workers, worker.id) if worker else (1, 0)
-        return rank * workers + worker_id, world * workers
+        return self.rank * workers + worker_id, self.world_size * workers
 
     def _rows(self, units: list[tuple[str, int]]) -> Iterator[dict[str, Any]]:
         fs, base = filesystem(self.url, self.storage_options)

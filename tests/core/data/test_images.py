@@ -87,9 +87,9 @@ def test_exif_orientation_is_applied():
     assert pixels[:4, :, 0].mean() > 200 and pixels[-4:, :, 1].mean() > 200
 
 
-def truncated_jpeg() -> bytes:
-    data = encode(Image.effect_noise((64, 64), 50).convert("RGB"), "JPEG")
-    return data[: len(data) // 2]
+def truncated(format: str, keep: float | int = 0.5) -> bytes:
+    data = encode(Image.effect_noise((64, 64), 50).convert("RGB"), format)
+    return data[: keep if isinstance(keep, int) else int(len(data) * keep)]
 
 
 @pytest.mark.parametrize(
@@ -97,13 +97,16 @@ def truncated_jpeg() -> bytes:
     [
         (b"", PNG, "empty file"),
         (b"name,value\n1,2\n", PNG, "not an image"),
-        (truncated_jpeg(), PNG, "truncated or corrupt"),
+        (truncated("JPEG"), PNG, "truncated or corrupt"),
+        (truncated("PNG", 20), PNG, "truncated or corrupt"),  # cut inside the header
+        (truncated("WEBP", 40), PNG, "truncated or corrupt"),
         (encode(Image.new("RGB", (2000, 1000))), ImageRule(32, max_pixels=1_000_000),
          "decompression bomb"),
         (encode(Image.new("F", (40, 40)), "TIFF"), PNG, "unsupported mode"),
         (encode(Image.new("RGB", (15, 20))), PNG, "too small"),
     ],
-    ids=["empty", "text", "truncated", "bomb", "float", "too-small"],
+    ids=["empty", "text", "truncated", "png-header", "webp-header", "bomb", "float",
+         "too-small"],
 )
 def test_bad_inputs_are_rejected_with_a_reason(data, rule, reason):
     with pytest.raises(RejectedImage) as error:

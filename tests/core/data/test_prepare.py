@@ -166,7 +166,7 @@ def test_other_parameters_need_a_new_version_or_overwrite(celeba_root, tmp_path)
     assert manifest["rows"] == 120
 
 
-def test_non_image_files_are_listed_as_rejected(tmp_path, celeba_root):
+def test_files_that_are_not_inputs_are_listed_as_rejected(tmp_path, celeba_root):
     source = tmp_path / "faces"
     for domain in ("smiling", "neutral"):
         (source / domain).mkdir(parents=True)
@@ -175,11 +175,17 @@ def test_non_image_files_are_listed_as_rejected(tmp_path, celeba_root):
                         source / domain / f"{i}.jpg")
     (source / "smiling" / "notes.txt").write_text("shot on 2024-05-01")
     (source / "neutral" / ".DS_Store").write_bytes(b"\0")
+    (source / "smiling" / "more").mkdir()
+    shutil.copy(source / "smiling" / "0.jpg", source / "smiling" / "more" / "3.jpg")
+    (source / "README.md").write_text("faces")
     manifest = prepare_dataset(PrepareConfig(str(source), str(tmp_path / "out"), rule=RULE))
     assert manifest["format"] == "imagefolder" and manifest["rows"] == 6
     assert manifest["splits"]["train"]["labels"]["domain"] == {"neutral": 3, "smiling": 3}
+    assert manifest["inputs"] == 6 + 3
     rejected = pq.read_table(tmp_path / "out" / "rejected.parquet").to_pylist()
-    assert [(Path(r["source"]).name, r["reason"]) for r in rejected] == [
+    assert sorted((Path(r["source"]).name, r["reason"]) for r in rejected) == [
+        ("3.jpg", "outside the <folder>/<image> layout"),
+        ("README.md", "outside the <folder>/<image> layout"),
         ("notes.txt", "not an image file")]
 
 
