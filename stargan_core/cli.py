@@ -189,6 +189,16 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_promote(args: argparse.Namespace) -> int:
+    from stargan_core.registry import CHAMPION, champion_version, promote
+
+    before = champion_version(args.name)
+    promote(args.name, args.version)
+    print(f"{args.name}: version {args.version} is now '{CHAMPION}'"
+          + (f" (was version {before})" if before and before != str(args.version) else ""))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="stargan",
@@ -309,6 +319,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--classifier-steps", type=int, default=600, help="classifier training steps")
     p.add_argument("--device", default="auto")
     p.set_defaults(func=cmd_evaluate)
+    p = sub.add_parser("promote", help="make a registered model version the champion",
+                       description="Move the MLflow registry alias 'champion' to VERSION of "
+                       "the registered model NAME (translate-bulk uses models:/NAME@champion by "
+                       "default). The tracking server comes from MLFLOW_TRACKING_URI. The MLflow "
+                       "UI does the same: Models -> NAME -> version -> Aliases.")
+    p.add_argument("name", help="registered model, e.g. stargan-celeba")
+    p.add_argument("version", help="model version number")
+    p.set_defaults(func=cmd_promote)
     return parser
 
 

@@ -95,14 +95,18 @@ class Evaluation:
         return sum(self.untranslated_rate[t] * n for t, n in self.pairs.items()) / max(total, 1)
 
     def metrics(self) -> dict[str, float]:
-        """Flat metric names for trackers: `eval/translation_accuracy/<target>` and friends."""
+        """Flat metric names for trackers: `eval/translation_accuracy/<target>` and friends.
+
+        Targets are written as MLflow allows in names: `Male=0` as `Male:0`, `A,B` as `A & B`.
+        """
         out = {
             "eval/translation_accuracy": self.mean_translation_accuracy,
             "eval/untranslated_rate": self.mean_untranslated_rate,
             "eval/real_accuracy": self.real_accuracy,
             "eval/reconstruction_l1": self.reconstruction_l1,
         }
-        out |= {f"eval/translation_accuracy/{t}": v for t, v in self.translation_accuracy.items()}
+        out |= {f"eval/translation_accuracy/{t.replace('=', ':').replace(',', ' & ')}": v
+                for t, v in self.translation_accuracy.items()}
         return out
 
 

@@ -236,6 +236,8 @@ def train(
     device: str = "auto",
     resume: bool = True,
     on_log: Callable[[int, dict[str, float]], None] | None = None,
+    on_sample: Callable[[Path, int], None] | None = None,
+    on_checkpoint: Callable[[Path, int], None] | None = None,
     data_format: str = "imagefolder",
 ) -> TrainResult:
     """Train G and D on `datasets` (one per label set of `spec`; two for joint training).
@@ -244,6 +246,8 @@ def train(
     target to `out_dir/samples`. With `resume`, training continues from the last checkpoint;
     without, the folder's old checkpoints are deleted first.
     `data_format` names the preprocessing (`image_transform`) that translation must repeat.
+    `on_log`, `on_sample` and `on_checkpoint` let a tracker follow the run (metrics per logging
+    step, each sample grid and each checkpoint file, with its step).
     """
     if len(datasets) != len(spec.label_sets):
         raise ValueError(
@@ -301,10 +305,14 @@ def train(
         if sample_images is not None and (done % config.sample_every == 0
                                           or done == config.num_iters):
             grid = sample_grid(nets.G, spec, sample_images.to(dev), sample_labels.to(dev))
-            save_grid(grid, grid_columns, out_dir / "samples" / f"step-{done:07d}.png")
+            path = save_grid(grid, grid_columns, out_dir / "samples" / f"step-{done:07d}.png")
+            if on_sample:
+                on_sample(path, done)
         if done % config.checkpoint_every == 0 or done == config.num_iters:
             if done == config.num_iters:
                 set_learning_rates(nets, config, done)  # 0: the decay has run its course
             last = save(done)
+            if on_checkpoint:
+                on_checkpoint(last, done)
     seconds = time.perf_counter() - t0
     return TrainResult(last, config.num_iters, seconds, images / max(seconds, 1e-9))

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 from typing import Any
 
 import torch
-from torch.utils.data import Dataset
+from torch.utils.data import Dataset, TensorDataset
 
 from stargan_core.data.dataset import FaceDataset, held_out_batch, preload_if_small
-from stargan_core.data.folders import read_dataset
+from stargan_core.data.folders import RawDataset, read_dataset
 from stargan_core.data.manifest import is_prepared, manifest_spec, read_manifest
 from stargan_core.data.shards import ShardDataset
 from stargan_core.domains import DomainSpec
@@ -70,3 +71,35 @@ def training_data(
         datasets = [preload_if_small(d, progress=progress) for d in datasets]
     images, labels = held_out_batch(open_split(0, "test"))
     return TrainingData(datasets, spec, images, labels, sources[0][1])
+
+
+def evaluation_sets(
+    urls: list[str], spec: DomainSpec, image_size: int, *, format: str = "auto",
+    limit: int = 2000, storage_options: dict[str, Any] | None = None,
+) -> list[tuple[Dataset, Dataset]]:
+    """Per label set of `spec`: up to `limit` real training images (for the attribute
+    classifier) and up to `limit` held-out images (to evaluate on), decoded into memory."""
+    sets = []
+    for index, url in enumerate(urls):
+        if is_prepared(url, storage_options):
+            splits = read_manifest(url, storage_options)["splits"]
+
+            def open_split(split: str, url: str = url, index: int = index) -> Dataset:
+                return ShardDataset(url, spec, split, image_size, index, shuffle_buffer=0,
+                                    storage_options=storage_options)
+
+            test = "test" if splits.get("test", {}).get("rows") else "train"
+        else:
+            raw = read_dataset(url, format, storage_options=storage_options)
+
+            def open_split(split: str, raw: RawDataset = raw, index: int = index) -> Dataset:
+                return FaceDataset(raw.split(split), spec, raw.format, image_size, index)
+
+            test = "test" if raw.split("test") else "train"
+        sets.append(tuple(_first(open_split(split), limit) for split in ("train", test)))
+    return sets
+
+
+def _first(dataset: Dataset, count: int) -> TensorDataset:
+    items = list(itertools.islice(iter(dataset), count))
+    return TensorDataset(torch.stack([x for x, _ in items]), torch.stack([c for _, c in items]))

@@ -1,0 +1,185 @@
+"""train-stargan: prepared shards -> an MLflow run -> an evaluated, registered generator.
+
+    open the run (or resume one) -> train (GPU task, retried; resumes from the run's last
+    checkpoint) -> evaluate (translation accuracy per target) -> register (alias challenger)
+
+Tasks talk through the MLflow run only (parameters, checkpoints, metrics), so each can run on
+another machine: training on a GPU worker, the rest anywhere.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import mlflow
+from mlflow import MlflowClient
+from prefect import flow, get_run_logger, task
+from prefect.cache_policies import NO_CACHE
+from pydantic import Field
+
+from stargan_core.checkpoint import load_models
+from stargan_core.config import PRESETS, TrainConfig, preset
+from stargan_core.data.loading import evaluation_sets, training_data
+from stargan_core.data.manifest import manifest_spec, read_manifest
+from stargan_core.domains import DomainSpec
+from stargan_core.evaluate import evaluate, train_classifier
+from stargan_core.registry import default_model_name, log_generator, model_card, register
+from stargan_core.tracking import RunTracker, log_params, restore_checkpoint
+from stargan_core.train import resolve_device, train
+
+Positive = Annotated[int, Field(gt=0)]
+Rate = Annotated[float, Field(gt=0, lt=1)]
+Weight = Annotated[float, Field(ge=0)]
+FINAL_GRID = "samples/final.png"
+
+
+def training_config(name: str, overrides: dict[str, Any]) -> TrainConfig:
+    """The preset with the given overrides; the decay keeps the preset's share of the steps
+    when only the length changes."""
+    overrides = {k: v for k, v in overrides.items() if v is not None}
+    if "num_iters" in overrides and "num_iters_decay" not in overrides:
+        base = PRESETS[name]
+        overrides["num_iters_decay"] = round(
+            base.num_iters_decay * overrides["num_iters"] / base.num_iters)
+    return preset(name, **overrides)
+
+
+def data_spec(urls: list[str], domains: list[str] | None) -> DomainSpec:
+    return DomainSpec.joint(*(manifest_spec(read_manifest(u), domains) for u in urls))
+
+
+@task(name="open-run", cache_policy=NO_CACHE)
+def open_run(experiment: str, params: dict[str, Any], resume_from: str | None) -> str:
+    """A new MLflow run with every parameter, or the run to resume."""
+    client = MlflowClient()
+    if resume_from:
+        client.get_run(resume_from)  # fails at once, naming the run, when it does not exist
+        return resume_from
+    found = client.get_experiment_by_name(experiment)
+    experiment_id = found.experiment_id if found else client.create_experiment(experiment)
+    run_id = client.create_run(experiment_id).info.run_id
+    log_params(client, run_id, params)
+    return run_id
+
+
+@task(name="train", retries=2, retry_delay_seconds=5, cache_policy=NO_CACHE)
+def train_task(run_id: str, urls: list[str], domains: list[str] | None, config: TrainConfig,
+               device: str) -> dict[str, float]:
+    """Train in the MLflow run, from its last checkpoint when it has one."""
+    logger = get_run_logger()
+    tracker = RunTracker(run_id)
+    with tempfile.TemporaryDirectory() as out, \
+            mlflow.start_run(run_id=run_id, log_system_metrics=True):
+        resumed = restore_checkpoint(run_id, out)
+        if resumed:
+            logger.info("resuming run %s from %s", run_id, resumed.name)
+        data = training_data(urls, config.image_size, domains=domains, seed=config.seed)
+        result = train(config, data.spec, data.datasets, out, sample_images=data.sample_images,
+                       sample_labels=data.sample_labels, device=device,
+                       on_log=tracker.log_metrics, on_sample=tracker.log_sample,
+                       on_checkpoint=tracker.log_checkpoint, data_format=data.data_format)
+        final = Path(out) / "samples" / f"step-{config.num_iters:07d}.png"
+        if final.is_file():
+            mlflow.log_artifact(str(final.rename(final.with_name("final.png"))), "samples")
+    logger.info("trained to step %d at %.1f images/s", result.step, result.images_per_second)
+    return {"step": result.step, "images_per_second": result.images_per_second}
+
+
+@task(name="evaluate", cache_policy=NO_CACHE)
+def evaluate_task(run_id: str, urls: list[str], eval_images: int, classifier_steps: int,
+                  device: str) -> dict[str, float]:
+    """The paper's classification metric on held-out images, logged to the run."""
+    dev = resolve_device(device)
+    with tempfile.TemporaryDirectory() as tmp:
+        checkpoint = restore_checkpoint(run_id, tmp)
+        g, _, spec, config, _ = load_models(checkpoint, dev)
+        step = int(checkpoint.stem.split("-")[1])
+    metrics: dict[str, float] = {}
+    for label_set, (train_set, test_set) in enumerate(
+            evaluation_sets(urls, spec, config.image_size, limit=eval_images)):
+        clf = train_classifier(train_set, spec, label_set, steps=classifier_steps, device=dev)
+        result = evaluate(g, clf, spec, test_set, label_set, device=dev)
+        prefix = "" if len(urls) == 1 else f"{spec.label_sets[label_set].dataset}/"
+        metrics |= {k.replace("eval/", f"eval/{prefix}", 1): v
+                    for k, v in result.metrics().items()}
+    with mlflow.start_run(run_id=run_id):
+        mlflow.log_metrics(metrics, step=step)
+    return metrics
+
+
+@task(name="register", cache_policy=NO_CACHE)
+def register_task(run_id: str, model_name: str, metrics: dict[str, float]) -> str:
+    """Log the generator as an MLflow model and register a new version, alias challenger."""
+    with tempfile.TemporaryDirectory() as tmp, mlflow.start_run(run_id=run_id):
+        checkpoint = restore_checkpoint(run_id, tmp)
+        info = log_generator(checkpoint)
+        g, _, spec, config, _ = load_models(checkpoint)
+    card_metrics = metrics if "eval/translation_accuracy" in metrics else {
+        k.replace(f"eval/{spec.label_sets[0].dataset}/", "eval/", 1): v
+        for k, v in metrics.items()}
+    card = model_card(card_metrics, run_id, spec, config.to_dict(), FINAL_GRID)
+    return register(info.model_uri, model_name, card)
+
+
+@flow(name="train-stargan", log_prints=True)
+def train_stargan(
+    manifest_url: str | list[str],
+    domains: list[str] | None = None,
+    preset: Literal["paper-128", "tiny"] = "paper-128",
+    num_iters: Positive | None = None,
+    batch_size: Positive | None = None,
+    g_lr: Rate | None = None,
+    d_lr: Rate | None = None,
+    n_critic: Positive | None = None,
+    lambda_cls: Weight | None = None,
+    lambda_rec: Weight | None = None,
+    lambda_gp: Weight | None = None,
+    num_iters_decay: Annotated[int, Field(ge=0)] | None = None,
+    checkpoint_every: Positive | None = None,
+    sample_every: Positive | None = None,
+    options: dict[str, Any] | None = None,
+    device: str = "auto",
+    mixed_precision: bool = True,
+    seed: int = 0,
+    experiment: str | None = None,
+    model_name: str | None = None,
+    eval_images: Positive = 2000,
+    classifier_steps: Positive = 600,
+    resume_from: str | None = None,
+) -> dict[str, Any]:
+    """Train StarGAN on prepared data sets, track it in MLflow and register the generator.
+
+    manifest_url: a prepared data set (its folder or manifest.json, local or s3://), or two
+        (CelebA and RaFD) for joint training with the mask vector.
+    domains: CelebA attributes to learn (default: Black_Hair, Blond_Hair, Brown_Hair, Male,
+        Young).
+    preset: the paper's setting (paper-128) or a CPU-sized one (tiny); the fields below
+        override it, and `options` any other training option (e.g. {"log_every": 50}).
+    device: auto (CUDA when present), cpu, cuda, cuda:1. mixed_precision: bf16 on CUDA.
+    experiment / model_name: MLflow experiment and registered model (default
+        stargan-<dataset>, stargan-joint for two data sets).
+    resume_from: an MLflow run id to continue from its last checkpoint.
+    """
+    urls = [manifest_url] if isinstance(manifest_url, str) else list(manifest_url)
+    config = training_config(preset, (options or {}) | {
+        "num_iters": num_iters, "batch_size": batch_size, "g_lr": g_lr, "d_lr": d_lr,
+        "n_critic": n_critic, "lambda_cls": lambda_cls, "lambda_rec": lambda_rec,
+        "lambda_gp": lambda_gp, "num_iters_decay": num_iters_decay,
+        "checkpoint_every": checkpoint_every, "sample_every": sample_every,
+        "mixed_precision": mixed_precision, "seed": seed})
+    spec = data_spec(urls, domains)  # fails before any work on a missing or wrong manifest
+    name = model_name or default_model_name(spec)
+    params = config.to_dict() | {"preset": preset, "manifest_url": ",".join(urls),
+                                 "domains": ",".join(spec.domains), "device": device,
+                                 "model_name": name}
+    run_id = open_run(experiment or name, params, resume_from)
+    trained = train_task(run_id, urls, domains, config, device)
+    metrics = evaluate_task(run_id, urls, eval_images, classifier_steps, device)
+    version = register_task(run_id, name, metrics)
+    print(f"run {run_id}: {trained['step']} steps; translation accuracy "
+          f"{metrics.get('eval/translation_accuracy', float('nan')):.1%}; registered "
+          f"{name} version {version} as challenger")
+    return {"run_id": run_id, "model_name": name, "version": version, "metrics": metrics,
+            "images_per_second": trained["images_per_second"]}

@@ -1,0 +1,151 @@
+"""The generator in the MLflow model registry: a pyfunc model with its DomainSpec and
+preprocessing, versions under `stargan-<dataset>`, and the aliases `challenger` / `champion`.
+
+A logged model needs nothing but MLflow to load: it carries this package's code, the weights
+of G and of D (whose domain classifier reads the labels a target leaves alone), the spec and
+the preprocessing.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import pandas as pd
+import torch
+from mlflow import MlflowClient
+from mlflow.models import ModelSignature
+from mlflow.types import ColSpec, Schema
+from PIL import Image
+from torchvision.io import ImageReadMode, decode_image
+
+import stargan_core
+from stargan_core.checkpoint import load_checkpoint, load_models, save_checkpoint
+from stargan_core.domains import DomainSpec
+
+CHALLENGER, CHAMPION = "challenger", "champion"
+MODEL_NAME = "generator"  # the model's name within its run
+SIGNATURE = ModelSignature(
+    inputs=Schema([ColSpec("binary", "image"), ColSpec("string", "target")]),
+    outputs=Schema([ColSpec("binary", "image")]),
+)
+
+
+def default_model_name(spec: DomainSpec) -> str:
+    """`stargan-celeba`, `stargan-rafd`, `stargan-joint` (or `stargan-<folder>`)."""
+    return "stargan-joint" if spec.is_joint else f"stargan-{spec.label_sets[0].dataset}"
+
+
+class StarGANModel(mlflow.pyfunc.PythonModel):
+    """Input: `image` (JPEG/PNG/WebP bytes) and `target` (`Blond_Hair`, `Male=0,Young`, `happy`)
+    per row. Output: `image`, the translation as PNG bytes at the model's image size."""
+
+    def load_context(self, context: mlflow.pyfunc.PythonModelContext) -> None:
+        from stargan_core.data.dataset import image_transform
+        from stargan_core.train import resolve_device
+
+        self.device = resolve_device("auto")
+        self.g, self.d, self.spec, config, data_format = load_models(
+            context.artifacts["weights"], self.device)
+        self.transform = image_transform(data_format, config.image_size)
+
+    @torch.inference_mode()
+    def predict(self, context: Any, model_input: pd.DataFrame, params: Any = None
+                ) -> pd.DataFrame:
+        from stargan_core.translate import denorm, source_labels
+
+        outputs: list[bytes | None] = [None] * len(model_input)
+        rows = model_input.reset_index(drop=True)
+        for target_text, group in rows.groupby("target", sort=False):
+            target = self.spec.parse_target(str(target_text))
+            x = torch.stack([
+                self.transform(decode_image(torch.frombuffer(bytearray(data), dtype=torch.uint8),
+                                            mode=ImageReadMode.RGB))
+                for data in group["image"]
+            ]).to(self.device)
+            c_org = source_labels(self.d, self.spec, x)
+            fake = denorm(self.g(x, self.spec.target_labels(c_org, target)).float())
+            pixels = (fake * 255).round().byte().permute(0, 2, 3, 1).cpu().numpy()
+            for index, array in zip(group.index, pixels, strict=True):
+                out = io.BytesIO()
+                Image.fromarray(array).save(out, "PNG")
+                outputs[index] = out.getvalue()
+        return pd.DataFrame({"image": outputs})
+
+
+def log_generator(checkpoint: str | Path) -> mlflow.models.model.ModelInfo:
+    """Log the checkpoint's G and D as the active run's `generator` pyfunc model."""
+    state = load_checkpoint(checkpoint)
+    spec, config = DomainSpec.from_json(state["spec"]), state["config"]
+    preprocessing = {"data_format": state["data_format"], "image_size": config["image_size"],
+                     "crop": 178 if state["data_format"] == "celeba" else None,
+                     "normalisation": "x / 127.5 - 1 (RGB in [-1, 1])",
+                     "output": "PNG, RGB, image_size square"}
+    with tempfile.TemporaryDirectory() as tmp:
+        weights = save_checkpoint(Path(tmp) / "weights.pt", {
+            k: state[k] for k in ("G", "D", "spec", "config", "data_format")})
+        return mlflow.pyfunc.log_model(
+            name=MODEL_NAME, python_model=StarGANModel(), artifacts={"weights": str(weights)},
+            signature=SIGNATURE, code_paths=[str(Path(stargan_core.__file__).parent)],
+            pip_requirements=["torch", "torchvision", "pillow", "numpy", "pandas"],
+            metadata={"domain_spec": json.loads(spec.to_json()), "preprocessing": preprocessing,
+                      "targets": [t.text for t in spec.single_targets()]},
+        )
+
+
+def register(model_uri: str, name: str, description: str,
+             client: MlflowClient | None = None) -> str:
+    """Register a logged model as a new version of `name`, aliased `challenger`; its version."""
+    client = client or MlflowClient()
+    version = mlflow.register_model(model_uri, name).version
+    client.update_model_version(name, version, description)
+    client.set_registered_model_alias(name, CHALLENGER, version)
+    return str(version)
+
+
+def promote(name: str, version: str, client: MlflowClient | None = None) -> None:
+    """Move the `champion` alias to `version` (what translate-bulk uses by default)."""
+    client = client or MlflowClient()
+    try:
+        client.get_model_version(name, str(version))
+    except mlflow.exceptions.MlflowException:
+        versions = sorted(int(v.version) for v in client.search_model_versions(f"name='{name}'"))
+        raise ValueError(f"model '{name}' has no version {version} "
+                         f"(versions: {', '.join(map(str, versions)) or 'none'})") from None
+    client.set_registered_model_alias(name, CHAMPION, str(version))
+
+
+def champion_version(name: str, client: MlflowClient | None = None) -> str | None:
+    client = client or MlflowClient()
+    try:
+        return str(client.get_model_version_by_alias(name, CHAMPION).version)
+    except mlflow.exceptions.MlflowException:
+        return None
+
+
+def model_card(metrics: dict[str, float], run_id: str, spec: DomainSpec,
+               config: dict[str, Any], sample: str) -> str:
+    """A short model card in Markdown for the model version's description."""
+    per_target = sorted((k.rsplit("/", 1)[-1], v) for k, v in metrics.items()
+                        if k.startswith("eval/translation_accuracy/"))
+    lines = [
+        f"StarGAN generator for {', '.join(spec.domains)} "
+        f"({config['image_size']} px; G {config['g_conv_dim']} wide, "
+        f"{config['g_repeat_num']} residual blocks), {config['num_iters']} steps, run `{run_id}`.",
+        "",
+        f"- translation accuracy: **{metrics['eval/translation_accuracy']:.1%}** "
+        f"(untranslated inputs {metrics['eval/untranslated_rate']:.1%})",
+        f"- attribute classifier on real held-out images: {metrics['eval/real_accuracy']:.1%} "
+        "(the ceiling)",
+        f"- reconstruction L1 of G(G(x, c), c_org): {metrics['eval/reconstruction_l1']:.3f}",
+        "",
+        "| target | translation accuracy |", "| --- | --- |",
+        *(f"| {t} | {v:.1%} |" for t, v in per_target),
+        "",
+        f"Sample grid (held-out images x every target): run artifact `{sample}`.",
+    ]
+    return "\n".join(lines)

@@ -1,0 +1,69 @@
+"""MLflow tracking of a training run: parameters, losses per step, sample grids, checkpoints.
+
+A run is the unit of resumption: its checkpoints are artifacts, so a retried or restarted
+training task downloads the latest one and goes on in the same run.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+from mlflow import MlflowClient
+from mlflow.entities import Metric, Param
+from PIL import Image
+
+CHECKPOINTS = "checkpoints"
+SAMPLES = "samples"
+STEP_METRIC = "lr/G"  # logged at every logging step: it tells how far a run has logged
+
+
+def log_params(client: MlflowClient, run_id: str, params: dict[str, Any]) -> None:
+    """Every parameter, as text (MLflow keeps parameters as strings)."""
+    items = [Param(k, str(v)[:6000]) for k, v in sorted(params.items()) if v is not None]
+    for start in range(0, len(items), 100):  # log_batch takes at most 100 parameters
+        client.log_batch(run_id, params=items[start:start + 100])
+
+
+class RunTracker:
+    """`train()` callbacks that log one MLflow run.
+
+    A resumed run re-trains the steps after its last checkpoint; their metrics are already in
+    the run, so they are not logged again: every step appears exactly once.
+    """
+
+    def __init__(self, run_id: str, client: MlflowClient | None = None) -> None:
+        self.client = client or MlflowClient()
+        self.run_id = run_id
+        history = self.client.get_metric_history(run_id, STEP_METRIC)
+        self.logged_through = max((m.step for m in history), default=0)
+
+    def log_metrics(self, step: int, metrics: dict[str, float]) -> None:
+        if step <= self.logged_through:
+            return
+        now = int(time.time() * 1000)
+        self.client.log_batch(self.run_id, metrics=[Metric(k, float(v), now, step)
+                                                    for k, v in metrics.items()])
+        self.logged_through = step
+
+    def log_sample(self, path: Path, step: int) -> None:
+        with Image.open(path) as grid:
+            self.client.log_image(self.run_id, grid.convert("RGB"), key=SAMPLES, step=step)
+
+    def log_checkpoint(self, path: Path, step: int) -> None:
+        self.client.log_artifact(self.run_id, str(path), CHECKPOINTS)
+
+
+def restore_checkpoint(run_id: str, folder: str | Path,
+                       client: MlflowClient | None = None) -> Path | None:
+    """Download the run's latest checkpoint into `<folder>/checkpoints/`; None if it has none."""
+    client = client or MlflowClient()
+    names = sorted(f.path for f in client.list_artifacts(run_id, CHECKPOINTS)
+                   if f.path.endswith(".ckpt"))
+    if not names:
+        return None
+    target = Path(folder) / CHECKPOINTS  # where train() looks for the latest checkpoint
+    target.mkdir(parents=True, exist_ok=True)
+    local = Path(client.download_artifacts(run_id, names[-1], str(target)))
+    return local if local.parent == target else local.rename(target / local.name)

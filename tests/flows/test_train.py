@@ -1,0 +1,125 @@
+"""The train-stargan flow under a real Prefect server, tracking into a SQLite MLflow store, with
+the data prepared on the loopback S3 server."""
+
+from __future__ import annotations
+
+import io
+
+import mlflow
+import pandas as pd
+import pytest
+from mlflow import MlflowClient
+from PIL import Image
+
+import stargan_core.train
+from flows.train import train_stargan
+from stargan_core.cli import main as stargan
+from stargan_core.data.images import ImageRule
+from stargan_core.data.prepare import PrepareConfig, prepare_dataset
+
+LOSSES = ["D/loss_real", "D/loss_fake", "D/loss_cls", "D/loss_gp", "G/loss_fake", "G/loss_rec",
+          "G/loss_cls"]
+SMALL = {"preset": "tiny", "num_iters": 10, "batch_size": 8, "n_critic": 1, "checkpoint_every": 5,
+         "sample_every": 5, "eval_images": 48, "classifier_steps": 30,
+         "options": {"log_every": 1, "g_conv_dim": 8, "d_conv_dim": 8, "g_repeat_num": 1}}
+
+
+@pytest.fixture
+def mlflow_store(tmp_path, monkeypatch):
+    """A SQLite tracking store with the experiment's artifacts in a local folder."""
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    monkeypatch.setenv("MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL", "1")
+    monkeypatch.setenv("MLFLOW_SYSTEM_METRICS_SAMPLES_BEFORE_LOGGING", "1")
+    client = MlflowClient()
+    client.create_experiment("faces", artifact_location=(tmp_path / "artifacts").as_uri())
+    return client
+
+
+@pytest.fixture
+def manifest(s3, celeba_root):
+    url = s3.url("store/datasets/celeba/v1")
+    prepare_dataset(PrepareConfig(s3.upload(celeba_root, "raw"), url, rule=ImageRule(32),
+                                  rows_per_shard=50))
+    return url
+
+
+def steps_logged(client: MlflowClient, run_id: str, key: str) -> list[int]:
+    return sorted(m.step for m in client.get_metric_history(run_id, key))
+
+
+def test_trains_evaluates_registers_and_promotes(prefect_server, mlflow_store, manifest):
+    result = train_stargan(manifest_url=manifest, experiment="faces", **SMALL)
+    client = mlflow_store
+    run = client.get_run(result["run_id"])
+    assert run.data.params["preset"] == "tiny" and run.data.params["num_iters"] == "10"
+    assert run.data.params["domains"] == "Black_Hair,Blond_Hair,Brown_Hair,Male,Young"
+    for key in LOSSES:
+        assert steps_logged(client, run.info.run_id, key) == list(range(1, 11)), key
+    assert {"lr/G", "lr/D", "images_per_second"} <= set(run.data.metrics)
+    assert any(k.startswith("system/") for k in run.data.metrics), "no system metrics"
+    artifacts = {f.path for f in client.list_artifacts(run.info.run_id, "checkpoints")}
+    assert artifacts == {"checkpoints/step-0000005.ckpt", "checkpoints/step-0000010.ckpt"}
+    assert "samples/final.png" in {f.path for f in client.list_artifacts(run.info.run_id,
+                                                                         "samples")}
+    assert len(client.list_artifacts(run.info.run_id, "images")) >= 2  # grids at steps 5, 10
+    metrics = result["metrics"]
+    assert 0 <= metrics["eval/translation_accuracy"] <= 1
+    assert 0 <= metrics["eval/real_accuracy"] <= 1 and metrics["eval/reconstruction_l1"] > 0
+    assert {f"eval/translation_accuracy/{t}" for t in ("Blond_Hair", "Male", "Male:0")} \
+        <= set(run.data.metrics)
+
+    assert result["model_name"] == "stargan-celeba" and result["version"] == "1"
+    version = client.get_model_version_by_alias("stargan-celeba", "challenger")
+    assert str(version.version) == "1" and version.run_id == run.info.run_id
+    assert "translation accuracy" in version.description
+    assert "| Male:0 |" in version.description
+
+    assert stargan(["promote", "stargan-celeba", "1"]) == 0
+    assert str(client.get_model_version_by_alias("stargan-celeba", "champion").version) == "1"
+    assert stargan(["promote", "stargan-celeba", "7"]) == 2  # no such version
+
+    model = mlflow.pyfunc.load_model("models:/stargan-celeba@champion")
+    images = [(celeba_root_image(i)) for i in (1, 2)]
+    out = model.predict(pd.DataFrame({"image": images, "target": ["Blond_Hair", "Male=0"]}))
+    assert list(out.columns) == ["image"] and len(out) == 2
+    assert Image.open(io.BytesIO(out["image"][0])).size == (32, 32)
+    schema = model.metadata.get_input_schema()
+    assert schema.input_names() == ["image", "target"]
+
+
+def celeba_root_image(index: int) -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", (178, 218), (index * 40, 90, 160)).save(buffer, "JPEG")
+    return buffer.getvalue()
+
+
+def test_a_crash_resumes_from_the_runs_last_checkpoint(prefect_server, mlflow_store, manifest,
+                                                      monkeypatch):
+    attempts: list[list[int]] = []
+    real = stargan_core.train.set_learning_rates
+    crashes = {"left": 3}  # every attempt of the first flow run dies at step 7
+
+    def crashing(nets, config, step):
+        if step == 0 or not attempts or (attempts[-1] and step <= attempts[-1][-1]):
+            attempts.append([])
+        attempts[-1].append(step)
+        if step == 7 and crashes["left"]:
+            crashes["left"] -= 1
+            raise RuntimeError("worker lost")
+        return real(nets, config, step)
+
+    monkeypatch.setattr(stargan_core.train, "set_learning_rates", crashing)
+    state = train_stargan(manifest_url=manifest, experiment="faces", return_state=True,
+                          **SMALL)
+    assert state.is_failed()
+    # The task's two retries each went on from the checkpoint at step 5, not from scratch.
+    assert [a[0] for a in attempts] == [0, 5, 5]
+    run_id = mlflow_store.search_runs([mlflow_store.get_experiment_by_name("faces")
+                                       .experiment_id])[0].info.run_id
+
+    result = train_stargan(manifest_url=manifest, experiment="faces", resume_from=run_id,
+                           **SMALL)
+    # Steps 5..9 trained; the rates are set once more at 10, after the last step.
+    assert result["run_id"] == run_id and attempts[-1] == [5, 6, 7, 8, 9, 10]
+    for key in LOSSES:  # no step lost, none repeated
+        assert steps_logged(mlflow_store, run_id, key) == list(range(1, 11)), key
