@@ -24,7 +24,7 @@ from stargan_core.config import PRESETS, TrainConfig, preset
 from stargan_core.data.loading import evaluation_sets, training_data
 from stargan_core.data.manifest import manifest_spec, read_manifest
 from stargan_core.domains import DomainSpec
-from stargan_core.evaluate import evaluate, train_classifier
+from stargan_core.evaluate import evaluate_label_sets, train_classifiers
 from stargan_core.registry import default_model_name, log_generator, model_card, register
 from stargan_core.tracking import RunTracker, log_params, restore_checkpoint
 from stargan_core.train import resolve_device, train
@@ -66,8 +66,9 @@ def open_run(experiment: str, params: dict[str, Any], resume_from: str | None) -
 
 @task(name="train", retries=2, retry_delay_seconds=5, cache_policy=NO_CACHE)
 def train_task(run_id: str, urls: list[str], domains: list[str] | None, config: TrainConfig,
-               device: str) -> dict[str, float]:
-    """Train in the MLflow run, from its last checkpoint when it has one."""
+               device: str, evaluation: dict[str, int]) -> dict[str, float]:
+    """Train in the MLflow run, from its last checkpoint when it has one; with
+    `evaluation["every"]`, evaluate every that many steps too."""
     logger = get_run_logger()
     tracker = RunTracker(run_id)
     with tempfile.TemporaryDirectory() as out, \
@@ -76,10 +77,24 @@ def train_task(run_id: str, urls: list[str], domains: list[str] | None, config: 
         if resumed:
             logger.info("resuming run %s from %s", run_id, resumed.name)
         data = training_data(urls, config.image_size, domains=domains, seed=config.seed)
+        on_checkpoint = tracker.log_checkpoint
+        every = evaluation["every"]
+        if every:
+            dev = resolve_device(device)
+            sets = evaluation_sets(urls, data.spec, config.image_size, limit=evaluation["images"])
+            classifiers = train_classifiers(sets, data.spec, evaluation["classifier_steps"], dev)
+
+            def on_checkpoint(path: Path, step: int) -> None:
+                tracker.log_checkpoint(path, step)
+                if step % every == 0 and step < config.num_iters:  # the last: evaluate_task
+                    g = load_models(path, dev)[0]
+                    mlflow.log_metrics(evaluate_label_sets(g, classifiers, data.spec, sets, dev),
+                                       step=step)
+
         result = train(config, data.spec, data.datasets, out, sample_images=data.sample_images,
                        sample_labels=data.sample_labels, device=device,
                        on_log=tracker.log_metrics, on_sample=tracker.log_sample,
-                       on_checkpoint=tracker.log_checkpoint, data_format=data.data_format)
+                       on_checkpoint=on_checkpoint, data_format=data.data_format)
         final = Path(out) / "samples" / f"step-{config.num_iters:07d}.png"
         if final.is_file():
             mlflow.log_artifact(str(final.rename(final.with_name("final.png"))), "samples")
@@ -88,7 +103,7 @@ def train_task(run_id: str, urls: list[str], domains: list[str] | None, config: 
 
 
 @task(name="evaluate", cache_policy=NO_CACHE)
-def evaluate_task(run_id: str, urls: list[str], eval_images: int, classifier_steps: int,
+def evaluate_task(run_id: str, urls: list[str], evaluation: dict[str, int],
                   device: str) -> dict[str, float]:
     """The paper's classification metric on held-out images, logged to the run."""
     dev = resolve_device(device)
@@ -96,14 +111,9 @@ def evaluate_task(run_id: str, urls: list[str], eval_images: int, classifier_ste
         checkpoint = restore_checkpoint(run_id, tmp)
         g, _, spec, config, _ = load_models(checkpoint, dev)
         step = int(checkpoint.stem.split("-")[1])
-    metrics: dict[str, float] = {}
-    for label_set, (train_set, test_set) in enumerate(
-            evaluation_sets(urls, spec, config.image_size, limit=eval_images)):
-        clf = train_classifier(train_set, spec, label_set, steps=classifier_steps, device=dev)
-        result = evaluate(g, clf, spec, test_set, label_set, device=dev)
-        prefix = "" if len(urls) == 1 else f"{spec.label_sets[label_set].dataset}/"
-        metrics |= {k.replace("eval/", f"eval/{prefix}", 1): v
-                    for k, v in result.metrics().items()}
+    sets = evaluation_sets(urls, spec, config.image_size, limit=evaluation["images"])
+    classifiers = train_classifiers(sets, spec, evaluation["classifier_steps"], dev)
+    metrics = evaluate_label_sets(g, classifiers, spec, sets, dev)
     with mlflow.start_run(run_id=run_id):
         mlflow.log_metrics(metrics, step=step)
     return metrics
@@ -145,6 +155,7 @@ def train_stargan(
     seed: int = 0,
     experiment: str | None = None,
     model_name: str | None = None,
+    eval_every: Annotated[int, Field(ge=0)] = 0,
     eval_images: Positive = 2000,
     classifier_steps: Positive = 600,
     resume_from: str | None = None,
@@ -160,6 +171,9 @@ def train_stargan(
     device: auto (CUDA when present), cpu, cuda, cuda:1. mixed_precision: bf16 on CUDA.
     experiment / model_name: MLflow experiment and registered model (default
         stargan-<dataset>, stargan-joint for two data sets).
+    eval_every: also evaluate at every checkpoint whose step is a multiple of this (0: only
+        at the end); eval_images: held-out images evaluated (and real images the attribute
+        classifier learns from); classifier_steps: its training steps.
     resume_from: an MLflow run id to continue from its last checkpoint.
     """
     urls = [manifest_url] if isinstance(manifest_url, str) else list(manifest_url)
@@ -175,8 +189,10 @@ def train_stargan(
                                  "domains": ",".join(spec.domains), "device": device,
                                  "model_name": name}
     run_id = open_run(experiment or name, params, resume_from)
-    trained = train_task(run_id, urls, domains, config, device)
-    metrics = evaluate_task(run_id, urls, eval_images, classifier_steps, device)
+    evaluation = {"every": eval_every, "images": eval_images,
+                  "classifier_steps": classifier_steps}
+    trained = train_task(run_id, urls, domains, config, device, evaluation)
+    metrics = evaluate_task(run_id, urls, evaluation, device)
     version = register_task(run_id, name, metrics)
     print(f"run {run_id}: {trained['step']} steps; translation accuracy "
           f"{metrics.get('eval/translation_accuracy', float('nan')):.1%}; registered "

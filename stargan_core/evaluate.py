@@ -154,3 +154,26 @@ def evaluate(
         reconstruction_l1=rec_sum / max(rec_count, 1),
         per_domain_real_accuracy=per_domain,
     )
+
+
+def train_classifiers(sets: Sequence[tuple[Dataset, Dataset]], spec: DomainSpec,
+                      steps: int = 600, device: str | torch.device = "cpu") -> list[nn.Module]:
+    """One attribute classifier per label set, from the (train, test) pairs of
+    `loading.evaluation_sets`."""
+    return [train_classifier(train_set, spec, i, steps=steps, device=device)
+            for i, (train_set, _) in enumerate(sets)]
+
+
+def evaluate_label_sets(
+    g: Generator, classifiers: Sequence[nn.Module], spec: DomainSpec,
+    sets: Sequence[tuple[Dataset, Dataset]], device: str | torch.device = "cpu",
+) -> dict[str, float]:
+    """`evaluate` on every label set's held-out images, as flat metrics; with two data sets
+    (joint training) the names carry the data set: `eval/celeba/translation_accuracy`."""
+    metrics: dict[str, float] = {}
+    for i, (clf, (_, test_set)) in enumerate(zip(classifiers, sets, strict=True)):
+        prefix = f"{spec.label_sets[i].dataset}/" if spec.is_joint else ""
+        result = evaluate(g, clf, spec, test_set, i, device=device)
+        metrics |= {k.replace("eval/", f"eval/{prefix}", 1): v
+                    for k, v in result.metrics().items()}
+    return metrics

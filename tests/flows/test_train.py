@@ -47,9 +47,12 @@ def steps_logged(client: MlflowClient, run_id: str, key: str) -> list[int]:
     return sorted(m.step for m in client.get_metric_history(run_id, key))
 
 
-def test_trains_evaluates_registers_and_promotes(prefect_server, mlflow_store, manifest):
-    result = train_stargan(manifest_url=manifest, experiment="faces", **SMALL)
-    client = mlflow_store
+def test_trains_evaluates_registers_and_promotes(prefect_server, mlflow_server, manifest,
+                                                 monkeypatch):
+    monkeypatch.setenv("MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL", "1")
+    monkeypatch.setenv("MLFLOW_SYSTEM_METRICS_SAMPLES_BEFORE_LOGGING", "1")
+    result = train_stargan(manifest_url=manifest, experiment="faces", eval_every=5, **SMALL)
+    client = MlflowClient()  # the tracking server
     run = client.get_run(result["run_id"])
     assert run.data.params["preset"] == "tiny" and run.data.params["num_iters"] == "10"
     assert run.data.params["domains"] == "Black_Hair,Blond_Hair,Brown_Hair,Male,Young"
@@ -62,6 +65,7 @@ def test_trains_evaluates_registers_and_promotes(prefect_server, mlflow_store, m
     assert "samples/final.png" in {f.path for f in client.list_artifacts(run.info.run_id,
                                                                          "samples")}
     assert len(client.list_artifacts(run.info.run_id, "images")) >= 2  # grids at steps 5, 10
+    assert steps_logged(client, run.info.run_id, "eval/translation_accuracy") == [5, 10]
     metrics = result["metrics"]
     assert 0 <= metrics["eval/translation_accuracy"] <= 1
     assert 0 <= metrics["eval/real_accuracy"] <= 1 and metrics["eval/reconstruction_l1"] > 0
