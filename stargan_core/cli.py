@@ -1,5 +1,5 @@
-"""The `stargan` command: make synthetic data, prepare shards, train, translate and evaluate,
-without any server."""
+"""The `stargan` command: make synthetic data, prepare shards, train, translate, evaluate
+without any server, and promote a registered model version."""
 
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ examples:
   stargan translate --checkpoint runs/tiny --input data/synthetic/celeba/img_align_celeba \\
       --target Blond_Hair --target Male=0 --out translated/
   stargan evaluate --checkpoint runs/tiny --data data/synthetic/celeba
+  stargan promote stargan-celeba 3
 """
 
 

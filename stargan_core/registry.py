@@ -85,12 +85,16 @@ def log_generator(checkpoint: str | Path) -> mlflow.models.model.ModelInfo:
                      "crop": 178 if state["data_format"] == "celeba" else None,
                      "normalisation": "x / 127.5 - 1 (RGB in [-1, 1])",
                      "output": "PNG, RGB, image_size square"}
+    example = io.BytesIO()
+    Image.new("RGB", (config["image_size"],) * 2, (128, 128, 128)).save(example, "JPEG")
     with tempfile.TemporaryDirectory() as tmp:
         weights = save_checkpoint(Path(tmp) / "weights.pt", {
             k: state[k] for k in ("G", "D", "spec", "config", "data_format")})
         return mlflow.pyfunc.log_model(
             name=MODEL_NAME, python_model=StarGANModel(), artifacts={"weights": str(weights)},
             signature=SIGNATURE, code_paths=[str(Path(stargan_core.__file__).parent)],
+            input_example=pd.DataFrame({"image": [example.getvalue()],
+                                        "target": [spec.single_targets()[0].text]}),
             pip_requirements=["torch", "torchvision", "pillow", "numpy", "pandas"],
             metadata={"domain_spec": json.loads(spec.to_json()), "preprocessing": preprocessing,
                       "targets": [t.text for t in spec.single_targets()]},

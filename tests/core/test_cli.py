@@ -16,7 +16,8 @@ def run(*args, check=True):
     return proc
 
 
-@pytest.mark.parametrize("command", ["synth", "preprocess", "train", "translate", "evaluate"])
+@pytest.mark.parametrize("command",
+                         ["synth", "preprocess", "train", "translate", "evaluate", "promote"])
 def test_every_command_explains_its_options(command, capsys):
     with pytest.raises(SystemExit) as exit_:
         main([command, "--help"])
@@ -28,7 +29,8 @@ def test_every_command_explains_its_options(command, capsys):
                    "train": ["--preset", "--domains", "--set", "--no-resume", "tiny:",
                              "manifest.json"],
                    "translate": ["--checkpoint", "--target", "Blond_Hair,Young=0"],
-                   "evaluate": ["--classifier-steps"]}[command]:
+                   "evaluate": ["--classifier-steps"],
+                   "promote": ["champion", "MLFLOW_TRACKING_URI"]}[command]:
         assert option in out
 
 
