@@ -127,3 +127,18 @@ def test_a_crash_resumes_from_the_runs_last_checkpoint(prefect_server, mlflow_st
     assert result["run_id"] == run_id and attempts[-1] == [5, 6, 7, 8, 9, 10]
     for key in LOSSES:  # no step lost, none repeated
         assert steps_logged(mlflow_store, run_id, key) == list(range(1, 11)), key
+
+
+def test_bad_input_fails_before_any_run_is_opened(prefect_server, mlflow_store, s3):
+    from prefect.exceptions import ParameterTypeError
+
+    from stargan_core.data import DataFormatError
+
+    with pytest.raises(DataFormatError, match="no manifest.json at .*stargan preprocess"):
+        train_stargan(manifest_url=s3.url("nothing/here"), experiment="faces")
+    with pytest.raises(ValueError, match="unknown training option.*known: image_size"):
+        train_stargan(manifest_url=s3.url("nothing/here"), options={"learning_rate": 1})
+    with pytest.raises(ParameterTypeError, match="g_lr"):
+        train_stargan(manifest_url=s3.url("nothing/here"), g_lr=2.0)
+    faces = mlflow_store.get_experiment_by_name("faces").experiment_id
+    assert mlflow_store.search_runs([faces]) == []
