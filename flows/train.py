@@ -20,7 +20,8 @@ from prefect.cache_policies import NO_CACHE
 from pydantic import Field
 
 from stargan_core.checkpoint import load_models
-from stargan_core.config import PRESETS, TrainConfig, preset
+from stargan_core.config import TrainConfig
+from stargan_core.config import preset as preset_config
 from stargan_core.data.loading import evaluation_sets, training_data
 from stargan_core.data.manifest import manifest_spec, read_manifest
 from stargan_core.domains import DomainSpec
@@ -33,17 +34,6 @@ Positive = Annotated[int, Field(gt=0)]
 Rate = Annotated[float, Field(gt=0, lt=1)]
 Weight = Annotated[float, Field(ge=0)]
 FINAL_GRID = "samples/final.png"
-
-
-def training_config(name: str, overrides: dict[str, Any]) -> TrainConfig:
-    """The preset with the given overrides; the decay keeps the preset's share of the steps
-    when only the length changes."""
-    overrides = {k: v for k, v in overrides.items() if v is not None}
-    if "num_iters" in overrides and "num_iters_decay" not in overrides:
-        base = PRESETS[name]
-        overrides["num_iters_decay"] = round(
-            base.num_iters_decay * overrides["num_iters"] / base.num_iters)
-    return preset(name, **overrides)
 
 
 def data_spec(urls: list[str], domains: list[str] | None) -> DomainSpec:
@@ -177,12 +167,13 @@ def train_stargan(
     resume_from: an MLflow run id to continue from its last checkpoint.
     """
     urls = [manifest_url] if isinstance(manifest_url, str) else list(manifest_url)
-    config = training_config(preset, (options or {}) | {
+    overrides = (options or {}) | {
         "num_iters": num_iters, "batch_size": batch_size, "g_lr": g_lr, "d_lr": d_lr,
         "n_critic": n_critic, "lambda_cls": lambda_cls, "lambda_rec": lambda_rec,
         "lambda_gp": lambda_gp, "num_iters_decay": num_iters_decay,
         "checkpoint_every": checkpoint_every, "sample_every": sample_every,
-        "mixed_precision": mixed_precision, "seed": seed})
+        "mixed_precision": mixed_precision, "seed": seed}
+    config = preset_config(preset, **{k: v for k, v in overrides.items() if v is not None})
     spec = data_spec(urls, domains)  # fails before any work on a missing or wrong manifest
     name = model_name or default_model_name(spec)
     params = config.to_dict() | {"preset": preset, "manifest_url": ",".join(urls),

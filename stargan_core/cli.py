@@ -108,11 +108,6 @@ def cmd_train(args: argparse.Namespace) -> int:
     for name in ("num_iters", "batch_size", "seed"):
         if getattr(args, name) is not None:
             overrides[name] = getattr(args, name)
-    if "num_iters" in overrides and "num_iters_decay" not in overrides:
-        # Keep the preset's share of decay steps when only the length changes.
-        base = PRESETS[args.preset]
-        overrides["num_iters_decay"] = round(
-            base.num_iters_decay * int(overrides["num_iters"]) / base.num_iters)
     config = preset(args.preset, **overrides)
     data = training_data(args.data, config.image_size, format=args.format,
                          domains=_domains(args.domains), seed=config.seed, progress=True)

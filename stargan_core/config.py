@@ -82,7 +82,12 @@ PRESETS: dict[str, TrainConfig] = {
 
 
 def preset(name: str, **overrides: object) -> TrainConfig:
-    """A named preset with some fields replaced."""
+    """A named preset with some fields replaced. When only the length (`num_iters`) changes,
+    the decay keeps the preset's share of the steps."""
     if name not in PRESETS:
         raise ValueError(f"unknown preset '{name}' (known: {', '.join(PRESETS)})")
-    return PRESETS[name].replace(**overrides)
+    base = PRESETS[name]
+    if "num_iters" in overrides and "num_iters_decay" not in overrides:
+        share = base.num_iters_decay / base.num_iters
+        overrides["num_iters_decay"] = round(share * int(str(overrides["num_iters"])))
+    return base.replace(**overrides)
