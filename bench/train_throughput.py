@@ -109,8 +109,9 @@ def main() -> None:
     parser.add_argument("--precision", nargs="+", default=["fp32"], choices=["fp32", "bf16"])
     args = parser.parse_args()
     device = torch.device(args.device)
-    with contextlib.suppress(AttributeError):
-        torch.backends.cuda.matmul.allow_tf32 = False  # fp32 means fp32
+    with contextlib.suppress(AttributeError):  # fp32 means fp32, for matmuls and convolutions
+        torch.backends.cuda.matmul.allow_tf32 = False
+        torch.backends.cudnn.allow_tf32 = False
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else \
         f"CPU, {torch.get_num_threads()} threads"
     print(f"device: {name}; torch {torch.__version__}")

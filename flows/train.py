@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import mlflow
+import torch
 from mlflow import MlflowClient
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
@@ -77,9 +78,12 @@ def train_task(run_id: str, urls: list[str], domains: list[str] | None, config: 
             def on_checkpoint(path: Path, step: int) -> None:
                 tracker.log_checkpoint(path, step)
                 if step % every == 0 and step < config.num_iters:  # the last: evaluate_task
-                    g = load_models(path, dev)[0]
-                    mlflow.log_metrics(evaluate_label_sets(g, classifiers, data.spec, sets, dev),
-                                       step=step)
+                    # Evaluating must not move the training's random state, which the
+                    # checkpoint just saved: a resumed run would take another path.
+                    with torch.random.fork_rng(devices=[dev] if dev.type == "cuda" else []):
+                        g = load_models(path, dev)[0]
+                        metrics = evaluate_label_sets(g, classifiers, data.spec, sets, dev)
+                    mlflow.log_metrics(metrics, step=step)
 
         result = train(config, data.spec, data.datasets, out, sample_images=data.sample_images,
                        sample_labels=data.sample_labels, device=device,
@@ -104,8 +108,11 @@ def evaluate_task(run_id: str, urls: list[str], evaluation: dict[str, int],
     sets = evaluation_sets(urls, spec, config.image_size, limit=evaluation["images"])
     classifiers = train_classifiers(sets, spec, evaluation["classifier_steps"], dev)
     metrics = evaluate_label_sets(g, classifiers, spec, sets, dev)
-    with mlflow.start_run(run_id=run_id):
-        mlflow.log_metrics(metrics, step=step)
+    client = MlflowClient()
+    logged = client.get_metric_history(run_id, next(iter(metrics)))
+    if not any(m.step == step for m in logged):  # a rerun of a finished run logs nothing twice
+        with mlflow.start_run(run_id=run_id):
+            mlflow.log_metrics(metrics, step=step)
     return metrics
 
 

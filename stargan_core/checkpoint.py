@@ -16,10 +16,16 @@ def checkpoint_path(folder: str | Path, step: int) -> Path:
     return Path(folder) / f"step-{step:07d}.ckpt"
 
 
+def checkpoint_step(name: str) -> int:
+    """The step of a checkpoint file name `step-0001000.ckpt` (any path prefix)."""
+    return int(name.rsplit("/", 1)[-1].removeprefix("step-").removesuffix(".ckpt"))
+
+
 def latest_checkpoint(folder: str | Path) -> Path | None:
-    """The checkpoint of the highest step in `folder`, if any."""
-    found = sorted(Path(folder).glob("step-*.ckpt")) if Path(folder).is_dir() else []
-    return found[-1] if found else None
+    """The checkpoint of the highest step in `folder`, if any (by number: past 10^7 steps the
+    names gain a digit)."""
+    found = list(Path(folder).glob("step-*.ckpt")) if Path(folder).is_dir() else []
+    return max(found, key=lambda p: checkpoint_step(p.name)) if found else None
 
 
 def save_checkpoint(path: str | Path, state: dict) -> Path:

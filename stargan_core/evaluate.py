@@ -97,7 +97,7 @@ class Evaluation:
     def metrics(self) -> dict[str, float]:
         """Flat metric names for trackers: `eval/translation_accuracy/<target>` and friends.
 
-        Targets are written as MLflow allows in names: `Male=0` as `Male:0`, `A,B` as `A & B`.
+        Targets are written as MLflow allows in names: `Male=0` as `Male:0`, `A,B` as `A and B`.
         """
         out = {
             "eval/translation_accuracy": self.mean_translation_accuracy,
@@ -105,7 +105,7 @@ class Evaluation:
             "eval/real_accuracy": self.real_accuracy,
             "eval/reconstruction_l1": self.reconstruction_l1,
         }
-        out |= {f"eval/translation_accuracy/{t.replace('=', ':').replace(',', ' & ')}": v
+        out |= {f"eval/translation_accuracy/{t.replace('=', ':').replace(',', ' and ')}": v
                 for t, v in self.translation_accuracy.items()}
         return out
 

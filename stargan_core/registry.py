@@ -11,6 +11,7 @@ from __future__ import annotations
 import io
 import json
 import tempfile
+from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,7 @@ import mlflow
 import pandas as pd
 import torch
 from mlflow import MlflowClient
+from mlflow.exceptions import MlflowException
 from mlflow.models import ModelSignature
 from mlflow.types import ColSpec, Schema
 from PIL import Image
@@ -28,6 +30,10 @@ from stargan_core.checkpoint import load_checkpoint, load_models, save_checkpoin
 from stargan_core.domains import DomainSpec
 
 CHALLENGER, CHAMPION = "challenger", "champion"
+BATCH = 64  # images per forward pass in predict
+# What the logged code imports, pinned to the versions it was logged with (without local tags
+# such as +cu130, so that an index can resolve them).
+REQUIREMENTS = ("torch", "torchvision", "pillow", "numpy", "pandas", "tqdm", "fsspec")
 MODEL_NAME = "generator"  # the model's name within its run
 SIGNATURE = ModelSignature(
     inputs=Schema([ColSpec("binary", "image"), ColSpec("string", "target")]),
@@ -58,23 +64,34 @@ class StarGANModel(mlflow.pyfunc.PythonModel):
                 ) -> pd.DataFrame:
         from stargan_core.translate import denorm, source_labels
 
-        outputs: list[bytes | None] = [None] * len(model_input)
-        rows = model_input.reset_index(drop=True)
-        for target_text, group in rows.groupby("target", sort=False):
+        missing = model_input.index[model_input["target"].isna()].tolist()
+        if missing:
+            raise MlflowException.invalid_parameter_value(
+                f"rows {missing[:10]} have no target (known: "
+                f"{', '.join(t.text for t in self.spec.single_targets())})")
+        outputs = pd.Series([None] * len(model_input), index=model_input.index, dtype=object)
+        for target_text, group in model_input.groupby("target", sort=False):
             target = self.spec.parse_target(str(target_text))
-            x = torch.stack([
-                self.transform(decode_image(torch.frombuffer(bytearray(data), dtype=torch.uint8),
-                                            mode=ImageReadMode.RGB))
-                for data in group["image"]
-            ]).to(self.device)
-            c_org = source_labels(self.d, self.spec, x)
-            fake = denorm(self.g(x, self.spec.target_labels(c_org, target)).float())
-            pixels = (fake * 255).round().byte().permute(0, 2, 3, 1).cpu().numpy()
-            for index, array in zip(group.index, pixels, strict=True):
-                out = io.BytesIO()
-                Image.fromarray(array).save(out, "PNG")
-                outputs[index] = out.getvalue()
-        return pd.DataFrame({"image": outputs})
+            for start in range(0, len(group), BATCH):  # bounded memory for any request size
+                chunk = group.iloc[start:start + BATCH]
+                x = torch.stack([self._decode(row, data) for row, data in chunk["image"].items()])
+                x = x.to(self.device)
+                c_org = source_labels(self.d, self.spec, x)
+                fake = denorm(self.g(x, self.spec.target_labels(c_org, target)).float())
+                pixels = (fake * 255).round().byte().permute(0, 2, 3, 1).cpu().numpy()
+                for row, array in zip(chunk.index, pixels, strict=True):
+                    out = io.BytesIO()
+                    Image.fromarray(array).save(out, "PNG")
+                    outputs[row] = out.getvalue()
+        return pd.DataFrame({"image": outputs}, index=model_input.index)
+
+    def _decode(self, row: object, data: object) -> torch.Tensor:
+        try:
+            raw = torch.frombuffer(bytearray(data), dtype=torch.uint8)  # type: ignore[arg-type]
+            return self.transform(decode_image(raw, mode=ImageReadMode.RGB))
+        except (TypeError, ValueError, RuntimeError) as error:
+            raise MlflowException.invalid_parameter_value(
+                f"row {row}: image is not JPEG, PNG or WebP bytes ({error})") from None
 
 
 def log_generator(checkpoint: str | Path) -> mlflow.models.model.ModelInfo:
@@ -95,7 +112,7 @@ def log_generator(checkpoint: str | Path) -> mlflow.models.model.ModelInfo:
             signature=SIGNATURE, code_paths=[str(Path(stargan_core.__file__).parent)],
             input_example=pd.DataFrame({"image": [example.getvalue()],
                                         "target": [spec.single_targets()[0].text]}),
-            pip_requirements=["torch", "torchvision", "pillow", "numpy", "pandas"],
+            pip_requirements=[f"{p}=={version(p).split('+')[0]}" for p in REQUIREMENTS],
             metadata={"domain_spec": json.loads(spec.to_json()), "preprocessing": preprocessing,
                       "targets": [t.text for t in spec.single_targets()]},
         )
@@ -116,7 +133,7 @@ def promote(name: str, version: str, client: MlflowClient | None = None) -> None
     client = client or MlflowClient()
     try:
         client.get_model_version(name, str(version))
-    except mlflow.exceptions.MlflowException:
+    except MlflowException:
         versions = sorted(int(v.version) for v in client.search_model_versions(f"name='{name}'"))
         raise ValueError(f"model '{name}' has no version {version} "
                          f"(versions: {', '.join(map(str, versions)) or 'none'})") from None
@@ -127,7 +144,7 @@ def champion_version(name: str, client: MlflowClient | None = None) -> str | Non
     client = client or MlflowClient()
     try:
         return str(client.get_model_version_by_alias(name, CHAMPION).version)
-    except mlflow.exceptions.MlflowException:
+    except MlflowException:
         return None
 
 

@@ -14,6 +14,8 @@ from mlflow import MlflowClient
 from mlflow.entities import Metric, Param
 from PIL import Image
 
+from stargan_core.checkpoint import checkpoint_step
+
 CHECKPOINTS = "checkpoints"
 SAMPLES = "samples"
 STEP_METRIC = "lr/G"  # logged at every logging step: it tells how far a run has logged
@@ -38,6 +40,7 @@ class RunTracker:
         self.run_id = run_id
         history = self.client.get_metric_history(run_id, STEP_METRIC)
         self.logged_through = max((m.step for m in history), default=0)
+        self.resumed_at = self.logged_through  # grids up to here are in the run already
 
     def log_metrics(self, step: int, metrics: dict[str, float]) -> None:
         if step <= self.logged_through:
@@ -48,22 +51,29 @@ class RunTracker:
         self.logged_through = step
 
     def log_sample(self, path: Path, step: int) -> None:
+        if step <= self.resumed_at:
+            return
         with Image.open(path) as grid:
             self.client.log_image(self.run_id, grid.convert("RGB"), key=SAMPLES, step=step)
 
     def log_checkpoint(self, path: Path, step: int) -> None:
+        """Upload the checkpoint; older local ones can go then (paper-128: ~0.6 GB each)."""
         self.client.log_artifact(self.run_id, str(path), CHECKPOINTS)
+        for old in Path(path).parent.glob("step-*.ckpt"):
+            if old != Path(path):
+                old.unlink()
 
 
 def restore_checkpoint(run_id: str, folder: str | Path,
                        client: MlflowClient | None = None) -> Path | None:
     """Download the run's latest checkpoint into `<folder>/checkpoints/`; None if it has none."""
     client = client or MlflowClient()
-    names = sorted(f.path for f in client.list_artifacts(run_id, CHECKPOINTS)
-                   if f.path.endswith(".ckpt"))
+    names = [f.path for f in client.list_artifacts(run_id, CHECKPOINTS)
+             if f.path.endswith(".ckpt")]
     if not names:
         return None
     target = Path(folder) / CHECKPOINTS  # where train() looks for the latest checkpoint
     target.mkdir(parents=True, exist_ok=True)
-    local = Path(client.download_artifacts(run_id, names[-1], str(target)))
+    latest = max(names, key=checkpoint_step)
+    local = Path(client.download_artifacts(run_id, latest, str(target)))
     return local if local.parent == target else local.rename(target / local.name)

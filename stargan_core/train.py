@@ -314,5 +314,11 @@ def train(
             last = save(done)
             if on_checkpoint:
                 on_checkpoint(last, done)
+    final = out_dir / "samples" / f"step-{config.num_iters:07d}.png"
+    if sample_images is not None and not final.is_file():  # resumed after the last step
+        grid = sample_grid(nets.G, spec, sample_images.to(dev), sample_labels.to(dev))
+        save_grid(grid, grid_columns, final)
+        if on_sample:
+            on_sample(final, config.num_iters)
     seconds = time.perf_counter() - t0
     return TrainResult(last, config.num_iters, seconds, images / max(seconds, 1e-9))

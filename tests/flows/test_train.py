@@ -84,9 +84,13 @@ def test_trains_evaluates_registers_and_promotes(prefect_server, mlflow_server, 
 
     model = mlflow.pyfunc.load_model("models:/stargan-celeba@champion")
     images = [(celeba_root_image(i)) for i in (1, 2)]
-    out = model.predict(pd.DataFrame({"image": images, "target": ["Blond_Hair", "Male=0"]}))
-    assert list(out.columns) == ["image"] and len(out) == 2
-    assert Image.open(io.BytesIO(out["image"][0])).size == (32, 32)
+    out = model.predict(pd.DataFrame({"image": images, "target": ["Blond_Hair", "Male=0"]},
+                                     index=[10, 11]))
+    assert list(out.columns) == ["image"] and list(out.index) == [10, 11]
+    assert Image.open(io.BytesIO(out["image"][10])).size == (32, 32)
+    with pytest.raises(mlflow.exceptions.MlflowException, match="row 12: image is not"):
+        model.predict(pd.DataFrame({"image": [images[0], b"not an image"],
+                                    "target": ["Male", "Male"]}, index=[11, 12]))
     schema = model.metadata.get_input_schema()
     assert schema.input_names() == ["image", "target"]
 
