@@ -20,7 +20,7 @@ from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from pydantic import Field
 
-from stargan_core.checkpoint import load_models
+from stargan_core.checkpoint import checkpoint_step, load_checkpoint, load_models, spec_and_config
 from stargan_core.config import TrainConfig
 from stargan_core.config import preset as preset_config
 from stargan_core.data.loading import evaluation_sets, training_data
@@ -104,7 +104,7 @@ def evaluate_task(run_id: str, urls: list[str], evaluation: dict[str, int],
     with tempfile.TemporaryDirectory() as tmp:
         checkpoint = restore_checkpoint(run_id, tmp)
         g, _, spec, config, _ = load_models(checkpoint, dev)
-        step = int(checkpoint.stem.split("-")[1])
+        step = checkpoint_step(checkpoint.name)
     sets = evaluation_sets(urls, spec, config.image_size, limit=evaluation["images"])
     classifiers = train_classifiers(sets, spec, evaluation["classifier_steps"], dev)
     metrics = evaluate_label_sets(g, classifiers, spec, sets, dev)
@@ -122,7 +122,7 @@ def register_task(run_id: str, model_name: str, metrics: dict[str, float]) -> st
     with tempfile.TemporaryDirectory() as tmp, mlflow.start_run(run_id=run_id):
         checkpoint = restore_checkpoint(run_id, tmp)
         info = log_generator(checkpoint)
-        g, _, spec, config, _ = load_models(checkpoint)
+        spec, config = spec_and_config(load_checkpoint(checkpoint))
     card_metrics = metrics if "eval/translation_accuracy" in metrics else {
         k.replace(f"eval/{spec.label_sets[0].dataset}/", "eval/", 1): v
         for k, v in metrics.items()}
