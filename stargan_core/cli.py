@@ -76,15 +76,17 @@ def cmd_preprocess(args: argparse.Namespace) -> int:
         ImageRule(args.image_size, args.encoding, args.quality, args.max_upscale),
         args.rows_per_shard, args.row_group_size, overwrite=args.overwrite,
     )
-    bar = tqdm(desc="shards", unit="shard", dynamic_ncols=True)
+    bars: list[tqdm] = []  # opened with the first shard: errors in planning print cleanly
 
     def on_shard(result: ShardResult, done: int, total: int) -> None:
-        bar.total = total
-        bar.update()
-        bar.set_postfix(rows=result.rows, rejected=len(result.rejected))
+        if not bars:
+            bars.append(tqdm(total=total, desc="shards", unit="shard", dynamic_ncols=True))
+        bars[0].update()
+        bars[0].set_postfix(rows=result.rows, rejected=len(result.rejected))
 
     manifest = prepare_dataset(config, workers=args.workers, on_shard=on_shard)
-    bar.close()
+    for bar in bars:
+        bar.close()
     splits = ", ".join(f"{split} {info['rows']}" for split, info in manifest["splits"].items())
     print(f"{output}: {manifest['rows']} images ({splits}) of {manifest['inputs']} inputs in "
           f"{len(manifest['shards'])} shards")

@@ -23,10 +23,10 @@ from mlflow.exceptions import MlflowException
 from mlflow.models import ModelSignature
 from mlflow.types import ColSpec, Schema
 from PIL import Image
-from torchvision.io import ImageReadMode, decode_image
 
 import stargan_core
 from stargan_core.checkpoint import load_checkpoint, load_models, save_checkpoint
+from stargan_core.data.dataset import decode_bytes, image_transform
 from stargan_core.domains import DomainSpec
 
 CHALLENGER, CHAMPION = "challenger", "champion"
@@ -51,7 +51,6 @@ class StarGANModel(mlflow.pyfunc.PythonModel):
     per row. Output: `image`, the translation as PNG bytes at the model's image size."""
 
     def load_context(self, context: mlflow.pyfunc.PythonModelContext) -> None:
-        from stargan_core.data.dataset import image_transform
         from stargan_core.train import resolve_device
 
         self.device = resolve_device("auto")
@@ -87,8 +86,7 @@ class StarGANModel(mlflow.pyfunc.PythonModel):
 
     def _decode(self, row: object, data: object) -> torch.Tensor:
         try:
-            raw = torch.frombuffer(bytearray(data), dtype=torch.uint8)  # type: ignore[arg-type]
-            return self.transform(decode_image(raw, mode=ImageReadMode.RGB))
+            return self.transform(decode_bytes(data))  # type: ignore[arg-type]
         except (TypeError, ValueError, RuntimeError) as error:
             raise MlflowException.invalid_parameter_value(
                 f"row {row}: image is not JPEG, PNG or WebP bytes ({error})") from None

@@ -40,6 +40,12 @@ def load_image(path: str) -> torch.Tensor:
     return decode_image(read_file(path), mode=ImageReadMode.RGB)
 
 
+def decode_bytes(data: bytes) -> torch.Tensor:
+    """Decode encoded JPEG/PNG/WebP bytes to uint8 RGB, as `load_image` does a file."""
+    return decode_image(torch.frombuffer(bytearray(data), dtype=torch.uint8),
+                        mode=ImageReadMode.RGB)
+
+
 class FaceDataset(Dataset):
     """(image in [-1, 1], label vector of `spec` for label set `label_set`) per sample."""
 

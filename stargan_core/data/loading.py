@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
 from dataclasses import dataclass
 from typing import Any
 
@@ -101,5 +100,4 @@ def evaluation_sets(
 
 
 def _first(dataset: Dataset, count: int) -> TensorDataset:
-    items = list(itertools.islice(iter(dataset), count))
-    return TensorDataset(torch.stack([x for x, _ in items]), torch.stack([c for _, c in items]))
+    return TensorDataset(*held_out_batch(dataset, count))

@@ -100,7 +100,8 @@ def committed(plan: Plan) -> dict[str, Any] | None:
         return None
     raise DataFormatError(
         f"{plan.config.output} already holds a data set prepared from other inputs or with "
-        "other parameters: choose a new version, or overwrite it on purpose"
+        "other parameters: choose a new version (--version), or replace it on purpose "
+        "(--overwrite; in the flow, overwrite=True)"
     )
 
 

@@ -15,9 +15,8 @@ import pyarrow.parquet as pq
 import torch
 import torch.distributed as dist
 from torch.utils.data import IterableDataset, get_worker_info
-from torchvision.io import ImageReadMode, decode_image
 
-from stargan_core.data.dataset import image_transform
+from stargan_core.data.dataset import decode_bytes, image_transform
 from stargan_core.data.manifest import manifest_url, read_manifest
 from stargan_core.data.sample import DataFormatError
 from stargan_core.domains import DomainSpec
@@ -91,8 +90,7 @@ class ShardDataset(IterableDataset):
             yield from table.to_pylist()
 
     def _item(self, row: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
-        data = torch.frombuffer(bytearray(row.pop("image")["bytes"]), dtype=torch.uint8)
-        image = decode_image(data, mode=ImageReadMode.RGB)
+        image = decode_bytes(row.pop("image")["bytes"])
         return self.transform(image), self.spec.label_vector(row, self.label_set)
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
