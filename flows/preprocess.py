@@ -9,7 +9,6 @@ progress in the Prefect UI and a summary table.
 
 from __future__ import annotations
 
-import re
 from typing import Annotated, Any, Literal
 
 from prefect import flow, get_run_logger, task
@@ -22,8 +21,9 @@ from prefect.cache_policies import NO_CACHE
 from prefect.futures import as_completed
 from prefect.task_runners import ThreadPoolTaskRunner
 from prefect.utilities.annotations import unmapped
-from pydantic import AfterValidator, Field
+from pydantic import Field
 
+from flows.common import StorageOptions, artifact_key
 from stargan_core.data.images import ImageRule
 from stargan_core.data.manifest import committed, finish
 from stargan_core.data.prepare import (
@@ -34,15 +34,7 @@ from stargan_core.data.prepare import (
     plan,
     write_shard,
 )
-from stargan_core.storage import StorageError, default_root, storage_options
-
-
-def _no_credentials(options: dict[str, Any]) -> dict[str, Any]:
-    try:
-        storage_options("s3://", options)  # refuses credentials passed as parameters
-    except StorageError as error:
-        raise ValueError(str(error)) from None  # pydantic reports ValueErrors per field
-    return options
+from stargan_core.storage import default_root
 
 
 @task(name="plan-shards", cache_policy=NO_CACHE)
@@ -84,7 +76,7 @@ def preprocess_dataset(
     max_upscale: Annotated[float, Field(ge=1.0)] = 2.0,
     rows_per_shard: Annotated[int, Field(ge=1)] = 8000,
     row_group_size: Annotated[int, Field(ge=1)] = 2000,
-    storage_options: Annotated[dict[str, Any], AfterValidator(_no_credentials)] | None = None,
+    storage_options: StorageOptions | None = None,
     workers: Annotated[int, Field(ge=1, le=256)] = 4,
     cluster_address: str = "",
     overwrite: bool = False,
@@ -120,16 +112,11 @@ def preprocess_dataset(
                     len(results) - written)
         manifest = finish_task(work, results)
     create_table_artifact(
-        summary_table(manifest), key=f"dataset-{_key(name)}",
+        summary_table(manifest), key=f"dataset-{artifact_key(name)}",
         description=f"{output}: {manifest['rows']} images of {manifest['inputs']} inputs, "
         f"{manifest['rejected']['count']} rejected (see {manifest['rejected']['path']})",
     )
     return manifest
-
-
-def _key(text: str) -> str:
-    """An artifact key: Prefect allows lowercase ASCII letters, digits and dashes only."""
-    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-") or "dataset"
 
 
 def _write_shards(work: Plan, workers: int, cluster_address: str) -> list[ShardResult]:

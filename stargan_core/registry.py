@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any
@@ -27,7 +30,9 @@ from PIL import Image
 import stargan_core
 from stargan_core.checkpoint import load_checkpoint, load_models, save_checkpoint
 from stargan_core.data.dataset import decode_bytes, image_transform
-from stargan_core.domains import DomainSpec
+from stargan_core.data.images import encode
+from stargan_core.domains import DomainSpec, Target
+from stargan_core.storage import redact
 
 CHALLENGER, CHAMPION = "challenger", "champion"
 BATCH = 64  # images per forward pass in predict
@@ -58,10 +63,22 @@ class StarGANModel(mlflow.pyfunc.PythonModel):
             context.artifacts["weights"], self.device)
         self.transform = image_transform(data_format, config.image_size)
 
+    def to(self, device: torch.device) -> StarGANModel:
+        self.g, self.d, self.device = self.g.to(device), self.d.to(device), device
+        return self
+
     @torch.inference_mode()
+    def translate(self, x: torch.Tensor, targets: Sequence[Target]) -> torch.Tensor:
+        """G(x, c) for every target, with the sources' domains read by D's domain classifier:
+        (targets, batch, 3, H, W) in [-1, 1]."""
+        from stargan_core.translate import source_labels, translate_batch
+
+        x = x.to(self.device)
+        return translate_batch(self.g, self.spec, x, source_labels(self.d, self.spec, x), targets)
+
     def predict(self, context: Any, model_input: pd.DataFrame, params: Any = None
                 ) -> pd.DataFrame:
-        from stargan_core.translate import denorm, source_labels
+        from stargan_core.translate import to_pixels
 
         missing = model_input.index[model_input["target"].isna()].tolist()
         if missing:
@@ -74,14 +91,9 @@ class StarGANModel(mlflow.pyfunc.PythonModel):
             for start in range(0, len(group), BATCH):  # bounded memory for any request size
                 chunk = group.iloc[start:start + BATCH]
                 x = torch.stack([self._decode(row, data) for row, data in chunk["image"].items()])
-                x = x.to(self.device)
-                c_org = source_labels(self.d, self.spec, x)
-                fake = denorm(self.g(x, self.spec.target_labels(c_org, target)).float())
-                pixels = (fake * 255).round().byte().permute(0, 2, 3, 1).cpu().numpy()
+                pixels = to_pixels(self.translate(x, [target])[0])
                 for row, array in zip(chunk.index, pixels, strict=True):
-                    out = io.BytesIO()
-                    Image.fromarray(array).save(out, "PNG")
-                    outputs[row] = out.getvalue()
+                    outputs[row] = encode(Image.fromarray(array), ".png")
         return pd.DataFrame({"image": outputs}, index=model_input.index)
 
     def _decode(self, row: object, data: object) -> torch.Tensor:
@@ -126,15 +138,19 @@ def register(model_uri: str, name: str, description: str,
     return str(version)
 
 
+def _versions(client: MlflowClient, name: str) -> str:
+    versions = sorted(int(v.version) for v in client.search_model_versions(f"name='{name}'"))
+    return ", ".join(map(str, versions)) or "none"
+
+
 def promote(name: str, version: str, client: MlflowClient | None = None) -> None:
     """Move the `champion` alias to `version` (what translate-bulk uses by default)."""
     client = client or MlflowClient()
     try:
         client.get_model_version(name, str(version))
     except MlflowException:
-        versions = sorted(int(v.version) for v in client.search_model_versions(f"name='{name}'"))
         raise ValueError(f"model '{name}' has no version {version} "
-                         f"(versions: {', '.join(map(str, versions)) or 'none'})") from None
+                         f"(versions: {_versions(client, name)})") from None
     client.set_registered_model_alias(name, CHAMPION, str(version))
 
 
@@ -144,6 +160,67 @@ def champion_version(name: str, client: MlflowClient | None = None) -> str | Non
         return str(client.get_model_version_by_alias(name, CHAMPION).version)
     except MlflowException:
         return None
+
+
+@dataclass(frozen=True)
+class RegisteredModel:
+    """One concrete version of a registered generator and what it needs of its inputs."""
+
+    name: str
+    version: str
+    requested: str  # the URI it was resolved from, e.g. models:/stargan-celeba@champion
+    run_id: str
+    spec: DomainSpec
+    image_size: int
+    data_format: str  # how raw inputs are cropped (celeba: the 178 px centre) before resizing
+
+    @property
+    def uri(self) -> str:
+        return f"models:/{self.name}/{self.version}"
+
+
+def resolve_model(model_uri: str, client: MlflowClient | None = None) -> RegisteredModel:
+    """`models:/<name>@<alias>` or `models:/<name>/<version>` as a concrete version; a missing
+    model, alias or version is a LookupError that says what exists."""
+    match = re.fullmatch(r"models:/([^/@]+)(?:@([^/@]+)|/(\d+))", model_uri.strip())
+    if match is None:
+        raise ValueError(f"model URI '{model_uri}' does not name a registered model version: "
+                         "use models:/<name>@<alias> or models:/<name>/<version>")
+    name, alias, number = match.groups()
+    client = client or MlflowClient()
+    try:
+        aliases = client.get_registered_model(name).aliases
+    except MlflowException:
+        raise LookupError(
+            f"no registered model '{name}' in the registry at {redact(mlflow.get_registry_uri())}: "
+            "train and "
+            "register one first (the train-stargan flow), or point MLFLOW_TRACKING_URI at the "
+            "registry that has it") from None
+    try:
+        found = (client.get_model_version_by_alias(name, alias) if alias
+                 else client.get_model_version(name, number))
+    except MlflowException:
+        if alias:
+            known = ", ".join(f"{a} -> {v}" for a, v in sorted(aliases.items())) or "none"
+            raise LookupError(
+                f"model '{name}' has no alias '{alias}' (aliases: {known}): promote a version "
+                f"(`stargan promote {name} VERSION`) or give models:/{name}/<version>") from None
+        raise LookupError(f"model '{name}' has no version {number} "
+                          f"(versions: {_versions(client, name)})") from None
+    version = str(found.version)
+    metadata = mlflow.models.get_model_info(f"models:/{name}/{version}").metadata or {}
+    preprocessing = metadata["preprocessing"]
+    return RegisteredModel(name, version, model_uri, found.run_id,
+                           DomainSpec.from_json(json.dumps(metadata["domain_spec"])),
+                           preprocessing["image_size"], preprocessing["data_format"])
+
+
+def load_registered(model_uri: str, device: str = "auto") -> StarGANModel:
+    """The StarGANModel of a registered version, on `device` (auto: CUDA when present)."""
+    from stargan_core.train import resolve_device
+
+    model = mlflow.pyfunc.load_model(model_uri).unwrap_python_model()
+    return model.to(resolve_device(device))
 
 
 def model_card(metrics: dict[str, float], run_id: str, spec: DomainSpec,

@@ -88,10 +88,13 @@ def join(url: str, *parts: str) -> str:
 def describe(url: str) -> str:
     """`url` and, for S3, the endpoint it is reached through: for error messages."""
     endpoint = storage_options(url).get("endpoint_url")
-    if endpoint:  # never print user:password@ from an endpoint URL
-        parts = urlsplit(endpoint)
-        endpoint = parts._replace(netloc=parts.netloc.rsplit("@", 1)[-1]).geturl()
-    return f"{url} (endpoint {endpoint})" if endpoint else url
+    return f"{url} (endpoint {redact(endpoint)})" if endpoint else url
+
+
+def redact(url: str) -> str:
+    """`url` without any user:password@, for messages."""
+    parts = urlsplit(url)
+    return parts._replace(netloc=parts.netloc.rsplit("@", 1)[-1]).geturl()
 
 
 def check_reachable(url: str, options: dict[str, Any] | None = None, *,
@@ -150,6 +153,23 @@ def write_bytes(fs: fsspec.AbstractFileSystem, path: str, data: bytes) -> None:
         os.replace(tmp, path)
     else:
         fs.pipe_file(path, data)
+
+
+def write_files(fs: fsspec.AbstractFileSystem, files: dict[str, bytes]) -> None:
+    """`write_bytes` for many files: concurrent uploads on S3, one by one on a local disk."""
+    if is_local(fs):
+        for path, data in files.items():
+            write_bytes(fs, path, data)
+    elif files:
+        fs.pipe(files)
+
+
+def remove_empty_folders(fs: fsspec.AbstractFileSystem, path: str) -> None:
+    """Remove the empty folders below `path` on a local disk (object stores have none)."""
+    if is_local(fs):
+        for folder, _, _ in os.walk(path, topdown=False):
+            if folder != path and not os.listdir(folder):
+                os.rmdir(folder)
 
 
 def read_json(url: str, options: dict[str, Any] | None = None) -> dict[str, Any] | None:

@@ -7,6 +7,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image, ImageDraw
@@ -56,14 +57,25 @@ def sample_grid(
     fakes = translate_batch(g, spec, images, c_org, targets)
     g.train(was_training)
     cells = torch.cat([images[None], fakes]).transpose(0, 1).flatten(0, 1)  # row-major
-    scale = max(1, -(-min_cell // images.size(-1)))
+    return image_grid(denorm(cells.float()), len(targets) + 1, min_cell)
+
+
+def image_grid(cells: torch.Tensor, columns: int, min_cell: int = 96) -> torch.Tensor:
+    """Images in [0, 1], row-major, as one grid; small ones enlarged (nearest neighbour) to at
+    least `min_cell` pixels for viewing."""
+    scale = max(1, -(-min_cell // cells.size(-1)))
     if scale > 1:
         cells = F.interpolate(cells, scale_factor=scale, mode="nearest")
-    return make_grid(denorm(cells.float()), nrow=len(targets) + 1, padding=2, pad_value=1.0)
+    return make_grid(cells, nrow=columns, padding=2, pad_value=1.0)
 
 
-def save_grid(grid: torch.Tensor, columns: Sequence[str], path: str | Path) -> Path:
-    """Save a `sample_grid` with a header row naming its columns (input, then each target)."""
+def to_pixels(images: torch.Tensor) -> np.ndarray:
+    """A batch in [-1, 1] (batch, 3, H, W) -> uint8 RGB arrays (batch, H, W, 3)."""
+    return (denorm(images.float()) * 255).round().byte().permute(0, 2, 3, 1).cpu().numpy()
+
+
+def labelled_grid(grid: torch.Tensor, columns: Sequence[str]) -> Image.Image:
+    """A grid image with a header row naming its columns (input, then each target)."""
     image = to_pil_image(grid.cpu())
     cell = (image.width - 2) / len(columns)
     out = Image.new("RGB", (image.width, image.height + 16), "white")
@@ -71,9 +83,14 @@ def save_grid(grid: torch.Tensor, columns: Sequence[str], path: str | Path) -> P
     draw = ImageDraw.Draw(out)
     for i, name in enumerate(columns):
         draw.text((2 + i * cell + cell / 2, 8), name, fill="black", anchor="mm")
+    return out
+
+
+def save_grid(grid: torch.Tensor, columns: Sequence[str], path: str | Path) -> Path:
+    """Save a `sample_grid` with a header row naming its columns."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    out.save(path)
+    labelled_grid(grid, columns).save(path)
     return path
 
 

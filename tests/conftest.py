@@ -89,3 +89,34 @@ class S3Bucket:
             for v in page.get("Versions", []):
                 counts[v["Key"]] = counts.get(v["Key"], 0) + 1
         return counts
+
+
+@pytest.fixture
+def registered_model(tmp_path, monkeypatch):
+    """`stargan-celeba` version 1 (an untrained 32 px generator), aliased champion, in a SQLite
+    MLflow store that MLFLOW_TRACKING_URI points at."""
+    import dataclasses
+
+    import mlflow
+    import torch
+
+    from stargan_core.checkpoint import build_discriminator, build_generator, save_checkpoint
+    from stargan_core.config import TrainConfig
+    from stargan_core.domains import DomainSpec
+    from stargan_core.registry import log_generator, promote, register
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    spec = DomainSpec.celeba()
+    config = TrainConfig(image_size=32, g_conv_dim=8, d_conv_dim=8, g_repeat_num=1,
+                         d_repeat_num=5)
+    torch.manual_seed(0)
+    state = {"G": build_generator(spec, config).state_dict(),
+             "D": build_discriminator(spec, config).state_dict(),
+             "spec": spec.to_json(), "config": dataclasses.asdict(config), "data_format": "celeba"}
+    checkpoint = save_checkpoint(tmp_path / "generator.ckpt", state)
+    experiment = mlflow.create_experiment("models", (tmp_path / "artifacts").as_uri())
+    with mlflow.start_run(experiment_id=experiment):
+        info = log_generator(checkpoint)
+    version = register(info.model_uri, "stargan-celeba", "an untrained generator for tests")
+    promote("stargan-celeba", version)
+    return "stargan-celeba"

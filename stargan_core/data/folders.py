@@ -51,6 +51,7 @@ class Listing:
     root: str
     files: list[str]
     url: Callable[[str], str]
+    stamps: dict[str, str] = field(default_factory=dict)  # size and ETag / mtime per file
 
     @classmethod
     def of(cls, root: str, storage_options: dict[str, Any] | None = None) -> Listing:
@@ -58,11 +59,13 @@ class Listing:
         if not fs.isdir(base):
             raise DataFormatError(f"data folder {root} does not exist")
         prefix = base.rstrip("/") + "/"
-        files = sorted(
-            p[len(prefix):] for p in fs.find(base)
-            if not any(part.startswith(".") for part in p[len(prefix):].split("/"))
-        )
-        return cls(str(root), files, lambda rel: url_of(fs, join(base, rel)))
+        found = {p[len(prefix):]: info for p, info in fs.find(base, detail=True).items()}
+        stamps = {
+            rel: f"{info.get('size')}:{info.get('ETag') or info.get('mtime')}"
+            for rel, info in sorted(found.items())
+            if not any(part.startswith(".") for part in rel.split("/"))
+        }
+        return cls(str(root), list(stamps), lambda rel: url_of(fs, join(base, rel)), stamps)
 
     def at_depth(self, depth: int) -> list[list[str]]:
         """The files `depth` levels down, each split into its path parts."""

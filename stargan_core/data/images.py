@@ -22,6 +22,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 ENCODINGS = {"jpeg": ("JPEG", ".jpg"), "png": ("PNG", ".png")}
+SUFFIX_FORMATS = {".jpg": "JPEG", ".jpeg": "JPEG", ".png": "PNG", ".webp": "WEBP", ".bmp": "BMP"}
 MAX_PIXELS = 40_000_000  # 40 MP: far above any face photo, far below a decompression bomb
 SIXTEEN_BIT = ("I;16", "I;16B", "I;16L", "I;16N", "I")
 # What Pillow's decoders raise on damaged data (truncated files, garbled headers or chunks).
@@ -73,11 +74,8 @@ def _to_rgb(image: Image.Image) -> Image.Image:
         raise RejectedImage("unsupported mode", f"{image.mode}: {error}") from None
 
 
-def prepare_image(data: bytes, rule: ImageRule, crop: int | None = None) -> bytes:
-    """The encoded, square `rule.image_size` image of an input file's bytes, or RejectedImage.
-
-    `crop`: a centre crop taken first (CelebA: the reference's 178), when the image is larger.
-    """
+def open_rgb(data: bytes, max_pixels: int = MAX_PIXELS) -> Image.Image:
+    """The upright RGB image of an input file's bytes, or RejectedImage (the rule above)."""
     if not data:
         raise RejectedImage("empty file", "0 bytes")
     try:
@@ -89,30 +87,44 @@ def prepare_image(data: bytes, rule: ImageRule, crop: int | None = None) -> byte
     except DAMAGED as error:  # a header cut short or garbled
         raise RejectedImage("truncated or corrupt", str(error) or type(error).__name__) from None
     width, height = image.size
-    if width * height > rule.max_pixels:  # from the header, before any pixel is decoded
+    if width * height > max_pixels:  # from the header, before any pixel is decoded
         raise RejectedImage("decompression bomb", f"{width}x{height} is over "
-                            f"{rule.max_pixels:,} pixels")
+                            f"{max_pixels:,} pixels")
     try:
         image.load()
         image = ImageOps.exif_transpose(image)
     except DAMAGED as error:
         raise RejectedImage("truncated or corrupt", str(error) or type(error).__name__) from None
-    image = _to_rgb(image)
+    return _to_rgb(image)
+
+
+def prepare_image(data: bytes, rule: ImageRule, crop: int | None = None) -> bytes:
+    """The encoded, square `rule.image_size` image of an input file's bytes, or RejectedImage.
+
+    `crop`: a centre crop taken first (CelebA: the reference's 178), when the image is larger.
+    """
+    image = open_rgb(data, rule.max_pixels)
     # The centre square (CelebA: the reference's fixed crop), cut before resizing so that the
     # resampling filter sees no pixel outside it.
     side = min(crop or min(image.size), *image.size)
     if side * rule.max_upscale < rule.image_size:
         raise RejectedImage(
-            "too small", f"{width}x{height} would need more than {rule.max_upscale:g}x "
-            f"enlargement to {rule.image_size} px"
+            "too small", f"{image.width}x{image.height} would need more than "
+            f"{rule.max_upscale:g}x enlargement to {rule.image_size} px"
         )
     left, top = (image.width - side) // 2, (image.height - side) // 2
     image = image.crop((left, top, left + side, top + side))
     image = image.resize((rule.image_size, rule.image_size), Image.Resampling.LANCZOS)
+    return encode(image, rule.suffix, rule.quality)
+
+
+def encode(image: Image.Image, suffix: str, quality: int = 95) -> bytes:
+    """`image` as the bytes of a file named `*<suffix>`: JPEG, PNG, lossless WebP or BMP."""
+    kind = SUFFIX_FORMATS.get(suffix.lower())
+    if kind is None:
+        raise ValueError(f"cannot write a '{suffix}' image (known: {', '.join(SUFFIX_FORMATS)})")
+    # JPEG with 4:4:4 chroma: hair colour is one of the attributes the model learns.
+    options = {"JPEG": {"quality": quality, "subsampling": 0}, "WEBP": {"lossless": True}}
     out = io.BytesIO()
-    if rule.encoding == "jpeg":
-        # 4:4:4 chroma: hair colour is one of the attributes the model learns.
-        image.save(out, "JPEG", quality=rule.quality, subsampling=0)
-    else:
-        image.save(out, "PNG", compress_level=6)
+    image.save(out, kind, **options.get(kind, {}))
     return out.getvalue()

@@ -14,12 +14,12 @@ from dataclasses import asdict
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from stargan_core.data.celeba import CROP
+from stargan_core.data.parquet import write_table
 from stargan_core.data.sample import DataFormatError
 from stargan_core.domains import DomainSpec
-from stargan_core.storage import filesystem, join, read_json, write_bytes, write_json
+from stargan_core.storage import filesystem, join, read_json, write_json
 
 if TYPE_CHECKING:
     from stargan_core.data.prepare import Plan, ShardResult
@@ -51,10 +51,8 @@ def finish(plan: Plan, results: list[ShardResult]) -> dict[str, Any]:
         if SHARD_NAME.match(relative) and relative not in keep:
             fs.rm_file(path)  # a shard of an earlier, overwritten preparation
     rejected = plan.rejected + [x for r in results for x in r.rejected]
-    table = pa.Table.from_pylist([asdict(r) for r in rejected], schema=REJECTED_SCHEMA)
-    sink = pa.BufferOutputStream()
-    pq.write_table(table, sink)
-    write_bytes(fs, join(base, REJECTED), sink.getvalue().to_pybytes())
+    write_table(fs, join(base, REJECTED),
+                pa.Table.from_pylist([asdict(r) for r in rejected], schema=REJECTED_SCHEMA))
     splits = {}
     for split in sorted({r.split for r in results}):
         part = [r for r in results if r.split == split]

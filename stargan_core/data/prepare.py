@@ -12,7 +12,6 @@ from __future__ import annotations
 import hashlib
 import json
 import posixpath
-import tempfile
 from collections import Counter
 from collections.abc import Callable, Iterable
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -21,23 +20,14 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import pyarrow as pa
-import pyarrow.parquet as pq
-from fsspec import AbstractFileSystem
 
 from stargan_core.data.celeba import CROP
 from stargan_core.data.folders import read_dataset
 from stargan_core.data.images import ImageRule, RejectedImage, prepare_image
 from stargan_core.data.manifest import committed, finish
+from stargan_core.data.parquet import ShardWriter, image_schema, read_record
 from stargan_core.data.sample import DataFormatError, Sample
-from stargan_core.storage import (
-    check_reachable,
-    file_sha256,
-    filesystem,
-    is_local,
-    join,
-    put_file,
-    url_of,
-)
+from stargan_core.storage import check_reachable, filesystem, is_local, join, url_of
 
 RAFD_COLUMNS = {"expression": pa.string(), "identity": pa.int16(), "ethnicity": pa.string(),
                 "gender": pa.string(), "gaze": pa.string(), "angle": pa.int16()}
@@ -120,7 +110,8 @@ class Plan:
 FORMAT_VERSION = 1
 
 
-def _digest(document: object) -> str:
+def digest(document: object) -> str:
+    """The SHA-256 of a JSON-able document: the fingerprint of a piece of work."""
     return hashlib.sha256(json.dumps(document, sort_keys=True, default=str).encode()).hexdigest()
 
 
@@ -149,11 +140,11 @@ def plan(config: PrepareConfig) -> Plan:
         samples = sorted(raw.split(split), key=lambda s: s.path)
         for index, start in enumerate(range(0, len(samples), config.rows_per_shard)):
             chunk = tuple(samples[start:start + config.rows_per_shard])
-            fingerprint = _digest([parameters, split, index,
+            fingerprint = digest([parameters, split, index,
                                    [(s.path, s.labels) for s in chunk]])
             tasks.append(ShardTask(split, index, chunk, fingerprint))
     rejected = [Rejection(path, "", reason) for path, reason in raw.others]
-    fingerprint = _digest([parameters, [t.fingerprint for t in tasks], raw.others])
+    fingerprint = digest([parameters, [t.fingerprint for t in tasks], raw.others])
     return Plan(config, _label_schema(raw.format, raw.samples), tasks, rejected,
                 fingerprint)
 
@@ -186,52 +177,27 @@ def _read(sample: Sample, options: dict[str, Any] | None) -> bytes:
         raise RejectedImage("unreadable", str(error)) from None
 
 
-def _shard_schema(label_schema: pa.Schema) -> pa.Schema:
-    base = [("image", pa.struct([("bytes", pa.binary()), ("path", pa.string())])),
-            ("image_id", pa.string()), ("height", pa.int32()), ("width", pa.int32())]
-    schema = pa.schema(base + list(zip(label_schema.names, label_schema.types, strict=True)))
-    # The `datasets` library reads these features back, the image column as an Image.
-    features = {"image": {"_type": "Image"}} | {
-        f.name: {"dtype": str(f.type), "_type": "Value"}
-        for f in schema if f.name != "image"
-    }
-    return schema.with_metadata({"huggingface": json.dumps({"info": {"features": features}})})
-
-
-def _label_counts(table: pa.Table, label_names: list[str]) -> dict[str, dict[str, int]]:
+def _label_counts(rows: list[dict[str, Any]], label_names: list[str]) -> dict[str, dict[str, int]]:
     counts = {}
     for name in label_names:
-        values = Counter(v for v in table.column(name).to_pylist() if v is not None)
+        values = Counter(row[name] for row in rows if row[name] is not None)
         counts[name] = {str(k): n for k, n in sorted(values.items(), key=lambda kv: str(kv[0]))}
     return counts
-
-
-def _existing(fs: AbstractFileSystem, path: str, fingerprint: str) -> ShardResult | None:
-    """The result recorded in a complete shard with this fingerprint, else None."""
-    try:
-        with fs.open(path, "rb") as f:
-            meta = pq.read_metadata(f)
-    except (FileNotFoundError, OSError, pa.ArrowInvalid):
-        return None  # absent, or a partial file left by a killed writer: write it anew
-    record = json.loads((meta.metadata or {}).get(b"stargan", b"{}"))
-    if record.get("fingerprint") != fingerprint:
-        return None
-    return ShardResult(
-        record["split"], record["path"], meta.num_rows,
-        [meta.row_group(i).num_rows for i in range(meta.num_row_groups)],
-        file_sha256(fs, path), fs.size(path), record["label_counts"],
-        [Rejection(**r) for r in record["rejected"]], written=False,
-    )
 
 
 def write_shard(config: PrepareConfig, label_schema: pa.Schema, task: ShardTask) -> ShardResult:
     """Prepare the task's inputs into one shard (or find it already complete)."""
     fs, base = filesystem(config.output, config.storage_options)
     path = join(base, task.path)
-    done = _existing(fs, path, task.fingerprint)
-    if done is not None:
-        return done
-    schema = _shard_schema(label_schema)
+    found = read_record(fs, path)
+    if found is not None and found[0].get("fingerprint") == task.fingerprint:
+        record, facts = found
+        return ShardResult(task.split, task.path, facts.rows, facts.row_groups, facts.sha256,
+                           facts.bytes, record["label_counts"],
+                           [Rejection(**r) for r in record["rejected"]], written=False)
+    schema = image_schema([("image_id", pa.string()), ("height", pa.int32()),
+                           ("width", pa.int32()), *zip(label_schema.names, label_schema.types,
+                                                       strict=True)])
     crop = CROP if config.format == "celeba" else None
     rows, rejected = [], []
     for sample in task.inputs:
@@ -245,22 +211,14 @@ def write_shard(config: PrepareConfig, label_schema: pa.Schema, task: ShardTask)
         rows.append({"image": {"bytes": data, "path": name}, "image_id": image_id,
                      "height": config.rule.image_size, "width": config.rule.image_size}
                     | {f.name: _label(sample.labels.get(f.name), f.type) for f in label_schema})
-    table = pa.Table.from_pylist(rows, schema=schema)
-    label_counts = _label_counts(table, label_schema.names)
+    label_counts = _label_counts(rows, label_schema.names)
     record = {"fingerprint": task.fingerprint, "split": task.split, "path": task.path,
               "label_counts": label_counts, "rejected": [asdict(r) for r in rejected]}
-    table = table.replace_schema_metadata(
-        schema.metadata | {b"stargan": json.dumps(record).encode()})
-    with tempfile.NamedTemporaryFile(suffix=".parquet") as tmp:
-        pq.write_table(table, tmp.name, row_group_size=config.row_group_size,
-                       compression="zstd")  # already-compressed images: zstd is for the labels
-        meta = pq.read_metadata(tmp.name)
-        digest = file_sha256(filesystem(tmp.name)[0], tmp.name)
-        put_file(fs, tmp.name, path)
-    size = fs.size(path)
-    return ShardResult(task.split, task.path, table.num_rows,
-                       [meta.row_group(i).num_rows for i in range(meta.num_row_groups)],
-                       digest, size, label_counts, rejected, written=True)
+    with ShardWriter(schema, config.row_group_size) as writer:
+        writer.add(rows)
+        facts = writer.publish(fs, path, record)
+    return ShardResult(task.split, task.path, facts.rows, facts.row_groups, facts.sha256,
+                       facts.bytes, label_counts, rejected, written=True)
 
 
 def prepare_dataset(

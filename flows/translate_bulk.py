@@ -1,0 +1,182 @@
+"""translate-bulk: an image collection -> every target domain, on a Dask cluster.
+
+    resolve the model (an alias -> one version) -> plan partitions -> translate them on Dask
+    (one model per worker, one task per partition) -> finish (rejected list, contact sheet,
+    then the manifest, the commit marker)
+
+The work itself is `stargan_core.bulk` and `stargan_core.cluster`; this flow adds checks that
+fail before any work, progress in the Prefect UI, the contact sheet and a summary table.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import time
+from typing import Annotated, Any, Literal
+
+from PIL import Image
+from prefect import flow, get_run_logger, task
+from prefect.artifacts import (
+    create_image_artifact,
+    create_progress_artifact,
+    create_table_artifact,
+    update_progress_artifact,
+)
+from prefect.cache_policies import NO_CACHE
+from pydantic import Field
+
+from flows.common import StorageOptions, artifact_key
+from stargan_core.bulk import (
+    CONTACT_SHEET,
+    BulkConfig,
+    BulkPlan,
+    PartitionResult,
+    committed_job,
+    default_job,
+    finish_job,
+    job_url,
+    parse_targets,
+    plan_job,
+)
+from stargan_core.cluster import connect, gpus, run_partitions
+from stargan_core.registry import RegisteredModel, resolve_model
+from stargan_core.storage import default_root, filesystem, join
+
+PARTITION_RETRIES = 2
+
+
+@task(name="resolve-model", cache_policy=NO_CACHE)
+def resolve_model_task(model_uri: str) -> RegisteredModel:
+    return resolve_model(model_uri)
+
+
+@task(name="plan-partitions", cache_policy=NO_CACHE)
+def plan_task(config: BulkConfig) -> BulkPlan:
+    return plan_job(config)
+
+
+@task(name="translate-partitions", cache_policy=NO_CACHE, retries=1, retry_delay_seconds=10)
+def translate_task(plan: BulkPlan, cluster_address: str, workers: int | None, device: str
+                   ) -> tuple[list[PartitionResult], float]:
+    """Every partition on the cluster (complete ones are found and skipped), with a progress
+    artifact; returns the results and the seconds it took."""
+    total = len(plan.partitions)
+    progress = create_progress_artifact(0.0, description=f"partitions done: 0 of {total}")
+
+    def report(result: PartitionResult, done: int, total: int) -> None:
+        update_progress_artifact(progress, 100.0 * done / total,
+                                 description=f"partitions done: {done} of {total}")
+
+    with connect(cluster_address, workers, device) as client:
+        get_run_logger().info("Dask cluster: %s", client.dashboard_link or client.scheduler.address)
+        start = time.perf_counter()
+        results = run_partitions(client, plan, device, PARTITION_RETRIES, report)
+        return results, time.perf_counter() - start
+
+
+@task(name="write-manifest", cache_policy=NO_CACHE)
+def finish_task(plan: BulkPlan, results: list[PartitionResult], sample_rows: int
+                ) -> dict[str, Any]:
+    return finish_job(plan, results, sample_rows)
+
+
+def summary_table(manifest: dict[str, Any], results: list[PartitionResult], seconds: float
+                  ) -> list[dict[str, Any]]:
+    written = [r for r in results if r.written]
+    translations = sum(r.rows for r in written)
+    rows = [
+        ("inputs", manifest["inputs"]),
+        ("translated inputs", manifest["inputs"] - manifest["rejected"]["count"]),
+        ("rejected inputs", manifest["rejected"]["count"]),
+        ("targets", len(manifest["targets"])),
+        ("translations in the job", manifest["rows"]),
+        ("partitions", len(manifest["shards"])),
+        ("partitions written by this run", len(written)),
+        ("partitions found complete", len(manifest["shards"]) - len(written)),
+        ("translations written by this run", translations),
+        ("seconds", round(seconds, 1)),
+        ("translations per second", round(translations / seconds, 1) if seconds else 0),
+    ]
+    rows += [(f"translations on {worker}", sum(r.rows for r in written if r.worker == worker))
+             for worker in sorted({r.worker for r in written})]
+    return [{"measure": name, "value": value} for name, value in rows]
+
+
+def preview(png: bytes, width: int = 1024) -> str:
+    """A contact sheet as a data URL (JPEG, at most `width` pixels wide) that the Prefect UI
+    shows as it is: no link to storage, no credentials."""
+    image = Image.open(io.BytesIO(png)).convert("RGB")
+    if image.width > width:
+        image = image.resize((width, round(image.height * width / image.width)))
+    out = io.BytesIO()
+    image.save(out, "JPEG", quality=85)
+    return "data:image/jpeg;base64," + base64.b64encode(out.getvalue()).decode()
+
+
+@flow(name="translate-bulk", log_prints=True)
+def translate_bulk(
+    input_url: str,
+    model_uri: str = "models:/stargan-celeba@champion",
+    targets: list[str] | None = None,
+    output_root: str | None = None,
+    job: str | None = None,
+    output_format: Literal["parquet", "files", "both"] = "parquet",
+    cluster_address: str = "",
+    workers: Annotated[int, Field(ge=1, le=1024)] | None = None,
+    batch_size: Annotated[int, Field(ge=1, le=4096)] = 32,
+    device: Literal["auto", "cpu", "cuda"] = "auto",
+    files_per_partition: Annotated[int, Field(ge=1)] = 1000,
+    contact_sheet_rows: Annotated[int, Field(ge=1, le=64)] = 8,
+    storage_options: StorageOptions | None = None,
+) -> dict[str, Any]:
+    """Translate every image of `input_url` into every target with one registered model version,
+    writing `<output_root>/translations/<job>/<model>-v<version>/`.
+
+    input_url: a prepared data set (its folder or manifest.json) or a folder / s3:// prefix of
+        JPEG, PNG or WebP files.
+    model_uri: models:/<name>@<alias> or models:/<name>/<version>; an alias is resolved once and
+        the version is recorded in every output row and in the manifest.
+    targets: e.g. ["Blond_Hair", "Male=0", "Blond_Hair,Young=0"]; default: every single-domain
+        target of the model.
+    output_root: the storage root (default: $STARGAN_STORAGE_URL, else ./stargan-storage).
+    job: the job's name (default: the data set's name and version, or the folder's name).
+    output_format: parquet shards, image files `<target>/<input name>`, or both.
+    cluster_address: a Dask scheduler; empty: a local cluster of `workers` processes (one per
+        core), or one worker per GPU when GPUs and dask-cuda are present.
+    files_per_partition: inputs per task for a folder of files (a prepared set: one per shard).
+    """
+    logger = get_run_logger()
+    if device == "cuda" and not cluster_address and not gpus():
+        raise ValueError("device 'cuda' was asked for, but there is no GPU here: use 'auto' or "
+                         "'cpu', or give the cluster_address of GPU workers")
+    model = resolve_model_task(model_uri)
+    logger.info("%s is %s (run %s)", model_uri, model.uri, model.run_id)
+    job = job or default_job(input_url)
+    config = BulkConfig(
+        input_url, job_url(output_root or default_root(), job, model),
+        model, parse_targets(model, targets), output_format, batch_size, files_per_partition,
+        storage_options=storage_options or None,
+    )
+    work = plan_task(config)
+    manifest = committed_job(work)
+    results: list[PartitionResult] = []
+    seconds = 0.0
+    if manifest is not None:
+        logger.info("%s is complete and up to date: nothing to write", config.output)
+    else:
+        results, seconds = translate_task(work, cluster_address, workers, device)
+        manifest = finish_task(work, results, contact_sheet_rows)
+    fs, base = filesystem(config.output, config.storage_options)
+    key = artifact_key(f"{job}-{model.name}-v{model.version}")
+    create_image_artifact(
+        preview(fs.cat_file(join(base, CONTACT_SHEET))), key=f"contact-sheet-{key}",
+        description=f"inputs x targets, first {contact_sheet_rows} inputs; full size: "
+        f"{join(config.output, CONTACT_SHEET)}")
+    create_table_artifact(
+        summary_table(manifest, results, seconds), key=f"translations-{key}",
+        description=f"{config.output}: {manifest['rows']} translations by {model.uri}")
+    logger.info("%d translations of %d inputs into %d targets in %s (%d rejected)",
+                manifest["rows"], manifest["inputs"], len(manifest["targets"]), config.output,
+                manifest["rejected"]["count"])
+    return manifest | {"output": config.output}

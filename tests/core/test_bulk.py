@@ -1,0 +1,183 @@
+"""Bulk translation without a server: partitions, output shards and files, the rejected list,
+re-runs, and partition retries on an in-process Dask cluster."""
+
+from __future__ import annotations
+
+import io
+import shutil
+from collections import Counter
+
+import pyarrow.parquet as pq
+import pytest
+from PIL import Image
+
+import stargan_core.bulk
+from stargan_core.bulk import (
+    BulkConfig,
+    committed_job,
+    default_job,
+    finish_job,
+    job_url,
+    parse_targets,
+    plan_job,
+    translate_partition,
+)
+from stargan_core.data.images import ImageRule
+from stargan_core.data.prepare import PrepareConfig, prepare_dataset
+from stargan_core.domains import DomainError
+from stargan_core.registry import load_registered, resolve_model
+
+
+@pytest.fixture
+def photos(celeba_root, tmp_path):
+    """30 JPEGs, 2 PNGs in a subfolder, a corrupt JPEG and a text file."""
+    folder = tmp_path / "photos"
+    shutil.copytree(celeba_root / "img_align_celeba", folder,
+                    ignore=lambda d, names: sorted(names)[30:])
+    (folder / "png").mkdir()
+    for i in (1, 2):
+        Image.new("RGB", (178, 218), (40 * i, 90, 160)).save(folder / "png" / f"{i}.png")
+    (folder / "broken.jpg").write_bytes(b"\xff\xd8 not a jpeg at all")
+    (folder / "notes.txt").write_text("not an image")
+    return folder
+
+
+def job(model, input_url, output_root, targets=("Blond_Hair", "Male=0"), **options):
+    return BulkConfig(str(input_url), job_url(str(output_root), "faces", model), model,
+                      parse_targets(model, targets), **options)
+
+
+def run(config, model):
+    plan = plan_job(config)
+    results = [translate_partition(config, p, model) for p in plan.partitions]
+    return plan, results, finish_job(plan, results, sample_rows=4)
+
+
+def rows_of(output):
+    tables = [pq.read_table(p) for p in sorted(output.glob("part-*.parquet"))]
+    return [row for t in tables for row in t.to_pylist()]
+
+
+def test_every_input_into_every_target_once_with_files_named_after_the_inputs(
+        registered_model, photos, tmp_path):
+    model = resolve_model("models:/stargan-celeba@champion")
+    assert model.version == "1" and model.requested == "models:/stargan-celeba@champion"
+    config = job(model, photos, tmp_path / "out", output_format="both", batch_size=8,
+                 files_per_partition=10)
+    plan, results, manifest = run(config, load_registered(model.uri, "cpu"))
+    output = tmp_path / "out" / "translations" / "faces" / "stargan-celeba-v1"
+
+    assert len(plan.partitions) == 4  # 33 image files in chunks of 10
+    rows = rows_of(output)
+    pairs = Counter((r["image_id"], r["target"]) for r in rows)
+    assert len(pairs) == 32 * 2 and set(pairs.values()) == {1}  # every pair exactly once
+    assert {r["model_name"] for r in rows} == {"stargan-celeba"}
+    assert {r["model_version"] for r in rows} == {"1"}
+    row = next(r for r in rows if r["image_id"] == "png/1.png" and r["target"] == "Male=0")
+    assert row["image"]["path"] == "Male=0/png/1.png"
+    assert row["source"] == f"{photos}/png/1.png"
+    # Each translation keeps its input's name and file type, in the shard and as a file.
+    assert Image.open(io.BytesIO(row["image"]["bytes"])).format == "PNG"
+    assert (output / "Male=0" / "png" / "1.png").read_bytes() == row["image"]["bytes"]
+    with Image.open(output / "Blond_Hair" / "000001.jpg") as image:
+        assert image.format == "JPEG" and image.size == (32, 32)
+    assert len(list((output / "Blond_Hair").rglob("*.*"))) == 32
+
+    assert manifest["inputs"] == 34 and manifest["rows"] == 64
+    assert manifest["model"] == {"name": "stargan-celeba", "version": "1",
+                                 "uri": "models:/stargan-celeba/1",
+                                 "requested": "models:/stargan-celeba@champion",
+                                 "run_id": model.run_id}
+    assert manifest["rejected"]["by_reason"] == {"not an image file": 1, "not an image": 1}
+    rejected = pq.read_table(output / "rejected.parquet").to_pylist()
+    assert sorted(r["source"].rsplit("/", 1)[-1] for r in rejected) == ["broken.jpg", "notes.txt"]
+    assert [s["path"] for s in manifest["shards"]] == [f"part-0000{i}.parquet" for i in range(4)]
+    with Image.open(output / "contact-sheet.png") as sheet:  # 4 rows x (input + 2 targets)
+        assert sheet.size == (2 + 3 * (96 + 2), 16 + 2 + 4 * (96 + 2))
+
+
+def test_a_rerun_writes_nothing_and_a_changed_job_keeps_only_what_it_has(
+        registered_model, photos, tmp_path):
+    model = resolve_model("models:/stargan-celeba/1")
+    generator = load_registered(model.uri, "cpu")
+    config = job(model, photos, tmp_path / "out", output_format="both", files_per_partition=10)
+    first = run(config, generator)[2]
+    output = tmp_path / "out" / "translations" / "faces" / "stargan-celeba-v1"
+    stamps = {p: p.stat().st_mtime_ns for p in output.rglob("*") if p.is_file()}
+
+    again = plan_job(config)
+    assert committed_job(again) == first  # complete: the flow stops here
+    results = [translate_partition(config, p, generator) for p in again.partitions]
+    assert not any(r.written for r in results)
+    assert {p: p.stat().st_mtime_ns for p in output.rglob("*") if p.is_file()} == stamps
+
+    # Another target list in the same folder: the old manifest goes first, then what the new
+    # job does not have (the Male=0 files).
+    changed = job(model, photos, tmp_path / "out", targets=["Blond_Hair"], output_format="both",
+                  files_per_partition=10)
+    plan = plan_job(changed)
+    assert committed_job(plan) is None and not (output / "manifest.json").exists()
+    manifest = finish_job(plan, [translate_partition(changed, p, generator)
+                                 for p in plan.partitions])
+    assert manifest["targets"] == ["Blond_Hair"] and manifest["rows"] == 32
+    assert not (output / "Male=0").exists()
+    assert len(list((output / "Blond_Hair").rglob("*.*"))) == 32
+
+
+def test_a_prepared_data_set_is_translated_shard_by_shard(registered_model, celeba_root,
+                                                          tmp_path):
+    prepared = tmp_path / "store" / "datasets" / "celeba" / "v1"
+    source = prepare_dataset(PrepareConfig(str(celeba_root), str(prepared), rule=ImageRule(64),
+                                           rows_per_shard=50))
+    model = resolve_model("models:/stargan-celeba@champion")
+    assert default_job(str(prepared / "manifest.json")) == "celeba-v1"
+    config = job(model, prepared, tmp_path / "out", targets=None)  # every single target
+    plan, results, manifest = run(config, load_registered(model.uri, "cpu"))
+    assert len(plan.partitions) == len(manifest["shards"]) == len(source["shards"]) > 1
+    assert [s["inputs"] for s in manifest["shards"]] == [s["rows"] for s in source["shards"]]
+    targets = [t.text for t in model.spec.single_targets()]
+    assert manifest["targets"] == targets and manifest["rows"] == 120 * len(targets)
+    rows = rows_of(tmp_path / "out" / "translations" / "faces" / "stargan-celeba-v1")
+    assert Counter(Counter((r["image_id"], r["target"]) for r in rows).values()) == {1: 840}
+    assert rows[0]["source"].startswith(str(celeba_root))  # the raw file it came from
+    assert not list((tmp_path / "out").rglob("*.jpg"))  # parquet only: no files
+
+
+def test_unknown_targets_and_missing_models_say_what_exists(registered_model):
+    model = resolve_model("models:/stargan-celeba@champion")
+    with pytest.raises(DomainError, match="unknown domain 'Blond' .known: Black_Hair, Blond"):
+        parse_targets(model, ["Blond"])
+    with pytest.raises(LookupError, match="no registered model 'stargan-rafd'.*train-stargan"):
+        resolve_model("models:/stargan-rafd@champion")
+    with pytest.raises(LookupError, match="no alias 'best' .aliases: challenger -> 1, "
+                                          "champion -> 1.*stargan promote"):
+        resolve_model("models:/stargan-celeba@best")
+    with pytest.raises(LookupError, match="no version 7 .versions: 1"):
+        resolve_model("models:/stargan-celeba/7")
+    with pytest.raises(ValueError, match="models:/<name>@<alias>"):
+        resolve_model("runs:/abc/generator")
+
+
+def test_a_partition_that_fails_once_is_retried_on_the_cluster(registered_model, photos,
+                                                              tmp_path, monkeypatch):
+    from distributed import Client, LocalCluster
+
+    from stargan_core.cluster import run_partitions
+
+    real, failures = stargan_core.bulk.write_files, []
+
+    def flaky(fs, files):  # the first upload fails, as a dropped connection would
+        if not failures:
+            failures.append(len(files))
+            raise ConnectionError("connection reset by peer")
+        return real(fs, files)
+
+    monkeypatch.setattr(stargan_core.bulk, "write_files", flaky)
+    model = resolve_model("models:/stargan-celeba@champion")
+    plan = plan_job(job(model, photos, tmp_path / "out", output_format="files",
+                        files_per_partition=10))
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=False,
+                      dashboard_address=None) as cluster, Client(cluster) as client:
+        results = run_partitions(client, plan, "cpu", retries=1)
+    assert failures and sorted(r.path for r in results) == [p.path for p in plan.partitions]
+    assert sum(r.rows for r in results) == 64 and all(r.worker for r in results)
