@@ -36,10 +36,18 @@ class FlopCount(TorchDispatchMode):
         self.total = 0
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # noqa: ANN001, ANN204
-        out = func(*args, **(kwargs or {}))
+        kwargs = kwargs or {}
         formula = flop_registry.get(func._overloadpacket)
+        if formula is None:
+            # Under inference mode, composite ops such as conv2d arrive undecomposed: count the
+            # operators they are made of.
+            with self:
+                decomposed = func.decompose(*args, **kwargs)
+            if decomposed is not NotImplemented:
+                return decomposed
+        out = func(*args, **kwargs)
         if formula is not None:
-            self.total += formula(*args, **(kwargs or {}), out_val=out)
+            self.total += formula(*args, **kwargs, out_val=out)
         return out
 
 

@@ -23,7 +23,7 @@ from prefect.task_runners import ThreadPoolTaskRunner
 from prefect.utilities.annotations import unmapped
 from pydantic import Field
 
-from flows.common import StorageOptions, artifact_key
+from flows.common import StorageOptions, artifact_key, warn_local_paths
 from stargan_core.data.images import ImageRule
 from stargan_core.data.manifest import committed, finish
 from stargan_core.data.prepare import (
@@ -124,13 +124,7 @@ def _write_shards(work: Plan, workers: int, cluster_address: str) -> list[ShardR
     if cluster_address:
         from prefect_dask import DaskTaskRunner
 
-        local = [u for u in (work.config.source, work.config.output) if "://" not in u]
-        if local:
-            get_run_logger().warning(
-                "the Dask workers at %s read and write %s on their own disks: use s3:// URLs "
-                "unless every worker shares this machine's file system", cluster_address,
-                " and ".join(local))
-
+        warn_local_paths(cluster_address, work.config.source, work.config.output)
         runner = DaskTaskRunner(address=cluster_address)
     else:
         # Decoding, resizing and encoding run in Pillow's C code, which releases the GIL.

@@ -26,7 +26,7 @@ from prefect.artifacts import (
 from prefect.cache_policies import NO_CACHE
 from pydantic import Field
 
-from flows.common import StorageOptions, artifact_key
+from flows.common import StorageOptions, artifact_key, warn_local_paths
 from stargan_core.bulk import (
     CONTACT_SHEET,
     BulkConfig,
@@ -61,15 +61,20 @@ def translate_task(plan: BulkPlan, cluster_address: str, workers: int | None, de
                    ) -> tuple[list[PartitionResult], float]:
     """Every partition on the cluster (complete ones are found and skipped), with a progress
     artifact; returns the results and the seconds it took."""
+    logger = get_run_logger()
+    warn_local_paths(cluster_address, plan.config.input_url, plan.config.output)
     total = len(plan.partitions)
     progress = create_progress_artifact(0.0, description=f"partitions done: 0 of {total}")
 
     def report(result: PartitionResult, done: int, total: int) -> None:
         update_progress_artifact(progress, 100.0 * done / total,
                                  description=f"partitions done: {done} of {total}")
+        if result.written:
+            logger.info("%s: %d translations in %.1f s on %s (%d of %d done)", result.path,
+                        result.rows, result.seconds, result.worker, done, total)
 
     with connect(cluster_address, workers, device) as client:
-        get_run_logger().info("Dask cluster: %s", client.dashboard_link or client.scheduler.address)
+        logger.info("Dask cluster: %s", client.dashboard_link or client.scheduler.address)
         start = time.perf_counter()
         results = run_partitions(client, plan, device, PARTITION_RETRIES, report)
         return results, time.perf_counter() - start

@@ -94,6 +94,8 @@ def describe(url: str) -> str:
 def redact(url: str) -> str:
     """`url` without any user:password@, for messages."""
     parts = urlsplit(url)
+    if "@" not in parts.netloc:
+        return url  # geturl() would also turn sqlite:////path into sqlite://path
     return parts._replace(netloc=parts.netloc.rsplit("@", 1)[-1]).geturl()
 
 

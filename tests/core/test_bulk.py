@@ -7,6 +7,7 @@ import io
 import shutil
 from collections import Counter
 
+import datasets
 import pyarrow.parquet as pq
 import pytest
 from PIL import Image
@@ -92,6 +93,10 @@ def test_every_input_into_every_target_once_with_files_named_after_the_inputs(
     rejected = pq.read_table(output / "rejected.parquet").to_pylist()
     assert sorted(r["source"].rsplit("/", 1)[-1] for r in rejected) == ["broken.jpg", "notes.txt"]
     assert [s["path"] for s in manifest["shards"]] == [f"part-0000{i}.parquet" for i in range(4)]
+    # Other tools read the shards: `datasets` sees the image column as images.
+    shard = datasets.Dataset.from_parquet(str(output / "part-00003.parquet"),
+                                          cache_dir=str(tmp_path / "hf-cache"))
+    assert shard.features["image"] == datasets.Image() and shard[0]["image"].size == (32, 32)
     with Image.open(output / "contact-sheet.png") as sheet:  # 4 rows x (input + 2 targets)
         assert sheet.size == (2 + 3 * (96 + 2), 16 + 2 + 4 * (96 + 2))
 

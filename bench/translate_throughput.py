@@ -1,0 +1,137 @@
+"""Bulk translation throughput: translations/s (one image into one target is one translation)
+through the Dask path of translate-bulk with 1 and 2 workers, and the scaling ratio.
+
+Measured in the same run:
+- the baseline: the registered model's own forward passes (D's domain classifier once per
+  image, G once per target) in this process on one thread, inputs decoded beforehand: what a
+  one-thread Dask worker would reach if decoding, encoding and storage cost nothing;
+- the achieved GFLOP/s (FLOPs counted with torch.utils.flop_counter's formulas) against an
+  fp32 matrix-multiply peak on one thread and on every core.
+
+The Dask runs do the whole job of a partition: read the JPEGs, decode, translate, encode, write
+Parquet shards to a local folder. Worker start-up and model loading are not timed.
+
+    python bench/translate_throughput.py                   # paper-128, 64 images x 2 targets
+    python bench/translate_throughput.py --preset tiny --images 512
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+from train_throughput import FlopCount, matmul_peak
+
+from stargan_core.bulk import BulkConfig, job_url, parse_targets, plan_job
+from stargan_core.checkpoint import build_discriminator, build_generator, save_checkpoint
+from stargan_core.cluster import ModelPlugin, connect, plugin_name, run_partitions
+from stargan_core.config import preset
+from stargan_core.data.dataset import load_image
+from stargan_core.domains import DomainSpec
+from stargan_core.synthetic import write_celeba
+
+
+def register_untrained(preset_name: str, folder: Path) -> str:
+    """A randomly initialised generator of the preset as stargan-celeba v1 (speed does not
+    depend on the weights)."""
+    import mlflow
+
+    from stargan_core.registry import log_generator, register
+
+    spec, config = DomainSpec.celeba(), preset(preset_name)
+    torch.manual_seed(0)
+    state = {"G": build_generator(spec, config).state_dict(),
+             "D": build_discriminator(spec, config).state_dict(),
+             "spec": spec.to_json(), "config": dataclasses.asdict(config),
+             "data_format": "celeba"}
+    with mlflow.start_run():
+        info = log_generator(save_checkpoint(folder / "generator.ckpt", state))
+    return f"models:/stargan-celeba/{register(info.model_uri, 'stargan-celeba', 'bench')}"
+
+
+def baseline(model_uri: str, files: list[Path], targets: list, batch: int
+             ) -> tuple[float, float]:
+    """(translations/s, GFLOP per translation) of the bare forward passes, one thread."""
+    from stargan_core.registry import load_registered
+
+    model = load_registered(model_uri, "cpu")
+    images = torch.stack([model.transform(load_image(str(f))) for f in files])
+    batches = list(images.split(batch))
+    model.translate(batches[0], targets)  # warm-up
+    with FlopCount() as counter:
+        model.translate(batches[0], targets)
+    gflop = counter.total / 1e9 / (len(batches[0]) * len(targets))
+    start = time.perf_counter()
+    for x in batches:
+        model.translate(x, targets)
+    return len(files) * len(targets) / (time.perf_counter() - start), gflop
+
+
+def dask_rate(config: BulkConfig, workers: int) -> float:
+    """translations/s of a whole job on a LocalCluster of `workers` one-thread processes."""
+    plan = plan_job(config)
+    with connect(workers=workers, device="cpu") as client:
+        client.wait_for_workers(workers)
+        client.register_plugin(ModelPlugin(config.model.uri, "cpu", os.environ[
+            "MLFLOW_TRACKING_URI"]), name=plugin_name(config, "cpu"))  # load the model first
+        start = time.perf_counter()
+        results = run_partitions(client, plan, "cpu")
+        seconds = time.perf_counter() - start
+    return sum(r.rows for r in results) / seconds
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--preset", default="paper-128", choices=["paper-128", "tiny"])
+    parser.add_argument("--images", type=int, default=64)
+    parser.add_argument("--targets", nargs="+", default=["Blond_Hair", "Male=0"])
+    parser.add_argument("--batch-size", type=int, default=16)
+    args = parser.parse_args()
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{folder / 'mlflow.db'}"
+        write_celeba(folder / "celeba", num_images=args.images, seed=0)
+        inputs = folder / "celeba" / "img_align_celeba"
+        from stargan_core.registry import resolve_model
+
+        model = resolve_model(register_untrained(args.preset, folder))
+        targets = list(parse_targets(model, args.targets))
+
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        base, gflop = baseline(model.uri, sorted(inputs.glob("*.jpg")), targets,
+                               args.batch_size)
+        peak_one = matmul_peak(torch.device("cpu"), torch.float32, 2048)
+        torch.set_num_threads(threads)
+        peak_all = matmul_peak(torch.device("cpu"), torch.float32, 2048)
+
+        rates = {}
+        for workers in (1, 2):
+            config = BulkConfig(str(inputs), job_url(str(folder / "out"), f"w{workers}", model),
+                                model, tuple(targets), batch_size=args.batch_size,
+                                files_per_partition=max(1, args.images // 8))
+            rates[workers] = dask_rate(config, workers)
+
+    print(f"{args.preset}: {args.images} images x {len(targets)} targets, "
+          f"{gflop:.2f} GFLOP per translation (D once per image, G per target), "
+          f"{os.cpu_count()} cores")
+    print(f"matmul peak (fp32, 2048^2): {peak_one:.0f} GFLOP/s on 1 thread, "
+          f"{peak_all:.0f} GFLOP/s on {threads}")
+    print(f"{'run':42} {'translations/s':>14} {'ratio':>7} {'GFLOP/s':>8} {'of peak':>8}")
+    rows = [("baseline: forward passes, 1 thread", base, peak_one),
+            ("translate-bulk on Dask, 1 worker", rates[1], peak_one),
+            ("translate-bulk on Dask, 2 workers", rates[2], peak_all)]
+    for name, rate, peak in rows:
+        print(f"{name:42} {rate:14.1f} {rate / base:6.2f}x {rate * gflop:8.1f} "
+              f"{rate * gflop / peak:7.0%}")
+    print(f"scaling, 2 workers over 1: {rates[2] / rates[1]:.2f}x")
+
+
+if __name__ == "__main__":
+    main()

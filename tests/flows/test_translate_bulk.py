@@ -1,0 +1,149 @@
+"""The translate-bulk flow under a real Prefect server, with the model in a SQLite MLflow
+store, the data on the loopback S3 server and a 2-worker Dask LocalCluster."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import signal
+import threading
+import time
+from collections import Counter
+
+import pyarrow.parquet as pq
+import pytest
+from PIL import Image
+
+from flows.translate_bulk import translate_bulk
+from stargan_core.data.images import ImageRule
+from stargan_core.data.prepare import PrepareConfig, prepare_dataset
+from stargan_core.storage import filesystem
+from tests.flows.conftest import flow_artifacts
+
+TARGETS = ["Blond_Hair", "Male=0", "Young,Black_Hair"]
+
+
+@pytest.fixture
+def prepared(s3, celeba_root):
+    url = s3.url("store/datasets/celeba/v1")
+    prepare_dataset(PrepareConfig(s3.upload(celeba_root, "raw"), url, rule=ImageRule(64),
+                                  rows_per_shard=30))
+    return url
+
+
+def output_rows(url: str) -> list[dict]:
+    fs, base = filesystem(url)
+    rows = []
+    for path in sorted(fs.glob(f"{base}/part-*.parquet")):
+        with fs.open(path, "rb") as f:
+            rows += pq.read_table(f).to_pylist()
+    return rows
+
+
+def test_translates_a_prepared_set_on_two_workers_and_a_rerun_writes_nothing(
+        prefect_server, registered_model, prepared, s3):
+    state = translate_bulk(input_url=prepared, targets=TARGETS, output_root=s3.url("store"),
+                           output_format="both", workers=2, batch_size=16, return_state=True)
+    manifest = state.result()
+    output = s3.url("store/translations/celeba-v1/stargan-celeba-v1")
+    assert manifest["output"] == output
+    assert manifest["model"]["version"] == "1" and manifest["targets"] == TARGETS
+    assert manifest["inputs"] == 120 and manifest["rows"] == 360
+    assert manifest["rejected"]["count"] == 0 and len(manifest["shards"]) == 5
+
+    rows = output_rows(output)
+    assert Counter(Counter((r["image_id"], r["target"]) for r in rows).values()) == {1: 360}
+    assert {(r["model_name"], r["model_version"]) for r in rows} == {("stargan-celeba", "1")}
+    files = {k for k in s3.versions() if "/stargan-celeba-v1/" in k and k.endswith(".jpg")}
+    assert len(files) == 360 and any(k.endswith("/Young+Black_Hair/img_align_celeba/000007.jpg")
+                                     for k in files)
+    assert all(r["image"]["bytes"] for r in rows)
+    image = Image.open(io.BytesIO(rows[0]["image"]["bytes"]))
+    assert image.format == "JPEG" and image.size == (32, 32)
+
+    artifacts = {a.type: a for a in flow_artifacts(state.state_details.flow_run_id)}
+    assert artifacts["image"].data.startswith("data:image/jpeg;base64,")
+    assert artifacts["image"].key == "contact-sheet-celeba-v1-stargan-celeba-v1"
+    table = {row["measure"]: row["value"] for row in json.loads(artifacts["table"].data)}
+    assert table["translations written by this run"] == 360
+    assert table["partitions written by this run"] == 5 and table["translations per second"] > 0
+    assert sum(v for k, v in table.items() if k.startswith("translations on tcp://")) == 360
+    assert len([k for k in table if k.startswith("translations on ")]) == 2  # both workers
+    assert artifacts["progress"].data == 100.0
+
+    versions = s3.versions()
+    again = translate_bulk(input_url=prepared, targets=TARGETS, output_root=s3.url("store"),
+                           output_format="both", workers=2)
+    assert again == manifest
+    assert s3.versions() == versions  # no object written again
+    assert set(versions.values()) == {1}
+
+
+def test_a_killed_worker_still_ends_with_every_pair_once_and_bad_files_are_listed(
+        prefect_server, registered_model, celeba_root, s3):
+    from distributed import Client, LocalCluster
+
+    raw = s3.upload(celeba_root / "img_align_celeba", "landing")
+    s3.client.put_object(Bucket=s3.name, Key="landing/broken.jpg", Body=b"\xff\xd8 garbage")
+    s3.client.put_object(Bucket=s3.name, Key="landing/readme.txt", Body=b"not an image")
+    killed = {}
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
+                      dashboard_address=None) as cluster, Client(cluster) as client:
+
+        def kill_a_busy_worker():  # SIGKILL a worker process in the middle of a partition
+            deadline = time.monotonic() + 120
+            while time.monotonic() < deadline and not killed:
+                busy = [w for w, tasks in client.processing().items()
+                        if any(str(t).startswith("translate-partition") for t in tasks)]
+                if busy:
+                    time.sleep(0.3)
+                    pids = client.run(os.getpid)
+                    if client.processing()[busy[0]]:
+                        killed["tasks"] = client.processing()[busy[0]]
+                        os.kill(pids[busy[0]], signal.SIGKILL)
+                time.sleep(0.05)
+
+        watcher = threading.Thread(target=kill_a_busy_worker, daemon=True)
+        watcher.start()
+        manifest = translate_bulk(input_url=raw, targets=TARGETS, output_root=s3.url("out"),
+                                  job="landing", output_format="both", batch_size=4,
+                                  files_per_partition=20, cluster_address=cluster.scheduler_address)
+        watcher.join()
+    assert killed, "no worker was killed while it translated a partition"
+    rows = output_rows(manifest["output"])
+    pairs = Counter((r["image_id"], r["target"]) for r in rows)
+    assert len(pairs) == 120 * 3 and set(pairs.values()) == {1}
+    assert manifest["rows"] == 360 and manifest["inputs"] == 122
+    assert manifest["rejected"]["by_reason"] == {"not an image file": 1, "not an image": 1}
+    fs, base = filesystem(manifest["output"])
+    with fs.open(f"{base}/rejected.parquet", "rb") as f:
+        rejected = pq.read_table(f).to_pylist()
+    assert sorted(r["source"] for r in rejected) == [s3.url("landing/broken.jpg"),
+                                                     s3.url("landing/readme.txt")]
+    with fs.open(f"{base}/contact-sheet.png", "rb") as f:
+        assert Image.open(f).size == (2 + 4 * (96 + 2), 16 + 2 + 8 * (96 + 2))
+
+
+def test_bad_input_fails_before_any_work(prefect_server, registered_model, prepared, s3):
+    from prefect.exceptions import ParameterTypeError
+
+    from stargan_core.domains import DomainError
+    from stargan_core.storage import StorageError
+
+    with pytest.raises(DomainError, match="unknown domain 'Red_Hair' .known: Black_Hair"):
+        translate_bulk(input_url=prepared, targets=["Red_Hair"], output_root=s3.url("x"))
+    with pytest.raises(LookupError, match="no alias 'best'.*stargan promote"):
+        translate_bulk(input_url=prepared, model_uri="models:/stargan-celeba@best",
+                       output_root=s3.url("x"))
+    with pytest.raises(LookupError, match="no registered model 'stargan-rafd' in the registry at "
+                                          "sqlite:////"):
+        translate_bulk(input_url=prepared, model_uri="models:/stargan-rafd@champion",
+                       output_root=s3.url("x"))
+    with pytest.raises(StorageError, match="nowhere/in .* does not exist: check the URL"):
+        translate_bulk(input_url=s3.url("nowhere/in"), output_root=s3.url("x"))
+    with pytest.raises(StorageError, match="bucket 'no-such-bucket' .* does not exist"):
+        translate_bulk(input_url="s3://no-such-bucket/in", output_root=s3.url("x"))
+    with pytest.raises(ParameterTypeError, match="output_format"):
+        translate_bulk(input_url=prepared, output_format="zip")
+    assert not [k for k in s3.versions() if k.startswith("x/")]  # nothing written
