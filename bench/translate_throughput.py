@@ -5,8 +5,9 @@ Measured in the same run:
 - the baseline: the registered model's own forward passes (D's domain classifier once per
   image, G once per target) in this process on one thread, inputs decoded beforehand: what a
   one-thread Dask worker would reach if decoding, encoding and storage cost nothing;
-- the achieved GFLOP/s (FLOPs counted with torch.utils.flop_counter's formulas) against an
-  fp32 matrix-multiply peak on one thread and on every core.
+- the generator's achieved GFLOP/s (G's FLOPs per translation, counted with
+  torch.utils.flop_counter's formulas, times translations/s) against an fp32 matrix-multiply
+  peak on as many threads as the run uses.
 
 The Dask runs do the whole job of a partition: read the JPEGs, decode, translate, encode, write
 Parquet shards to a local folder. Worker start-up and model loading are not timed.
@@ -28,8 +29,8 @@ import torch
 from train_throughput import FlopCount, matmul_peak
 
 from stargan_core.bulk import BulkConfig, job_url, parse_targets, plan_job
+from stargan_core.bulk.cluster import connect, load_model, run_partitions
 from stargan_core.checkpoint import build_discriminator, build_generator, save_checkpoint
-from stargan_core.cluster import ModelPlugin, connect, plugin_name, run_partitions
 from stargan_core.config import preset
 from stargan_core.data.dataset import load_image
 from stargan_core.domains import DomainSpec
@@ -56,16 +57,19 @@ def register_untrained(preset_name: str, folder: Path) -> str:
 
 def baseline(model_uri: str, files: list[Path], targets: list, batch: int
              ) -> tuple[float, float]:
-    """(translations/s, GFLOP per translation) of the bare forward passes, one thread."""
+    """(translations/s of the bare forward passes on one thread, G's GFLOP per translation)."""
     from stargan_core.registry import load_registered
+    from stargan_core.translate import source_labels
 
     model = load_registered(model_uri, "cpu")
     images = torch.stack([model.transform(load_image(str(f))) for f in files])
     batches = list(images.split(batch))
     model.translate(batches[0], targets)  # warm-up
-    with FlopCount() as counter:
-        model.translate(batches[0], targets)
-    gflop = counter.total / 1e9 / (len(batches[0]) * len(targets))
+    x = batches[0]
+    c = model.spec.target_labels(source_labels(model.d, model.spec, x), targets[0])
+    with torch.inference_mode(), FlopCount() as counter:
+        model.g(x, c)
+    gflop = counter.total / 1e9 / len(x)
     start = time.perf_counter()
     for x in batches:
         model.translate(x, targets)
@@ -77,10 +81,9 @@ def dask_rate(config: BulkConfig, workers: int) -> float:
     plan = plan_job(config)
     with connect(workers=workers, device="cpu") as client:
         client.wait_for_workers(workers)
-        client.register_plugin(ModelPlugin(config.model.uri, "cpu", os.environ[
-            "MLFLOW_TRACKING_URI"]), name=plugin_name(config, "cpu"))  # load the model first
+        plugin = load_model(client, config, "cpu")  # not timed
         start = time.perf_counter()
-        results = run_partitions(client, plan, "cpu")
+        results = run_partitions(client, plan, plugin)
         seconds = time.perf_counter() - start
     return sum(r.rows for r in results) / seconds
 
@@ -107,9 +110,11 @@ def main() -> None:
         torch.set_num_threads(1)
         base, gflop = baseline(model.uri, sorted(inputs.glob("*.jpg")), targets,
                                args.batch_size)
-        peak_one = matmul_peak(torch.device("cpu"), torch.float32, 2048)
+        peaks = {}
+        for n in (1, 2):  # one thread per Dask worker
+            torch.set_num_threads(n)
+            peaks[n] = matmul_peak(torch.device("cpu"), torch.float32, 2048)
         torch.set_num_threads(threads)
-        peak_all = matmul_peak(torch.device("cpu"), torch.float32, 2048)
 
         rates = {}
         for workers in (1, 2):
@@ -118,17 +123,17 @@ def main() -> None:
                                 files_per_partition=max(1, args.images // 8))
             rates[workers] = dask_rate(config, workers)
 
-    print(f"{args.preset}: {args.images} images x {len(targets)} targets, "
-          f"{gflop:.2f} GFLOP per translation (D once per image, G per target), "
+    print(f"{args.preset}: {args.images} images x {len(targets)} targets, G: {gflop:.2f} GFLOP "
+          f"per translation (D's domain classifier runs once per image on top), "
           f"{os.cpu_count()} cores")
-    print(f"matmul peak (fp32, 2048^2): {peak_one:.0f} GFLOP/s on 1 thread, "
-          f"{peak_all:.0f} GFLOP/s on {threads}")
-    print(f"{'run':42} {'translations/s':>14} {'ratio':>7} {'GFLOP/s':>8} {'of peak':>8}")
-    rows = [("baseline: forward passes, 1 thread", base, peak_one),
-            ("translate-bulk on Dask, 1 worker", rates[1], peak_one),
-            ("translate-bulk on Dask, 2 workers", rates[2], peak_all)]
+    print(f"matmul peak (fp32, 2048^2): {peaks[1]:.0f} GFLOP/s on 1 thread, "
+          f"{peaks[2]:.0f} GFLOP/s on 2")
+    print(f"{'run':42} {'translations/s':>14} {'ratio':>7} {'G GFLOP/s':>10} {'of peak':>8}")
+    rows = [("baseline: forward passes, 1 thread", base, peaks[1]),
+            ("translate-bulk on Dask, 1 worker", rates[1], peaks[1]),
+            ("translate-bulk on Dask, 2 workers", rates[2], peaks[2])]
     for name, rate, peak in rows:
-        print(f"{name:42} {rate:14.1f} {rate / base:6.2f}x {rate * gflop:8.1f} "
+        print(f"{name:42} {rate:14.1f} {rate / base:6.2f}x {rate * gflop:10.1f} "
               f"{rate * gflop / peak:7.0%}")
     print(f"scaling, 2 workers over 1: {rates[2] / rates[1]:.2f}x")
 

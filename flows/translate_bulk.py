@@ -28,7 +28,6 @@ from pydantic import Field
 
 from flows.common import StorageOptions, artifact_key, warn_local_paths
 from stargan_core.bulk import (
-    CONTACT_SHEET,
     BulkConfig,
     BulkPlan,
     PartitionResult,
@@ -39,7 +38,8 @@ from stargan_core.bulk import (
     parse_targets,
     plan_job,
 )
-from stargan_core.cluster import connect, gpus, run_partitions
+from stargan_core.bulk.cluster import connect, gpus, load_model, run_partitions
+from stargan_core.bulk.job import CONTACT_SHEET
 from stargan_core.registry import RegisteredModel, resolve_model
 from stargan_core.storage import default_root, filesystem, join
 
@@ -75,8 +75,9 @@ def translate_task(plan: BulkPlan, cluster_address: str, workers: int | None, de
 
     with connect(cluster_address, workers, device) as client:
         logger.info("Dask cluster: %s", client.dashboard_link or client.scheduler.address)
-        start = time.perf_counter()
-        results = run_partitions(client, plan, device, PARTITION_RETRIES, report)
+        plugin = load_model(client, plan.config, device)
+        start = time.perf_counter()  # translation alone: without starting or loading workers
+        results = run_partitions(client, plan, plugin, PARTITION_RETRIES, report)
         return results, time.perf_counter() - start
 
 
@@ -134,6 +135,7 @@ def translate_bulk(
     files_per_partition: Annotated[int, Field(ge=1)] = 1000,
     contact_sheet_rows: Annotated[int, Field(ge=1, le=64)] = 8,
     storage_options: StorageOptions | None = None,
+    overwrite: bool = False,
 ) -> dict[str, Any]:
     """Translate every image of `input_url` into every target with one registered model version,
     writing `<output_root>/translations/<job>/<model>-v<version>/`.
@@ -150,6 +152,7 @@ def translate_bulk(
     cluster_address: a Dask scheduler; empty: a local cluster of `workers` processes (one per
         core), or one worker per GPU when GPUs and dask-cuda are present.
     files_per_partition: inputs per task for a folder of files (a prepared set: one per shard).
+    overwrite: replace a job of other inputs, targets or format in the same folder.
     """
     logger = get_run_logger()
     if device == "cuda" and not cluster_address and not gpus():
@@ -161,7 +164,7 @@ def translate_bulk(
     config = BulkConfig(
         input_url, job_url(output_root or default_root(), job, model),
         model, parse_targets(model, targets), output_format, batch_size, files_per_partition,
-        storage_options=storage_options or None,
+        storage_options=storage_options or None, overwrite=overwrite,
     )
     work = plan_task(config)
     manifest = committed_job(work)

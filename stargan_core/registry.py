@@ -23,7 +23,7 @@ import pandas as pd
 import torch
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
-from mlflow.models import ModelSignature
+from mlflow.models import Model, ModelSignature
 from mlflow.types import ColSpec, Schema
 from PIL import Image
 
@@ -58,9 +58,17 @@ class StarGANModel(mlflow.pyfunc.PythonModel):
     def load_context(self, context: mlflow.pyfunc.PythonModelContext) -> None:
         from stargan_core.train import resolve_device
 
-        self.device = resolve_device("auto")
-        self.g, self.d, self.spec, config, data_format = load_models(
-            context.artifacts["weights"], self.device)
+        self._load(context.artifacts["weights"], resolve_device("auto"))
+
+    @classmethod
+    def from_weights(cls, path: str | Path, device: torch.device) -> StarGANModel:
+        model = cls()
+        model._load(path, device)
+        return model
+
+    def _load(self, path: str | Path, device: torch.device) -> None:
+        self.device = device
+        self.g, self.d, self.spec, config, data_format = load_models(path, device)
         self.transform = image_transform(data_format, config.image_size)
 
     def to(self, device: torch.device) -> StarGANModel:
@@ -209,18 +217,31 @@ def resolve_model(model_uri: str, client: MlflowClient | None = None) -> Registe
                           f"(versions: {_versions(client, name)})") from None
     version = str(found.version)
     metadata = mlflow.models.get_model_info(f"models:/{name}/{version}").metadata or {}
+    if "domain_spec" not in metadata:
+        raise LookupError(f"models:/{name}/{version} is not a StarGAN generator logged by this "
+                          "project (its metadata has no domain_spec)")
     preprocessing = metadata["preprocessing"]
     return RegisteredModel(name, version, model_uri, found.run_id,
                            DomainSpec.from_json(json.dumps(metadata["domain_spec"])),
                            preprocessing["image_size"], preprocessing["data_format"])
 
 
-def load_registered(model_uri: str, device: str = "auto") -> StarGANModel:
-    """The StarGANModel of a registered version, on `device` (auto: CUDA when present)."""
+def load_registered(model_uri: str, device: str = "auto", tracking_uri: str | None = None,
+                    registry_uri: str | None = None) -> StarGANModel:
+    """The StarGANModel of a registered version, on `device` (auto: CUDA when present).
+
+    Only its weights are loaded, with `weights_only=True`: the version's pickled python_model
+    is never unpickled, so a registry entry cannot run code where it is loaded.
+    """
     from stargan_core.train import resolve_device
 
-    model = mlflow.pyfunc.load_model(model_uri).unwrap_python_model()
-    return model.to(resolve_device(device))
+    with tempfile.TemporaryDirectory() as tmp:
+        local = mlflow.artifacts.download_artifacts(artifact_uri=model_uri, dst_path=tmp,
+                                                    tracking_uri=tracking_uri,
+                                                    registry_uri=registry_uri)
+        flavor = Model.load(local).flavors["python_function"]
+        weights = Path(local) / flavor["artifacts"]["weights"]["path"]
+        return StarGANModel.from_weights(weights, resolve_device(device))
 
 
 def model_card(metrics: dict[str, float], run_id: str, spec: DomainSpec,

@@ -10,6 +10,8 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -48,16 +50,31 @@ def _facts(meta: pq.FileMetaData, sha256: str, size: int) -> ShardFile:
                                      for i in range(meta.num_row_groups)], sha256, size)
 
 
-def read_record(fs: AbstractFileSystem, path: str) -> tuple[dict[str, Any], ShardFile] | None:
-    """The footer record of the complete shard at `path` and its facts; None when there is no
-    file, or only the partial file of a killed writer."""
+def _footer(fs: AbstractFileSystem, path: str) -> pq.FileMetaData | None:
     try:
         with fs.open(path, "rb") as f:
-            meta = pq.read_metadata(f)
-    except (FileNotFoundError, OSError, pa.ArrowInvalid):
+            return pq.read_metadata(f)
+    except (FileNotFoundError, pa.ArrowInvalid):
+        return None  # no file, or not a complete Parquet file; other errors are raised
+
+
+def _record(meta: pq.FileMetaData) -> dict[str, Any]:
+    return json.loads((meta.metadata or {}).get(RECORD_KEY, b"{}"))
+
+
+def read_footer(fs: AbstractFileSystem, path: str) -> dict[str, Any] | None:
+    """The record in the footer of the shard at `path`, or None when there is no complete one."""
+    meta = _footer(fs, path)
+    return None if meta is None else _record(meta)
+
+
+def read_record(fs: AbstractFileSystem, path: str) -> tuple[dict[str, Any], ShardFile] | None:
+    """The footer record of the complete shard at `path` and its facts (its SHA-256 read from
+    the whole file); None when there is no complete shard."""
+    meta = _footer(fs, path)
+    if meta is None:
         return None
-    record = json.loads((meta.metadata or {}).get(RECORD_KEY, b"{}"))
-    return record, _facts(meta, file_sha256(fs, path), fs.size(path))
+    return _record(meta), _facts(meta, file_sha256(fs, path), fs.size(path))
 
 
 class ShardWriter:
@@ -98,6 +115,14 @@ class ShardWriter:
         sha256 = file_sha256(filesystem(self.tmp)[0], self.tmp)
         put_file(fs, self.tmp, path)
         return _facts(meta, sha256, os.path.getsize(self.tmp))
+
+
+@contextmanager
+def open_shard(url: str, options: dict[str, Any] | None = None) -> Iterator[pq.ParquetFile]:
+    """The Parquet file at `url` (local or s3://), read as its row groups are asked for."""
+    fs, path = filesystem(url, options)
+    with fs.open(path, "rb") as f:
+        yield pq.ParquetFile(f)
 
 
 def write_table(fs: AbstractFileSystem, path: str, table: pa.Table) -> None:

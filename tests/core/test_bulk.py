@@ -3,16 +3,18 @@ re-runs, and partition retries on an in-process Dask cluster."""
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import shutil
 from collections import Counter
+from pathlib import Path
 
 import datasets
 import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
-import stargan_core.bulk
+import stargan_core.bulk.partition
 from stargan_core.bulk import (
     BulkConfig,
     committed_job,
@@ -23,6 +25,7 @@ from stargan_core.bulk import (
     plan_job,
     translate_partition,
 )
+from stargan_core.bulk.job import JobClash
 from stargan_core.data.images import ImageRule
 from stargan_core.data.prepare import PrepareConfig, prepare_dataset
 from stargan_core.domains import DomainError
@@ -31,10 +34,12 @@ from stargan_core.registry import load_registered, resolve_model
 
 @pytest.fixture
 def photos(celeba_root, tmp_path):
-    """30 JPEGs, 2 PNGs in a subfolder, a corrupt JPEG and a text file."""
+    """31 JPEGs (one named like a glob pattern), 2 PNGs in a subfolder, a corrupt JPEG and a
+    text file."""
     folder = tmp_path / "photos"
     shutil.copytree(celeba_root / "img_align_celeba", folder,
                     ignore=lambda d, names: sorted(names)[30:])
+    shutil.copy(folder / "000001.jpg", folder / "x [1] *.jpg")
     (folder / "png").mkdir()
     for i in (1, 2):
         Image.new("RGB", (178, 218), (40 * i, 90, 160)).save(folder / "png" / f"{i}.png")
@@ -68,10 +73,11 @@ def test_every_input_into_every_target_once_with_files_named_after_the_inputs(
     plan, results, manifest = run(config, load_registered(model.uri, "cpu"))
     output = tmp_path / "out" / "translations" / "faces" / "stargan-celeba-v1"
 
-    assert len(plan.partitions) == 4  # 33 image files in chunks of 10
+    assert len(plan.partitions) == 4  # 34 image files in chunks of 10
     rows = rows_of(output)
     pairs = Counter((r["image_id"], r["target"]) for r in rows)
-    assert len(pairs) == 32 * 2 and set(pairs.values()) == {1}  # every pair exactly once
+    assert len(pairs) == 33 * 2 and set(pairs.values()) == {1}  # every pair exactly once
+    assert ("x [1] *.jpg", "Blond_Hair") in pairs  # a name is never a glob pattern
     assert {r["model_name"] for r in rows} == {"stargan-celeba"}
     assert {r["model_version"] for r in rows} == {"1"}
     row = next(r for r in rows if r["image_id"] == "png/1.png" and r["target"] == "Male=0")
@@ -82,9 +88,9 @@ def test_every_input_into_every_target_once_with_files_named_after_the_inputs(
     assert (output / "Male=0" / "png" / "1.png").read_bytes() == row["image"]["bytes"]
     with Image.open(output / "Blond_Hair" / "000001.jpg") as image:
         assert image.format == "JPEG" and image.size == (32, 32)
-    assert len(list((output / "Blond_Hair").rglob("*.*"))) == 32
+    assert len(list((output / "Blond_Hair").rglob("*.*"))) == 33
 
-    assert manifest["inputs"] == 34 and manifest["rows"] == 64
+    assert manifest["inputs"] == 35 and manifest["rows"] == 66
     assert manifest["model"] == {"name": "stargan-celeba", "version": "1",
                                  "uri": "models:/stargan-celeba/1",
                                  "requested": "models:/stargan-celeba@champion",
@@ -101,7 +107,7 @@ def test_every_input_into_every_target_once_with_files_named_after_the_inputs(
         assert sheet.size == (2 + 3 * (96 + 2), 16 + 2 + 4 * (96 + 2))
 
 
-def test_a_rerun_writes_nothing_and_a_changed_job_keeps_only_what_it_has(
+def test_a_rerun_writes_nothing_and_changed_inputs_rewrite_only_their_partitions(
         registered_model, photos, tmp_path):
     model = resolve_model("models:/stargan-celeba/1")
     generator = load_registered(model.uri, "cpu")
@@ -116,17 +122,40 @@ def test_a_rerun_writes_nothing_and_a_changed_job_keeps_only_what_it_has(
     assert not any(r.written for r in results)
     assert {p: p.stat().st_mtime_ns for p in output.rglob("*") if p.is_file()} == stamps
 
-    # Another target list in the same folder: the old manifest goes first, then what the new
-    # job does not have (the Male=0 files).
-    changed = job(model, photos, tmp_path / "out", targets=["Blond_Hair"], output_format="both",
-                  files_per_partition=10)
-    plan = plan_job(changed)
+    # A landing folder that changed: only the partition whose files changed is written again.
+    (photos / "png" / "2.png").unlink()
+    changed = plan_job(config)
+    assert committed_job(changed) is None and not (output / "manifest.json").exists()
+    results = [translate_partition(config, p, generator) for p in changed.partitions]
+    assert [r.written for r in results] == [False, False, False, True]
+    manifest = finish_job(changed, results)
+    assert manifest["rows"] == 64 and len(rows_of(output)) == 64
+    assert (output / "part-00000.parquet").stat().st_mtime_ns == stamps[
+        output / "part-00000.parquet"]
+
+
+def test_another_job_in_the_same_folder_is_refused_unless_it_overwrites(
+        registered_model, photos, tmp_path):
+    model = resolve_model("models:/stargan-celeba@champion")
+    generator = load_registered(model.uri, "cpu")
+    run(job(model, photos, tmp_path / "out", output_format="both", files_per_partition=10),
+        generator)
+    output = tmp_path / "out" / "translations" / "faces" / "stargan-celeba-v1"
+    other = job(model, photos, tmp_path / "out", targets=["Blond_Hair"], output_format="both",
+                files_per_partition=10)
+    with pytest.raises(JobClash, match="holds translations of .*photos into Blond_Hair, "
+                                       "Male=0 .both.: choose another job name"):
+        committed_job(plan_job(other))
+    assert (output / "manifest.json").exists() and (output / "Male=0").is_dir()
+
+    replacing = dataclasses.replace(other, overwrite=True)
+    plan = plan_job(replacing)
     assert committed_job(plan) is None and not (output / "manifest.json").exists()
-    manifest = finish_job(plan, [translate_partition(changed, p, generator)
+    manifest = finish_job(plan, [translate_partition(replacing, p, generator)
                                  for p in plan.partitions])
-    assert manifest["targets"] == ["Blond_Hair"] and manifest["rows"] == 32
-    assert not (output / "Male=0").exists()
-    assert len(list((output / "Blond_Hair").rglob("*.*"))) == 32
+    assert manifest["targets"] == ["Blond_Hair"] and manifest["rows"] == 33
+    assert not (output / "Male=0").exists()  # what the new job does not have is gone
+    assert len(list((output / "Blond_Hair").rglob("*.*"))) == 33
 
 
 def test_a_prepared_data_set_is_translated_shard_by_shard(registered_model, celeba_root,
@@ -152,6 +181,8 @@ def test_unknown_targets_and_missing_models_say_what_exists(registered_model):
     model = resolve_model("models:/stargan-celeba@champion")
     with pytest.raises(DomainError, match="unknown domain 'Blond' .known: Black_Hair, Blond"):
         parse_targets(model, ["Blond"])
+    with pytest.raises(DomainError, match="'Young,Male=0' and 'Male = 0, Young' are the same"):
+        parse_targets(model, ["Young,Male=0", "Blond_Hair", "Male = 0, Young"])
     with pytest.raises(LookupError, match="no registered model 'stargan-rafd'.*train-stargan"):
         resolve_model("models:/stargan-rafd@champion")
     with pytest.raises(LookupError, match="no alias 'best' .aliases: challenger -> 1, "
@@ -167,9 +198,9 @@ def test_a_partition_that_fails_once_is_retried_on_the_cluster(registered_model,
                                                               tmp_path, monkeypatch):
     from distributed import Client, LocalCluster
 
-    from stargan_core.cluster import run_partitions
+    from stargan_core.bulk.cluster import load_model, run_partitions
 
-    real, failures = stargan_core.bulk.write_files, []
+    real, failures = stargan_core.bulk.partition.write_files, []
 
     def flaky(fs, files):  # the first upload fails, as a dropped connection would
         if not failures:
@@ -177,12 +208,17 @@ def test_a_partition_that_fails_once_is_retried_on_the_cluster(registered_model,
             raise ConnectionError("connection reset by peer")
         return real(fs, files)
 
-    monkeypatch.setattr(stargan_core.bulk, "write_files", flaky)
+    monkeypatch.setattr(stargan_core.bulk.partition, "write_files", flaky)
     model = resolve_model("models:/stargan-celeba@champion")
-    plan = plan_job(job(model, photos, tmp_path / "out", output_format="files",
-                        files_per_partition=10))
+    config = job(model, photos, tmp_path / "out", output_format="files", files_per_partition=10)
+    plan = plan_job(config)
     with LocalCluster(n_workers=1, threads_per_worker=1, processes=False,
                       dashboard_address=None) as cluster, Client(cluster) as client:
-        results = run_partitions(client, plan, "cpu", retries=1)
+        results = run_partitions(client, plan, load_model(client, config, "cpu"), retries=1)
     assert failures and sorted(r.path for r in results) == [p.path for p in plan.partitions]
-    assert sum(r.rows for r in results) == 64 and all(r.worker for r in results)
+    assert sum(r.rows for r in results) == 66 and all(r.worker for r in results)
+    # Files only: the shards hold no image bytes, and the contact sheet reads the files.
+    assert all(r["image"]["bytes"] is None for r in rows_of(Path(config.output)))
+    finish_job(plan, results, sample_rows=2)
+    with Image.open(Path(config.output) / "contact-sheet.png") as sheet:
+        assert sheet.size == (2 + 3 * (96 + 2), 16 + 2 + 2 * (96 + 2))

@@ -44,7 +44,8 @@ def output_rows(url: str) -> list[dict]:
 def test_translates_a_prepared_set_on_two_workers_and_a_rerun_writes_nothing(
         prefect_server, registered_model, prepared, s3):
     state = translate_bulk(input_url=prepared, targets=TARGETS, output_root=s3.url("store"),
-                           output_format="both", workers=2, batch_size=16, return_state=True)
+                           output_format="both", workers=2, batch_size=16, device="cpu",
+                           return_state=True)
     manifest = state.result()
     output = s3.url("store/translations/celeba-v1/stargan-celeba-v1")
     assert manifest["output"] == output
@@ -74,7 +75,7 @@ def test_translates_a_prepared_set_on_two_workers_and_a_rerun_writes_nothing(
 
     versions = s3.versions()
     again = translate_bulk(input_url=prepared, targets=TARGETS, output_root=s3.url("store"),
-                           output_format="both", workers=2)
+                           output_format="both", workers=2, device="cpu")
     assert again == manifest
     assert s3.versions() == versions  # no object written again
     assert set(versions.values()) == {1}
@@ -87,34 +88,43 @@ def test_a_killed_worker_still_ends_with_every_pair_once_and_bad_files_are_liste
     raw = s3.upload(celeba_root / "img_align_celeba", "landing")
     s3.client.put_object(Bucket=s3.name, Key="landing/broken.jpg", Body=b"\xff\xd8 garbage")
     s3.client.put_object(Bucket=s3.name, Key="landing/readme.txt", Body=b"not an image")
+    s3.client.copy_object(Bucket=s3.name, Key="landing/odd [1].jpg",  # not a glob pattern
+                          CopySource={"Bucket": s3.name, "Key": "landing/000001.jpg"})
     killed = {}
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
                       dashboard_address=None) as cluster, Client(cluster) as client:
 
         def kill_a_busy_worker():  # SIGKILL a worker process in the middle of a partition
-            deadline = time.monotonic() + 120
-            while time.monotonic() < deadline and not killed:
-                busy = [w for w, tasks in client.processing().items()
-                        if any(str(t).startswith("translate-partition") for t in tasks)]
-                if busy:
-                    time.sleep(0.3)
-                    pids = client.run(os.getpid)
-                    if client.processing()[busy[0]]:
-                        killed["tasks"] = client.processing()[busy[0]]
-                        os.kill(pids[busy[0]], signal.SIGKILL)
-                time.sleep(0.05)
+            try:
+                pids = client.run(os.getpid)
+                deadline = time.monotonic() + 120
+                while time.monotonic() < deadline and not killed:
+                    busy = [w for w, tasks in client.processing().items()
+                            if any(str(t).startswith("translate-partition") for t in tasks)]
+                    if busy:
+                        time.sleep(0.3)  # well into the partition
+                        tasks = client.processing().get(busy[0])
+                        if tasks:
+                            killed["tasks"] = tasks
+                            os.kill(pids[busy[0]], signal.SIGKILL)
+                    time.sleep(0.05)
+            except Exception as error:  # reported by the test, not lost in this thread
+                killed["error"] = error
 
         watcher = threading.Thread(target=kill_a_busy_worker, daemon=True)
         watcher.start()
         manifest = translate_bulk(input_url=raw, targets=TARGETS, output_root=s3.url("out"),
                                   job="landing", output_format="both", batch_size=4,
-                                  files_per_partition=20, cluster_address=cluster.scheduler_address)
+                                  files_per_partition=20, device="cpu",
+                                  cluster_address=cluster.scheduler_address)
         watcher.join()
+    assert "error" not in killed, killed.get("error")
     assert killed, "no worker was killed while it translated a partition"
+    assert any(str(t).startswith("translate-partition") for t in killed["tasks"])
     rows = output_rows(manifest["output"])
     pairs = Counter((r["image_id"], r["target"]) for r in rows)
-    assert len(pairs) == 120 * 3 and set(pairs.values()) == {1}
-    assert manifest["rows"] == 360 and manifest["inputs"] == 122
+    assert len(pairs) == 121 * 3 and set(pairs.values()) == {1}
+    assert manifest["rows"] == 363 and manifest["inputs"] == 123
     assert manifest["rejected"]["by_reason"] == {"not an image file": 1, "not an image": 1}
     fs, base = filesystem(manifest["output"])
     with fs.open(f"{base}/rejected.parquet", "rb") as f:

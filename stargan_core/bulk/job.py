@@ -1,0 +1,169 @@
+"""Finishing a bulk translation job: the rejected list, the contact sheet, then the manifest."""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from dataclasses import asdict
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import torch
+
+from stargan_core.bulk.partition import PartitionResult
+from stargan_core.bulk.plan import (
+    FORMAT_VERSION,
+    BulkPlan,
+    Partition,
+    decode_input,
+    input_transform,
+    read_inputs,
+)
+from stargan_core.data.dataset import decode_bytes
+from stargan_core.data.images import RejectedImage, encode
+from stargan_core.data.manifest import MANIFEST, REJECTED, REJECTED_SCHEMA
+from stargan_core.data.parquet import open_shard, read_footer, write_table
+from stargan_core.storage import (
+    filesystem,
+    join,
+    read_json,
+    remove_empty_folders,
+    write_bytes,
+    write_json,
+)
+from stargan_core.translate import denorm, image_grid, labelled_grid
+
+CONTACT_SHEET = "contact-sheet.png"
+SHARD_NAME = re.compile(r"^part-\d{5}\.parquet$")
+
+
+class JobClash(ValueError):
+    """The job's folder holds a finished job of other inputs, targets or output format."""
+
+
+def committed_job(plan: BulkPlan) -> dict[str, Any] | None:
+    """The manifest when this exact job is complete, else None.
+
+    A finished job of the same inputs, targets and format whose inputs have changed since is
+    unmarked first (its folder is about to change); one of other inputs, targets or format
+    is an error unless the configuration says to overwrite it.
+    """
+    config = plan.config
+    url = join(config.output, MANIFEST)
+    manifest = read_json(url, config.storage_options)
+    if manifest is None or manifest["fingerprint"] == plan.fingerprint:
+        return manifest
+    same = {k: manifest.get(k) for k in config.identity()} == config.identity()
+    if not (same or config.overwrite):
+        raise JobClash(
+            f"{config.output} holds translations of {manifest['input']} into "
+            f"{', '.join(manifest['targets'])} ({manifest['output_format']}): choose another "
+            "job name (job=...), or replace it on purpose (overwrite=True)")
+    fs, path = filesystem(url, config.storage_options)
+    fs.rm_file(path)
+    return None
+
+
+def _stale(plan: BulkPlan, results: list[PartitionResult]) -> list[str]:
+    """Paths under the job's folder that the finished job will not have: shards of partitions
+    it no longer has and files left by killed writers; with overwrite, anything else too."""
+    config = plan.config
+    fs, base = filesystem(config.output, config.storage_options)
+    keep = {MANIFEST, REJECTED, CONTACT_SHEET} | {r.path for r in results}
+    if config.overwrite and config.writes_files:
+        for result in results:
+            with open_shard(join(config.output, result.path), config.storage_options) as shard:
+                paths = shard.read(columns=["image.path"]).column("image").to_pylist()
+            keep.update(image["path"] for image in paths)
+    prefix = base.rstrip("/") + "/"
+    return [path for path in fs.find(base) if (name := path[len(prefix):]) not in keep and (
+        config.overwrite or SHARD_NAME.match(name) or ".tmp-" in name)]
+
+
+def finish_job(plan: BulkPlan, results: list[PartitionResult], sample_rows: int = 8
+               ) -> dict[str, Any]:
+    """Check every shard is this job's, remove what the job no longer has, then write the
+    rejected list, the contact sheet and last the manifest; returns the manifest."""
+    config = plan.config
+    fs, base = filesystem(config.output, config.storage_options)
+    results = sorted(results, key=lambda r: r.path)
+    for partition in plan.partitions:  # another run in this folder may have replaced one
+        record = read_footer(fs, join(base, partition.path)) or {}
+        if record.get("fingerprint") != partition.fingerprint:
+            raise RuntimeError(f"{partition.path} in {config.output} is not this job's: did "
+                               "another run write to the same folder? Run the job again")
+    stale = _stale(plan, results)
+    if stale:
+        fs.rm(stale)  # batched deletes on S3
+        remove_empty_folders(fs, base)
+    rejected = plan.rejected + [r for result in results for r in result.rejected]
+    write_table(fs, join(base, REJECTED),
+                pa.Table.from_pylist([asdict(r) for r in rejected], schema=REJECTED_SCHEMA))
+    write_bytes(fs, join(base, CONTACT_SHEET), contact_sheet(plan, sample_rows))
+    model = config.model
+    manifest = config.identity() | {
+        "format_version": FORMAT_VERSION,
+        "model": {"name": model.name, "version": model.version, "uri": model.uri,
+                  "requested": model.requested, "run_id": model.run_id},
+        "image": {"size": model.image_size, "encoding": "the input's file type"},
+        "shards": [{"path": r.path, "inputs": r.inputs, "rows": r.rows,
+                    "row_groups": r.row_groups, "sha256": r.sha256, "bytes": r.bytes}
+                   for r in results],
+        "inputs": plan.inputs,
+        "rows": sum(r.rows for r in results),
+        "rejected": {"count": len(rejected), "path": REJECTED,
+                     "by_reason": dict(Counter(r.reason for r in rejected).most_common())},
+        "contact_sheet": CONTACT_SHEET,
+        "fingerprint": plan.fingerprint,
+    }
+    write_json(join(config.output, MANIFEST), manifest, config.storage_options)
+    return manifest
+
+
+def _sample(plan: BulkPlan, partition: Partition, count: int) -> list[torch.Tensor]:
+    """Contact-sheet cells (input, then each target) for a partition's first `count` inputs."""
+    config = plan.config
+    fs, base = filesystem(config.output, config.storage_options)
+    shard = join(base, partition.path)
+    ids = pq.read_table(shard, columns=["image_id"], filesystem=fs).column("image_id")
+    wanted = list(dict.fromkeys(ids.to_pylist()))[:count]  # in input order
+    if not wanted:
+        return []
+    table = pq.read_table(shard, columns=["image", "image_id", "target"], filesystem=fs,
+                          filters=[("image_id", "in", wanted)])
+    outputs = {(r["image_id"], r["target"]): r["image"] for r in table.to_pylist()}
+    transform = input_transform(config, partition)
+    cells: list[torch.Tensor] = []
+    try:
+        for image_id, _, data in read_inputs(partition, config.batch_size,
+                                             config.storage_options):
+            if image_id in wanted:
+                cells.append(denorm(decode_input(data, transform)))
+                for target in config.targets:
+                    image = outputs[image_id, target.text]
+                    encoded = image["bytes"] or fs.cat_file(join(base, image["path"]))
+                    cells.append(decode_bytes(encoded) / 255)
+                if image_id == wanted[-1]:
+                    break
+    except (RejectedImage, FileNotFoundError):
+        # An input changed or moved since it was translated: the sheet shows what it has.
+        cells = cells[:len(cells) - len(cells) % (len(config.targets) + 1)]
+    return cells
+
+
+def contact_sheet(plan: BulkPlan, rows: int = 8) -> bytes:
+    """A PNG grid of the job's first `rows` translated inputs: each input as the model saw
+    it, then one column per target, read back from the published shards and files."""
+    targets = [t.text for t in plan.config.targets]
+    cells: list[torch.Tensor] = []
+    for partition in plan.partitions:
+        need = rows - len(cells) // (len(targets) + 1)
+        if need <= 0:
+            break
+        cells += _sample(plan, partition, need)
+    if not cells:  # nothing could be translated: a sheet that says so
+        size = plan.config.model.image_size
+        cells, targets = [torch.ones(3, size, size)], []
+    grid = image_grid(torch.stack(cells), len(targets) + 1)
+    return encode(labelled_grid(grid, ["input", *targets]), ".png")

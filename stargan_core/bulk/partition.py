@@ -1,0 +1,109 @@
+"""One partition of a job -> one output shard (and its image files): the unit of work, of
+retries and of resumption."""
+
+from __future__ import annotations
+
+import posixpath
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import pyarrow as pa
+import torch
+from PIL import Image
+
+from stargan_core.bulk.plan import BulkConfig, Partition, decode_input, input_transform, read_inputs
+from stargan_core.data.images import RejectedImage, encode
+from stargan_core.data.parquet import ShardWriter, image_schema, read_record
+from stargan_core.data.prepare import Rejection
+from stargan_core.registry import StarGANModel
+from stargan_core.storage import filesystem, join, write_files
+from stargan_core.translate import to_pixels
+
+SCHEMA = image_schema([("image_id", pa.string()), ("source", pa.string()),
+                       ("target", pa.string()), ("model_name", pa.string()),
+                       ("model_version", pa.string()), ("height", pa.int32()),
+                       ("width", pa.int32())])
+
+
+@dataclass(frozen=True)
+class PartitionResult:
+    """What a partition's task wrote (or found already written)."""
+
+    path: str
+    inputs: int
+    rows: int
+    row_groups: list[int]
+    sha256: str
+    bytes: int
+    rejected: list[Rejection]
+    written: bool
+    seconds: float = 0.0
+    worker: str = ""
+
+
+def _batches(config: BulkConfig, partition: Partition, rejected: list[Rejection]
+             ) -> Iterator[tuple[list[str], list[str], torch.Tensor]]:
+    """Decoded inputs in batches of (ids, sources, images); undecodable ones go to `rejected`."""
+    transform = input_transform(config, partition)
+    ids, sources, images = [], [], []
+    for image_id, source, data in read_inputs(partition, config.batch_size,
+                                              config.storage_options):
+        try:
+            images.append(decode_input(data, transform))
+        except RejectedImage as error:
+            rejected.append(Rejection(source, partition.split, error.reason, error.detail))
+            continue
+        ids.append(image_id)
+        sources.append(source)
+        if len(images) == config.batch_size:
+            yield ids, sources, torch.stack(images)
+            ids, sources, images = [], [], []
+    if images:
+        yield ids, sources, torch.stack(images)
+
+
+def _rows(config: BulkConfig, ids: list[str], sources: list[str], fakes: torch.Tensor
+          ) -> Iterator[tuple[dict[str, Any], bytes]]:
+    """(output row, encoded image) per (target, input) of a batch's translations."""
+    size = config.model.image_size
+    for target, batch in zip(config.targets, fakes, strict=True):
+        for image_id, source, pixels in zip(ids, sources, to_pixels(batch), strict=True):
+            # Each translation keeps its input's name and file type.
+            data = encode(Image.fromarray(pixels), posixpath.splitext(image_id)[1])
+            image = {"bytes": None if config.output_format == "files" else data,
+                     "path": f"{target.slug}/{image_id}"}
+            yield {"image": image, "image_id": image_id, "source": source, "target": target.text,
+                   "model_name": config.model.name, "model_version": config.model.version,
+                   "height": size, "width": size}, data
+
+
+def translate_partition(config: BulkConfig, partition: Partition, model: StarGANModel
+                        ) -> PartitionResult:
+    """Translate a partition into every target and publish its shard (after its files, when
+    asked for); a partition whose shard is complete already is left as it is."""
+    fs, base = filesystem(config.output, config.storage_options)
+    path = join(base, partition.path)
+    found = read_record(fs, path)
+    if found is not None and found[0].get("fingerprint") == partition.fingerprint:
+        record, facts = found
+        return PartitionResult(partition.path, record["inputs"], facts.rows, facts.row_groups,
+                               facts.sha256, facts.bytes,
+                               [Rejection(**r) for r in record["rejected"]], written=False)
+    start = time.perf_counter()
+    rejected: list[Rejection] = []
+    translated = 0
+    with ShardWriter(SCHEMA, config.row_group_rows) as writer:
+        for ids, sources, x in _batches(config, partition, rejected):
+            translated += len(ids)
+            rows = list(_rows(config, ids, sources, model.translate(x, config.targets)))
+            if config.writes_files:
+                write_files(fs, {join(base, row["image"]["path"]): data for row, data in rows})
+            writer.add([row for row, _ in rows])
+        record = {"fingerprint": partition.fingerprint, "inputs": translated + len(rejected),
+                  "rejected": [asdict(r) for r in rejected]}
+        facts = writer.publish(fs, path, record)
+    return PartitionResult(partition.path, record["inputs"], facts.rows, facts.row_groups,
+                           facts.sha256, facts.bytes, rejected, written=True,
+                           seconds=time.perf_counter() - start)

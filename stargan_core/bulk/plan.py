@@ -1,0 +1,180 @@
+"""A bulk translation job and its partitions, and reading a partition's inputs."""
+
+from __future__ import annotations
+
+import posixpath
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import torch
+from torchvision.transforms.v2.functional import pil_to_tensor
+
+from stargan_core.data.dataset import image_transform
+from stargan_core.data.folders import Listing
+from stargan_core.data.images import open_rgb
+from stargan_core.data.manifest import MANIFEST, is_prepared, manifest_url, read_manifest
+from stargan_core.data.parquet import open_shard
+from stargan_core.data.prepare import Rejection, digest
+from stargan_core.data.sample import IMAGE_SUFFIXES, DataFormatError
+from stargan_core.domains import DomainError, Target
+from stargan_core.registry import RegisteredModel
+from stargan_core.storage import check_reachable, filesystem, join
+
+# Part of every fingerprint: bump it when a change to the code changes the bytes written.
+FORMAT_VERSION = 1
+
+
+@dataclass(frozen=True)
+class BulkConfig:
+    """One job: what to translate, with which model version, into which targets, where."""
+
+    input_url: str  # a prepared data set (its folder or manifest) or a folder of images
+    output: str  # the job's folder: see `job_url`
+    model: RegisteredModel
+    targets: tuple[Target, ...]
+    output_format: str = "parquet"  # parquet, files or both
+    batch_size: int = 32
+    files_per_partition: int = 1000
+    row_group_rows: int = 1000
+    storage_options: dict[str, Any] | None = None
+    overwrite: bool = False  # replace a job of other inputs, targets or format in the folder
+
+    @property
+    def writes_files(self) -> bool:
+        return self.output_format in ("files", "both")
+
+    def identity(self) -> dict[str, Any]:
+        """What makes two runs the same job (the model version is in the folder's name)."""
+        return {"input": self.input_url, "targets": [t.text for t in self.targets],
+                "output_format": self.output_format}
+
+
+def job_url(root: str, job: str, model: RegisteredModel) -> str:
+    """`<root>/translations/<job>/<model name>-v<version>`."""
+    return join(root, "translations", job, f"{model.name}-v{model.version}")
+
+
+def default_job(input_url: str) -> str:
+    """A prepared data set's name and version (`celeba-v1`), else the folder's name."""
+    parts = input_url.rstrip("/").removesuffix(f"/{MANIFEST}").split("/")
+    if len(parts) >= 3 and parts[-3] == "datasets":
+        return f"{parts[-2]}-{parts[-1]}"
+    return parts[-1] or "translations"
+
+
+def parse_targets(model: RegisteredModel, texts: Sequence[str] | None) -> tuple[Target, ...]:
+    """The targets named (an unknown one is an error listing the known domains), or every
+    single-domain target of the model. Two names for one translation are an error."""
+    if not texts:
+        return tuple(model.spec.single_targets())
+    targets = tuple(model.spec.parse_target(t) for t in texts)
+    seen: dict[tuple, str] = {}
+    for t in targets:
+        key = (t.label_set, tuple(sorted(t.values)))
+        if key in seen:
+            raise DomainError(f"targets '{seen[key]}' and '{t.text}' are the same translation: "
+                              "name it once")
+        seen[key] = t.text
+    return targets
+
+
+@dataclass(frozen=True)
+class Partition:
+    """A fixed, ordered part of the input: one prepared shard, or a chunk of image files."""
+
+    index: int
+    root: str  # image ids are paths relative to it (for a shard: the raw data set's folder)
+    fingerprint: str
+    shard: str = ""  # a prepared data set's shard...
+    files: tuple[str, ...] = ()  # ...or image files, relative to `root`
+    split: str = ""
+
+    @property
+    def path(self) -> str:
+        return f"part-{self.index:05d}.parquet"
+
+
+@dataclass(frozen=True)
+class BulkPlan:
+    config: BulkConfig
+    partitions: list[Partition]
+    rejected: list[Rejection]  # files of the input that are not images
+    inputs: int
+    fingerprint: str
+
+
+def plan_job(config: BulkConfig) -> BulkPlan:
+    """Partition the input; fails at once when input or output storage cannot be reached, or
+    when the input holds no images."""
+    options = config.storage_options
+    check_reachable(config.input_url, options, must_exist=True)
+    check_reachable(config.output, options)
+    identity = [FORMAT_VERSION, config.model.uri, config.identity()]
+    if is_prepared(config.input_url, options):
+        manifest = read_manifest(config.input_url, options)
+        base = manifest_url(config.input_url).rsplit("/", 1)[0]
+        partitions = [Partition(i, manifest["source"], digest([identity, s["sha256"]]),
+                                shard=join(base, s["path"]), split=s["split"])
+                      for i, s in enumerate(manifest["shards"])]
+        rejected, inputs = [], manifest["rows"]
+    else:
+        listing = Listing.of(config.input_url, options)
+        images = [f for f in listing.files if posixpath.splitext(f)[1].lower() in IMAGE_SUFFIXES]
+        if not images:
+            raise DataFormatError(f"no images ({', '.join(IMAGE_SUFFIXES)}) under "
+                                  f"{config.input_url}")
+        rejected = [Rejection(listing.url(f), "", "not an image file",
+                              f"not one of {', '.join(IMAGE_SUFFIXES)}")
+                    for f in sorted(set(listing.files) - set(images))]
+        root = listing.url("").rstrip("/")
+        size = config.files_per_partition
+        partitions = [
+            # The files' sizes and ETags (S3) or mtimes: a replaced file changes its partition.
+            Partition(i, root, digest([identity, [(f, listing.stamps[f]) for f in chunk]]),
+                      files=tuple(chunk))
+            for i, chunk in enumerate(images[s:s + size] for s in range(0, len(images), size))
+        ]
+        inputs = len(listing.files)
+    fingerprint = digest([identity, [p.fingerprint for p in partitions],
+                          [asdict(r) for r in rejected]])
+    return BulkPlan(config, partitions, rejected, inputs, fingerprint)
+
+
+def read_inputs(partition: Partition, batch_size: int, options: dict[str, Any] | None
+                ) -> Iterator[tuple[str, str, bytes]]:
+    """(image id, source URL, encoded image) for each input of a partition, in order."""
+    if partition.shard:
+        with open_shard(partition.shard, options) as reader:
+            for group in range(reader.num_row_groups):
+                for row in reader.read_row_group(group, ["image", "image_id"]).to_pylist():
+                    yield (row["image_id"], join(partition.root, row["image_id"]),
+                           row["image"]["bytes"])
+        return
+    fs, root = filesystem(partition.root, options)
+    for start in range(0, len(partition.files), batch_size):
+        names = partition.files[start:start + batch_size]
+        paths = [join(root, name) for name in names]
+        # Concurrent requests on S3; unlike cat(), no glob expansion of [ ] * ? in names.
+        found = fs.cat_ranges(paths, None, None, on_error="return")
+        for name, data in zip(names, found, strict=True):
+            if isinstance(data, FileNotFoundError):
+                raise FileNotFoundError(
+                    f"{join(partition.root, name)} was listed but cannot be found now. If the "
+                    "Dask workers run on other machines, give an s3:// URL; if the file was "
+                    "moved, run the job again") from None
+            if isinstance(data, Exception):
+                raise data  # a network error or throttling: the task is retried
+            yield name, join(partition.root, name), data
+
+
+def input_transform(config: BulkConfig, partition: Partition) -> Any:
+    """The model's preprocessing; a prepared shard's images are square already."""
+    kind = "prepared" if partition.shard else config.model.data_format
+    return image_transform(kind, config.model.image_size)
+
+
+def decode_input(data: bytes, transform: Any) -> torch.Tensor:
+    """The model's input in [-1, 1], or RejectedImage (the input rule of stargan_core.data)."""
+    return transform(pil_to_tensor(open_rgb(data)))
+
