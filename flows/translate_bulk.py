@@ -74,7 +74,9 @@ def translate_task(plan: BulkPlan, cluster_address: str, workers: int | None, de
                         result.rows, result.seconds, result.worker, done, total)
 
     with connect(cluster_address, workers, device) as client:
-        logger.info("Dask cluster: %s", client.dashboard_link or client.scheduler.address)
+        logger.info("Dask scheduler %s with %d workers", client.scheduler.address,
+                    len(client.scheduler_info()["workers"]))
+        logger.info("loading %s on every worker", plan.config.model.uri)
         plugin = load_model(client, plan.config, device)
         start = time.perf_counter()  # translation alone: without starting or loading workers
         results = run_partitions(client, plan, plugin, PARTITION_RETRIES, report)

@@ -9,6 +9,7 @@ the scheduler does by itself. Its shard is written whole or not at all (see part
 from __future__ import annotations
 
 import importlib.util
+import logging
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -57,6 +58,18 @@ def connect(address: str = "", workers: int | None = None, device: str = "auto"
         with Client(address) as client:
             yield client
         return
+    # The local cluster's scheduler runs in this process: keep its chatter out of the log.
+    chatter = logging.getLogger("distributed")
+    level = chatter.level
+    chatter.setLevel(max(level, logging.WARNING))
+    try:
+        with _local_cluster(workers, device) as cluster, Client(cluster) as client:
+            yield client
+    finally:
+        chatter.setLevel(level)
+
+
+def _local_cluster(workers: int | None, device: str) -> LocalCluster:
     dashboard = ":0" if importlib.util.find_spec("bokeh") else None
     if device != "cpu" and gpus():
         if not importlib.util.find_spec("dask_cuda"):
@@ -64,15 +77,12 @@ def connect(address: str = "", workers: int | None = None, device: str = "auto"
                                "pip install 'stargan-pipeline[gpu]', or use device='cpu'")
         from dask_cuda import LocalCUDACluster
 
-        cluster = LocalCUDACluster(n_workers=workers or gpus(), threads_per_worker=1,
-                                   dashboard_address=dashboard)
-    else:
-        # One thread per worker process: Dask sets OMP_NUM_THREADS=1 in each, so n workers use
-        # n cores without oversubscribing them.
-        cluster = LocalCluster(n_workers=workers or CPU_COUNT, threads_per_worker=1,
-                               processes=True, host="127.0.0.1", dashboard_address=dashboard)
-    with cluster, Client(cluster) as client:
-        yield client
+        return LocalCUDACluster(n_workers=workers or gpus(), threads_per_worker=1,
+                                dashboard_address=dashboard)
+    # One thread per worker process: Dask sets OMP_NUM_THREADS=1 in each, so n workers use n
+    # cores without oversubscribing them.
+    return LocalCluster(n_workers=workers or CPU_COUNT, threads_per_worker=1, processes=True,
+                        host="127.0.0.1", dashboard_address=dashboard)
 
 
 def load_model(client: Client, config: BulkConfig, device: str = "auto") -> str:
