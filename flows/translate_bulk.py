@@ -138,6 +138,7 @@ def translate_bulk(
     contact_sheet_rows: Annotated[int, Field(ge=1, le=64)] = 8,
     storage_options: StorageOptions | None = None,
     overwrite: bool = False,
+    split: str | None = None,
 ) -> dict[str, Any]:
     """Translate every image of `input_url` into every target with one registered model version,
     writing `<output_root>/translations/<job>/<model>-v<version>/`.
@@ -155,6 +156,7 @@ def translate_bulk(
         core), or one worker per GPU when GPUs and dask-cuda are present.
     files_per_partition: inputs per task for a folder of files (a prepared set: one per shard).
     overwrite: replace a job of other inputs, targets or format in the same folder.
+    split: of a prepared data set, translate this split only (e.g. test).
     """
     logger = get_run_logger()
     if device == "cuda" and not cluster_address and not gpus():
@@ -166,7 +168,7 @@ def translate_bulk(
     config = BulkConfig(
         input_url, job_url(output_root or default_root(), job, model),
         model, parse_targets(model, targets), output_format, batch_size, files_per_partition,
-        storage_options=storage_options or None, overwrite=overwrite,
+        storage_options=storage_options or None, overwrite=overwrite, split=split,
     )
     work = plan_task(config)
     manifest = committed_job(work)

@@ -15,6 +15,7 @@ Everything is deterministic under the seed.
 
 from __future__ import annotations
 
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -242,3 +243,23 @@ def write_rafd(root: str | Path, num_identities: int = 24, seed: int = 0,
                 noise = seed * 1_000_003 + ident * 100 + e * 10 + g
                 draw_face(face, RAFD_SIZE, noise_seed=noise).save(folder / name, quality=95)
     return root
+
+
+def synthetic_celeba_at(url: str, num_images: int = 2000, seed: int = 0) -> str:
+    """Synthetic CelebA under `url` (a local folder or an s3:// prefix), written once: where
+    its attribute file is already, nothing is written."""
+    from stargan_core.storage import filesystem, is_local, join
+
+    fs, path = filesystem(url)
+    if fs.exists(join(path, "list_attr_celeba.txt")):
+        return url
+    if is_local(fs):
+        write_celeba(path, num_images, seed)
+        return url
+    with tempfile.TemporaryDirectory() as tmp:
+        write_celeba(tmp, num_images, seed)
+        # The images first: the attribute file, uploaded last, marks the upload complete.
+        fs.put(f"{tmp}/img_align_celeba", join(path, "img_align_celeba"), recursive=True)
+        for name in ("list_eval_partition.txt", "list_attr_celeba.txt"):
+            fs.put_file(f"{tmp}/{name}", join(path, name))
+    return url

@@ -39,6 +39,7 @@ class BulkConfig:
     row_group_rows: int = 1000
     storage_options: dict[str, Any] | None = None
     overwrite: bool = False  # replace a job of other inputs, targets or format in the folder
+    split: str | None = None  # of a prepared data set: translate this split only
 
     @property
     def writes_files(self) -> bool:
@@ -46,8 +47,8 @@ class BulkConfig:
 
     def identity(self) -> dict[str, Any]:
         """What makes two runs the same job (the model version is in the folder's name)."""
-        return {"input": self.input_url, "targets": [t.text for t in self.targets],
-                "output_format": self.output_format}
+        return {"input": self.input_url, "split": self.split,
+                "targets": [t.text for t in self.targets], "output_format": self.output_format}
 
 
 def job_url(root: str, job: str, model: RegisteredModel) -> str:
@@ -113,12 +114,19 @@ def plan_job(config: BulkConfig) -> BulkPlan:
     identity = [FORMAT_VERSION, config.model.uri, config.identity()]
     if is_prepared(config.input_url, options):
         manifest = read_manifest(config.input_url, options)
+        if config.split and config.split not in manifest["splits"]:
+            raise DataFormatError(f"{config.input_url} has no '{config.split}' split (it has: "
+                                  f"{', '.join(manifest['splits'])})")
         base = manifest_url(config.input_url).rsplit("/", 1)[0]
+        shards = [s for s in manifest["shards"] if config.split in (None, s["split"])]
         partitions = [Partition(i, manifest["source"], digest([identity, s["sha256"]]),
                                 shard=join(base, s["path"]), split=s["split"])
-                      for i, s in enumerate(manifest["shards"])]
-        rejected, inputs = [], manifest["rows"]
+                      for i, s in enumerate(shards)]
+        rejected, inputs = [], sum(s["rows"] for s in shards)
     else:
+        if config.split:
+            raise DataFormatError(f"split '{config.split}' was given, but {config.input_url} "
+                                  "is a folder of images, not a prepared data set")
         listing = Listing.of(config.input_url, options)
         images = [f for f in listing.files if posixpath.splitext(f)[1].lower() in IMAGE_SUFFIXES]
         if not images:

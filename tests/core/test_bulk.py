@@ -28,6 +28,7 @@ from stargan_core.bulk import (
 from stargan_core.bulk.job import JobClash
 from stargan_core.data.images import ImageRule
 from stargan_core.data.prepare import PrepareConfig, prepare_dataset
+from stargan_core.data.sample import DataFormatError
 from stargan_core.domains import DomainError
 from stargan_core.registry import load_registered, resolve_model
 
@@ -175,6 +176,12 @@ def test_a_prepared_data_set_is_translated_shard_by_shard(registered_model, cele
     assert Counter(Counter((r["image_id"], r["target"]) for r in rows).values()) == {1: 840}
     assert rows[0]["source"].startswith(str(celeba_root))  # the raw file it came from
     assert not list((tmp_path / "out").rglob("*.jpg"))  # parquet only: no files
+
+    held_out = plan_job(dataclasses.replace(config, split="test"))
+    assert [p.split for p in held_out.partitions] == ["test"] * len(held_out.partitions)
+    assert held_out.inputs == source["splits"]["test"]["rows"] < 120
+    with pytest.raises(DataFormatError, match="has no 'val' split .it has: test, train"):
+        plan_job(dataclasses.replace(config, split="val"))
 
 
 def test_unknown_targets_and_missing_models_say_what_exists(registered_model):

@@ -1,0 +1,60 @@
+"""The stargan-pipeline flow end to end on local storage and a SQLite MLflow store."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from mlflow import MlflowClient
+from PIL import Image
+
+from flows.pipeline import main, stargan_pipeline
+from stargan_core.registry import champion_version
+
+SMALL = {"batch_size": 8, "n_critic": 1, "checkpoint_every": 5, "sample_every": 5,
+         "options": {"g_conv_dim": 8, "d_conv_dim": 8, "g_repeat_num": 1}}
+
+
+@pytest.fixture
+def store(tmp_path, monkeypatch):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    monkeypatch.setenv("STARGAN_STORAGE_URL", str(tmp_path / "storage"))
+    return tmp_path
+
+
+def test_prepares_trains_promotes_and_translates_held_out_faces(prefect_server, store):
+    first = stargan_pipeline(synthetic_images=120, num_iters=10, train_options=SMALL,
+                             eval_images=48, classifier_steps=30, workers=2, device="cpu",
+                             targets=["Blond_Hair", "Male=0"])
+    assert first["model_name"] == "stargan-celeba" and first["version"] == "1"
+    assert first["promoted"] and first["champion"] == "1"
+    assert 0 <= first["translation_accuracy"] <= 1
+    assert first["rows"] == 12 * 2  # the 12 held-out faces (10 %) x 2 targets
+    manifest = json.loads((store / "storage/translations/celeba-v1/stargan-celeba-v1"
+                           / "manifest.json").read_text())
+    assert manifest["split"] == "test" and manifest["model"]["requested"] \
+        == "models:/stargan-celeba@champion"
+    with Image.open(first["contact_sheet"]) as sheet:
+        assert sheet.width == 2 + 3 * (96 + 2)  # input + 2 targets
+
+    # Again: the data set is complete (nothing is prepared twice), a second version is
+    # trained and becomes champion only if it translates better.
+    second = stargan_pipeline(synthetic_images=120, num_iters=10, train_options=SMALL | {
+        "seed": 1}, eval_images=48, classifier_steps=30, workers=2, device="cpu",
+        targets=["Blond_Hair", "Male=0"])
+    assert second["version"] == "2"
+    better = second["translation_accuracy"] > first["translation_accuracy"]
+    assert second["promoted"] == better
+    assert champion_version("stargan-celeba", MlflowClient()) == ("2" if better else "1")
+
+
+def test_the_command_line_says_where_to_look(prefect_server, store, capsys, monkeypatch):
+    import flows.pipeline
+
+    real = flows.pipeline.stargan_pipeline
+    monkeypatch.setattr(flows.pipeline, "stargan_pipeline", lambda **kw: real(
+        **kw, train_options=SMALL, eval_images=48, classifier_steps=30, device="cpu"))
+    assert main(["--images", "120", "--num-iters", "10", "--workers", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "translation accuracy" in out and "contact-sheet.png" in out
+    assert f"mlflow ui --backend-store-uri sqlite:///{store / 'mlflow.db'}" in out
