@@ -4,8 +4,9 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEMO := demo-output
+STACK := $(or $(STARGAN_STACK_DIR),.stack)
 
-.PHONY: demo test lint clean
+.PHONY: demo test lint clean stack-up stack-down
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -16,12 +17,22 @@ $(STAMP): pyproject.toml
 # The stargan-pipeline flow on the embedded defaults: synthetic CelebA -> Parquet shards in
 # $(DEMO)/storage -> train the tiny preset, tracked in $(DEMO)/mlflow.db -> register and promote
 # -> translate the held-out faces on a local Dask cluster. Prefect runs without a server.
+# With the local stack up (make stack-up), it uses the stack instead.
 demo: $(STAMP)
 	@mkdir -p $(DEMO)
+	@if kill -0 "$$(cat $(STACK)/pids/prefect 2>/dev/null)" 2>/dev/null; then \
+		echo "using the local stack ($(STACK)/env)"; . $(STACK)/env; fi; \
 	MLFLOW_TRACKING_URI=$${MLFLOW_TRACKING_URI:-sqlite:///$(CURDIR)/$(DEMO)/mlflow.db} \
 	STARGAN_STORAGE_URL=$${STARGAN_STORAGE_URL:-$(CURDIR)/$(DEMO)/storage} \
 	MLFLOW_DISABLE_TELEMETRY=true PREFECT_SERVER_ANALYTICS_ENABLED=false DO_NOT_TRACK=1 \
 		$(BIN)/python -m flows.pipeline
+
+# S3 API (moto), MLflow and Prefect servers and a worker per pool on 127.0.0.1; source .stack/env
+stack-up: $(STAMP)
+	bash infra/local/stack-up.sh
+
+stack-down:
+	bash infra/local/stack-down.sh
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Stop what stack-up.sh started (workers first, the S3 server last). Idempotent. The
+# databases and logs stay in $STARGAN_STACK_DIR; moto's buckets live in memory and go.
+set -uo pipefail
+
+cd "$(dirname "$0")/../.."
+stack=${STARGAN_STACK_DIR:-.stack}
+for name in worker-gpu-process worker-cpu-process prefect mlflow s3; do
+  pid_file="$stack/pids/$name"
+  [ -f "$pid_file" ] || continue
+  pid=$(cat "$pid_file")
+  if kill -0 "$pid" 2>/dev/null; then
+    kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid"
+    for _ in $(seq 1 40); do kill -0 "$pid" 2>/dev/null || break; sleep 0.25; done
+    kill -KILL -- "-$pid" 2>/dev/null || true
+    echo "$name: stopped"
+  fi
+  rm -f "$pid_file"
+done

@@ -1,0 +1,91 @@
+"""prefect.yaml: every deployment of DESIGN.md, valid for its flow, deployable offline."""
+
+from __future__ import annotations
+
+import importlib
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+# DESIGN.md, "Flows and deployments": deployment -> work pool.
+DESIGN = {
+    "preprocess-dataset/celeba": "cpu-process", "preprocess-dataset/rafd": "cpu-process",
+    "train-stargan/celeba-128": "gpu-process", "train-stargan/joint-128": "gpu-process",
+    "train-stargan/weekly": "gpu-process", "translate-bulk/on-demand": "gpu-process",
+    "translate-bulk/nightly": "gpu-process", "stargan-pipeline/demo": "cpu-process",
+}
+SCHEDULED = {"train-stargan/weekly", "translate-bulk/nightly"}
+GIVEN_AT_RUN = {"translate-bulk/on-demand": {"input_url": "s3://stargan-test/in/"}}
+STORAGE = "s3://stargan-test"
+
+
+def fill(value, storage=STORAGE):
+    """The parameters as `prefect deploy` fills them in from the environment."""
+    if isinstance(value, str):
+        return value.replace("{{ $STARGAN_STORAGE_URL }}", storage)
+    if isinstance(value, list):
+        return [fill(v, storage) for v in value]
+    return {k: fill(v, storage) for k, v in value.items()}
+
+
+def deployments():
+    config = yaml.safe_load((ROOT / "prefect.yaml").read_text())
+    found = {}
+    for d in config["deployments"]:
+        path, function = d["entrypoint"].split(":")
+        module = importlib.import_module(path.removesuffix(".py").replace("/", "."))
+        flow = getattr(module, function)
+        found[f"{flow.name}/{d['name']}"] = (d, flow)
+    return found
+
+
+def test_every_deployment_of_the_design_with_valid_parameters():
+    found = deployments()
+    assert {name: d["work_pool"]["name"] for name, (d, _) in found.items()} == DESIGN
+    for name, (d, flow) in found.items():
+        # Raises on a bad or missing value.
+        flow.validate_parameters(fill(d.get("parameters") or {}) | GIVEN_AT_RUN.get(name, {}))
+        gpu = d["work_pool"]["name"] == "gpu-process"
+        assert d.get("concurrency_limit") == (1 if gpu else None), name
+        crons = [s["cron"] for s in d.get("schedules") or []]
+        assert bool(crons) == (name in SCHEDULED), name
+    assert found["translate-bulk/nightly"][0]["parameters"]["input_url"].endswith("/landing/")
+
+
+def test_prefect_deploy_all_against_a_local_server(prefect_server, tmp_path):
+    from prefect import get_client
+    from prefect.client.schemas.actions import WorkPoolCreate
+
+    with get_client(sync_client=True) as client:
+        for pool in ("cpu-process", "gpu-process"):
+            client.create_work_pool(WorkPoolCreate(name=pool, type="process"), overwrite=True)
+    project = tmp_path / "project"  # a copy: deploying records its directory
+    shutil.copytree(ROOT / "flows", project / "flows",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(ROOT / "prefect.yaml", project / "prefect.yaml")
+    env = os.environ | {"PREFECT_API_URL": prefect_server, "STARGAN_STORAGE_URL": STORAGE,
+                        "PREFECT_CLI_PROMPT": "false"}
+    done = subprocess.run([str(Path(sys.executable).parent / "prefect"), "--no-prompt",
+                           "deploy", "--all"], cwd=project, env=env, capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+
+    with get_client(sync_client=True) as client:
+        for name, pool in DESIGN.items():
+            deployment = client.read_deployment_by_name(name)
+            assert deployment.work_pool_name == pool
+            assert "{{" not in str(deployment.parameters), name
+            assert bool(deployment.schedules) == (name in SCHEDULED), name
+        nightly = client.read_deployment_by_name("translate-bulk/nightly")
+        assert nightly.parameters["input_url"] == f"{STORAGE}/landing/"
+        assert nightly.schedules[0].schedule.cron == "0 2 * * *"
+        assert client.read_deployment_by_name("train-stargan/weekly").global_concurrency_limit \
+            .limit == 1
+        assert nightly.pull_steps[0]["prefect.deployments.steps.set_working_directory"][
+            "directory"] == str(project)
+
