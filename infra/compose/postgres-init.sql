@@ -1,0 +1,3 @@
+-- One PostgreSQL, one database per service.
+CREATE DATABASE prefect;
+CREATE DATABASE mlflow;

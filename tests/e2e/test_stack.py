@@ -1,0 +1,116 @@
+"""The pipeline as its users run it: the local stack up -> prefect deploy --all -> deployment
+runs (preprocess, train, translate) through the process workers -> what they left on the S3
+server, in the MLflow registry and in Prefect -> the stack down, even when the test fails."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import boto3
+import pytest
+from mlflow import MlflowClient
+
+ROOT = Path(__file__).resolve().parents[2]
+BIN = Path(sys.executable).parent
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory):
+    """The stack of infra/local on free ports; its environment (the env file's variables)."""
+    folder = tmp_path_factory.mktemp("stack")
+    env = os.environ | {
+        "STARGAN_STACK_DIR": str(folder), "STARGAN_BIN": str(BIN),
+        "STARGAN_S3_PORT": str(free_port()), "STARGAN_MLFLOW_PORT": str(free_port()),
+        "STARGAN_PREFECT_PORT": str(free_port()),
+        "PREFECT_WORKER_QUERY_SECONDS": "2",  # workers pick up runs quickly
+    }
+    try:
+        up = subprocess.run(["bash", "infra/local/stack-up.sh"], cwd=ROOT, env=env,
+                            capture_output=True, text=True, timeout=300)
+        assert up.returncode == 0, up.stdout + up.stderr
+        lines = (folder / "env").read_text().splitlines()
+        yield dict(line.removeprefix("export ").split("=", 1) for line in lines if line)
+    finally:
+        subprocess.run(["bash", "infra/local/stack-down.sh"], cwd=ROOT, env=env, timeout=120)
+
+
+def prefect(stack: dict[str, str], *args: str) -> None:
+    done = subprocess.run([str(BIN / "prefect"), *args], cwd=ROOT, env=os.environ | stack,
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, f"prefect {' '.join(args)}:\n{done.stdout[-4000:]}" \
+                                 f"\n{done.stderr[-4000:]}"
+
+
+def run(stack: dict[str, str], deployment: str, **parameters: object) -> None:
+    """`prefect deployment run` and wait: fails unless the flow run ends Completed."""
+    params = [arg for k, v in parameters.items() for arg in ("-p", f"{k}={json.dumps(v)}")]
+    prefect(stack, "deployment", "run", deployment, *params, "--watch", "--watch-timeout", "600")
+
+
+def test_deployments_on_the_local_stack(stack, celeba_root):
+    s3 = boto3.client("s3", endpoint_url=stack["AWS_ENDPOINT_URL"], region_name="us-east-1",
+                      aws_access_key_id=stack["AWS_ACCESS_KEY_ID"],
+                      aws_secret_access_key=stack["AWS_SECRET_ACCESS_KEY"])
+    for path in sorted(celeba_root.rglob("*")):
+        if path.is_file():
+            s3.upload_file(str(path), "stargan", f"raw/celeba/{path.relative_to(celeba_root)}")
+
+    prefect(stack, "--no-prompt", "deploy", "--all")
+    run(stack, "preprocess-dataset/celeba", image_size=64, workers=2)
+    run(stack, "train-stargan/celeba-128", preset="tiny", num_iters=10, batch_size=8, n_critic=1,
+        checkpoint_every=5, sample_every=5, eval_images=48, classifier_steps=30, device="cpu",
+        options={"g_conv_dim": 8, "d_conv_dim": 8, "g_repeat_num": 1})
+    promoted = subprocess.run([str(BIN / "stargan"), "promote", "stargan-celeba", "1"],
+                              env=os.environ | stack, capture_output=True, text=True)
+    assert promoted.returncode == 0, promoted.stderr
+    run(stack, "translate-bulk/on-demand", input_url="s3://stargan/datasets/celeba/v1",
+        split="test", targets=["Blond_Hair", "Male=0"], workers=2, device="cpu")
+
+    # On the S3 server: the prepared set, the translations, their files and manifest.
+    keys = {o["Key"] for page in s3.get_paginator("list_objects_v2").paginate(Bucket="stargan")
+            for o in page.get("Contents", [])}
+    assert "datasets/celeba/v1/manifest.json" in keys
+    out = "translations/celeba-v1/stargan-celeba-v1/"
+    manifest = json.loads(s3.get_object(Bucket="stargan", Key=out + "manifest.json")["Body"]
+                          .read())
+    assert manifest["rows"] == 12 * 2 and manifest["model"]["version"] == "1"
+    assert manifest["model"]["requested"] == "models:/stargan-celeba@champion"
+    assert {out + "contact-sheet.png", out + "rejected.parquet"} <= keys
+    assert len([k for k in keys if k.startswith(out + "Male=0/")]) == 12
+    # The MLflow registry: version 1 with both aliases; its artifacts on the S3 server.
+    client = MlflowClient(tracking_uri=stack["MLFLOW_TRACKING_URI"])
+    version = client.get_registered_model("stargan-celeba")
+    assert {a: str(v) for a, v in version.aliases.items()} == {"challenger": "1", "champion": "1"}
+    assert s3.list_objects_v2(Bucket="mlflow", Prefix="artifacts/")["KeyCount"] > 0
+    # Prefect: each deployment run Completed; the schedules have runs waiting.
+    states = flow_run_states(stack["PREFECT_API_URL"])
+    assert {k: v for k, v in states.items() if "SCHEDULED" not in v} == {
+        "preprocess-dataset/celeba": ["COMPLETED"], "train-stargan/celeba-128": ["COMPLETED"],
+        "translate-bulk/on-demand": ["COMPLETED"]}
+    assert set(states["train-stargan/weekly"]) == set(states["translate-bulk/nightly"]) \
+        == {"SCHEDULED"}
+
+
+def flow_run_states(api_url: str) -> dict[str, list[str]]:
+    from prefect import get_client
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    with temporary_settings({PREFECT_API_URL: api_url}), get_client(sync_client=True) as c:
+        names = {d.id: f"{c.read_flow(d.flow_id).name}/{d.name}" for d in c.read_deployments()}
+        states: dict[str, list[str]] = {}
+        for flow_run in c.read_flow_runs():
+            if flow_run.deployment_id in names:
+                states.setdefault(names[flow_run.deployment_id], []).append(
+                    flow_run.state.type.value)
+        return states
