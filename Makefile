@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 DEMO := demo-output
 STACK := $(or $(STARGAN_STACK_DIR),.stack)
 
-.PHONY: demo test lint clean stack-up stack-down
+.PHONY: demo test lint clean stack-up stack-down deploy
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -33,6 +33,12 @@ stack-up: $(STAMP)
 
 stack-down:
 	bash infra/local/stack-down.sh
+
+# Every deployment of prefect.yaml to the Prefect server of the environment (source .stack/env)
+deploy: $(STAMP)
+	@test -n "$$PREFECT_API_URL" -a -n "$$STARGAN_STORAGE_URL" || { echo "PREFECT_API_URL and" \
+		"STARGAN_STORAGE_URL are not set: source $(STACK)/env (make stack-up) first"; exit 2; }
+	$(BIN)/prefect --no-prompt deploy --all
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -45,8 +45,9 @@ def promote_task(name: str, version: str) -> tuple[bool, str | None]:
 def stargan_pipeline(
     source_url: str | None = None,
     synthetic_images: Positive = 2000,
-    dataset: str = "celeba",
+    dataset: str | None = None,
     version: str = "v1",
+    model_name: str | None = None,
     output_root: str | None = None,
     preset: Literal["tiny", "paper-128"] = "tiny",
     num_iters: Positive | None = None,
@@ -62,6 +63,9 @@ def stargan_pipeline(
 
     source_url: a raw CelebA / RaFD / ImageFolder data set; default: `synthetic_images`
         synthetic CelebA faces written once under <output_root>/raw/synthetic-celeba.
+    dataset, model_name: the prepared data set's and the registered model's names (default:
+        the source folder's name and train-stargan's; for synthetic faces synthetic-celeba and
+        stargan-demo, so that a demo never competes with a real model).
     output_root: the storage root (default: $STARGAN_STORAGE_URL, else ./stargan-storage).
     preset, num_iters, train_options: training (train_options: any train-stargan parameter,
         e.g. {"batch_size": 8}).
@@ -72,13 +76,15 @@ def stargan_pipeline(
     synthetic = source_url is None
     source = synthesize_task(join(root, "raw", "synthetic-celeba"), synthetic_images) \
         if synthetic else source_url
+    dataset = dataset or source.rstrip("/").rsplit("/", 1)[-1]
+    model_name = model_name or ("stargan-demo" if synthetic else None)
     prepared = dataset_url(root, dataset, version)
     preprocess_dataset(source_url=source, format="celeba" if synthetic else "auto",
                        output_root=root, name=dataset, version=version,
                        image_size=64 if preset == "tiny" else 256)
     trained = train_stargan(manifest_url=prepared, preset=preset, num_iters=num_iters,
                             eval_images=eval_images, classifier_steps=classifier_steps,
-                            device=device, **(train_options or {}))
+                            model_name=model_name, device=device, **(train_options or {}))
     name, new = trained["model_name"], trained["version"]
     promoted, before = promote_task(name, new)
     print(f"{name} version {new}: " + (

@@ -152,8 +152,9 @@ def translate_bulk(
     output_root: the storage root (default: $STARGAN_STORAGE_URL, else ./stargan-storage).
     job: the job's name (default: the data set's name and version, or the folder's name).
     output_format: parquet shards, image files `<target>/<input name>`, or both.
-    cluster_address: a Dask scheduler; empty: a local cluster of `workers` processes (one per
-        core), or one worker per GPU when GPUs and dask-cuda are present.
+    cluster_address: a Dask scheduler; empty: $DASK_SCHEDULER_ADDRESS when set, else a local
+        cluster of `workers` processes (one per core), or one worker per GPU when GPUs are
+        present (with dask-cuda).
     files_per_partition: inputs per task for a folder of files (a prepared set: one per shard).
     overwrite: replace a job of other inputs, targets or format in the same folder.
     split: of a prepared data set, translate this split only (e.g. test).

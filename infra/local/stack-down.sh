@@ -8,11 +8,11 @@ stack=${STARGAN_STACK_DIR:-.stack}
 for name in worker-gpu-process worker-cpu-process prefect mlflow s3; do
   pid_file="$stack/pids/$name"
   [ -f "$pid_file" ] || continue
-  pid=$(cat "$pid_file")
-  if kill -0 "$pid" 2>/dev/null; then
-    kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid"
-    for _ in $(seq 1 40); do kill -0 "$pid" 2>/dev/null || break; sleep 0.25; done
-    kill -KILL -- "-$pid" 2>/dev/null || true
+  group=$(cat "$pid_file")  # stack-up.sh started each service as a process group leader
+  # The whole group, even when its leader is gone: children (a server's workers) hold ports.
+  if kill -TERM -- "-$group" 2>/dev/null; then
+    for _ in $(seq 1 40); do kill -0 -- "-$group" 2>/dev/null || break; sleep 0.25; done
+    kill -KILL -- "-$group" 2>/dev/null || true
     echo "$name: stopped"
   fi
   rm -f "$pid_file"

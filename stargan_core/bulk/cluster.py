@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import replace
 
+import dask.config
 import mlflow
 import torch
 from dask.system import CPU_COUNT
@@ -51,9 +52,10 @@ def gpus() -> int:
 @contextmanager
 def connect(address: str = "", workers: int | None = None, device: str = "auto"
             ) -> Iterator[Client]:
-    """A client of the scheduler at `address`, or of a cluster started here and stopped at the
-    end: a LocalCUDACluster (one worker per GPU) when GPUs are present, else a LocalCluster of
-    `workers` processes (default: one per core the process may use)."""
+    """A client of the scheduler at `address` (or $DASK_SCHEDULER_ADDRESS), or of a cluster
+    started here and stopped at the end: a LocalCUDACluster (one worker per GPU) when GPUs are
+    present, else a LocalCluster of `workers` processes (default: one per usable core)."""
+    address = address or dask.config.get("scheduler-address", None)  # $DASK_SCHEDULER_ADDRESS
     if address:
         with Client(address) as client:
             yield client
