@@ -58,21 +58,26 @@ def register_untrained(preset_name: str, folder: Path) -> str:
 def baseline(model_uri: str, files: list[Path], targets: list, batch: int
              ) -> tuple[float, float]:
     """(translations/s of the bare forward passes on one thread, G's GFLOP per translation)."""
+    from stargan_core.editing import source_labels, translate_batch
     from stargan_core.registry import load_registered
-    from stargan_core.translate import source_labels
 
     model = load_registered(model_uri, "cpu")
-    images = torch.stack([model.transform(load_image(str(f))) for f in files])
+    g, d, spec = model.editor.g, model.editor.d, model.spec
+    images = torch.stack([model.editor.framing(load_image(str(f))) for f in files])
     batches = list(images.split(batch))
-    model.translate(batches[0], targets)  # warm-up
+
+    def forward(x: torch.Tensor) -> None:
+        translate_batch(g, spec, x, source_labels(d, spec, x), targets)
+
+    forward(batches[0])  # warm-up
     x = batches[0]
-    c = model.spec.target_labels(source_labels(model.d, model.spec, x), targets[0])
+    c_org = source_labels(d, spec, x)
     with torch.inference_mode(), FlopCount() as counter:
-        model.g(x, c)
+        g(x, spec.target_labels(c_org, targets[0]), c_org)
     gflop = counter.total / 1e9 / len(x)
     start = time.perf_counter()
     for x in batches:
-        model.translate(x, targets)
+        forward(x)
     return len(files) * len(targets) / (time.perf_counter() - start), gflop
 
 

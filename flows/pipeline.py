@@ -23,7 +23,10 @@ from flows.preprocess import preprocess_dataset
 from flows.train import train_stargan
 from flows.translate_bulk import translate_bulk
 from stargan_core.bulk.job import CONTACT_SHEET
+from stargan_core.config import DEFAULT_CPU_PRESET, PRESETS, PresetName
+from stargan_core.config import preset as preset_config
 from stargan_core.data.prepare import dataset_url
+from stargan_core.evaluation import summarize
 from stargan_core.registry import promote_if_better
 from stargan_core.storage import default_root, join, redact
 from stargan_core.synthetic import synthetic_celeba_at
@@ -49,7 +52,7 @@ def stargan_pipeline(
     version: str = "v1",
     model_name: str | None = None,
     output_root: str | None = None,
-    preset: Literal["tiny", "paper-128"] = "tiny",
+    preset: PresetName = DEFAULT_CPU_PRESET,
     num_iters: Positive | None = None,
     train_options: dict[str, Any] | None = None,
     eval_images: Positive = 2000,
@@ -81,7 +84,8 @@ def stargan_pipeline(
     prepared = dataset_url(root, dataset, version)
     preprocess_dataset(source_url=source, format="celeba" if synthetic else "auto",
                        output_root=root, name=dataset, version=version,
-                       image_size=64 if preset == "tiny" else 256)
+                       # Stored at twice the model's size, as the paper's 128 px from 178.
+                       image_size=2 * preset_config(preset).image_size)
     trained = train_stargan(manifest_url=prepared, preset=preset, num_iters=num_iters,
                             eval_images=eval_images, classifier_steps=classifier_steps,
                             model_name=model_name, device=device, **(train_options or {}))
@@ -96,8 +100,7 @@ def stargan_pipeline(
     return {
         "model_name": name, "version": new, "promoted": promoted,
         "champion": new if promoted else before,
-        "translation_accuracy": trained["metrics"]["eval/translation_accuracy"],
-        "untranslated_rate": trained["metrics"]["eval/untranslated_rate"],
+        "metrics": trained["metrics"],
         "run_id": trained["run_id"], "dataset": prepared,
         "translations": translated["output"], "rows": translated["rows"],
         "contact_sheet": join(translated["output"], CONTACT_SHEET),
@@ -114,7 +117,8 @@ def main(argv: list[str] | None = None) -> int:
         "(default: a temporary local server).")
     parser.add_argument("--source", help="a raw data set (default: synthetic CelebA)")
     parser.add_argument("--images", type=int, default=2000, help="synthetic faces to draw")
-    parser.add_argument("--preset", choices=["tiny", "paper-128"], default="tiny")
+    parser.add_argument("--preset", choices=sorted(PRESETS), default=DEFAULT_CPU_PRESET,
+                        help=f"training preset (default: {DEFAULT_CPU_PRESET})")
     parser.add_argument("--num-iters", type=int, help="training steps (default: the preset's)")
     parser.add_argument("--workers", type=int, help="Dask workers (default: one per core)")
     args = parser.parse_args(argv)
@@ -124,9 +128,9 @@ def main(argv: list[str] | None = None) -> int:
     tracking = redact(mlflow.get_tracking_uri())
     review = (f"mlflow ui --backend-store-uri {tracking}" if not tracking.startswith("http")
               else tracking)
-    print(f"\ntranslation accuracy {result['translation_accuracy']:.1%} "
-          f"(untranslated inputs {result['untranslated_rate']:.1%}); {result['model_name']} "
-          f"version {result['version']}, champion: version {result['champion']}")
+    print(f"\n{summarize(result['metrics'])}")
+    print(f"{result['model_name']} version {result['version']}, champion: version "
+          f"{result['champion']}")
     print(f"contact sheet (held-out faces x every target): {result['contact_sheet']}")
     print(f"translations ({result['rows']}): {result['translations']}")
     print(f"review and promote versions in MLflow: {review}")

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import tempfile
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 import mlflow
 import torch
@@ -21,12 +21,17 @@ from prefect.cache_policies import NO_CACHE
 from pydantic import Field
 
 from stargan_core.checkpoint import checkpoint_step, load_checkpoint, load_models, spec_and_config
-from stargan_core.config import TrainConfig
+from stargan_core.config import DEFAULT_GPU_PRESET, PresetName, TrainConfig
 from stargan_core.config import preset as preset_config
 from stargan_core.data.loading import evaluation_sets, training_data
 from stargan_core.data.manifest import manifest_spec, read_manifest
 from stargan_core.domains import DomainSpec
-from stargan_core.evaluate import evaluate_label_sets, train_classifiers
+from stargan_core.evaluation import (
+    evaluate_label_sets,
+    ground_truth_for,
+    summarize,
+    train_classifiers,
+)
 from stargan_core.registry import default_model_name, log_generator, model_card, register
 from stargan_core.tracking import RunTracker, log_params, restore_checkpoint
 from stargan_core.train import resolve_device, train
@@ -74,6 +79,7 @@ def train_task(run_id: str, urls: list[str], domains: list[str] | None, config: 
             dev = resolve_device(device)
             sets = evaluation_sets(urls, data.spec, config.image_size, limit=evaluation["images"])
             classifiers = train_classifiers(sets, data.spec, evaluation["classifier_steps"], dev)
+            truths = [ground_truth_for(u, config.image_size) for u in urls]
 
             def on_checkpoint(path: Path, step: int) -> None:
                 tracker.log_checkpoint(path, step)
@@ -82,12 +88,22 @@ def train_task(run_id: str, urls: list[str], domains: list[str] | None, config: 
                     # checkpoint just saved: a resumed run would take another path.
                     with torch.random.fork_rng(devices=[dev] if dev.type == "cuda" else []):
                         g = load_models(path, dev)[0]
-                        metrics = evaluate_label_sets(g, classifiers, data.spec, sets, dev)
+                        metrics = evaluate_label_sets(g, classifiers, data.spec, sets, dev,
+                                                      truths)
                     mlflow.log_metrics(metrics, step=step)
+
+        report_at = [0]  # progress in the flow's log about every tenth of the run
+
+        def on_log(step: int, metrics: dict[str, float]) -> None:
+            tracker.log_metrics(step, metrics)
+            if step >= report_at[0]:
+                logger.info("step %d of %d, %.0f images/s", step, config.num_iters,
+                            metrics["images_per_second"])
+                report_at[0] = step + max(config.num_iters // 10, 1)
 
         result = train(config, data.spec, data.datasets, out, sample_images=data.sample_images,
                        sample_labels=data.sample_labels, device=device,
-                       on_log=tracker.log_metrics, on_sample=tracker.log_sample,
+                       on_log=on_log, on_sample=tracker.log_sample,
                        on_checkpoint=on_checkpoint, data_format=data.data_format)
         final = Path(out) / "samples" / f"step-{config.num_iters:07d}.png"
         if final.is_file():
@@ -99,7 +115,8 @@ def train_task(run_id: str, urls: list[str], domains: list[str] | None, config: 
 @task(name="evaluate", cache_policy=NO_CACHE)
 def evaluate_task(run_id: str, urls: list[str], evaluation: dict[str, int],
                   device: str) -> dict[str, float]:
-    """The paper's classification metric on held-out images, logged to the run."""
+    """Target accuracy, preservation and, on synthetic data, fidelity to the ground truth, on
+    held-out images, logged to the run."""
     dev = resolve_device(device)
     with tempfile.TemporaryDirectory() as tmp:
         checkpoint = restore_checkpoint(run_id, tmp)
@@ -107,7 +124,8 @@ def evaluate_task(run_id: str, urls: list[str], evaluation: dict[str, int],
         step = checkpoint_step(checkpoint.name)
     sets = evaluation_sets(urls, spec, config.image_size, limit=evaluation["images"])
     classifiers = train_classifiers(sets, spec, evaluation["classifier_steps"], dev)
-    metrics = evaluate_label_sets(g, classifiers, spec, sets, dev)
+    truths = [ground_truth_for(u, config.image_size) for u in urls]
+    metrics = evaluate_label_sets(g, classifiers, spec, sets, dev, truths)
     client = MlflowClient()
     logged = client.get_metric_history(run_id, next(iter(metrics)))
     if not any(m.step == step for m in logged):  # a rerun of a finished run logs nothing twice
@@ -134,7 +152,7 @@ def register_task(run_id: str, model_name: str, metrics: dict[str, float]) -> st
 def train_stargan(
     manifest_url: str | list[str],
     domains: list[str] | None = None,
-    preset: Literal["paper-128", "tiny"] = "paper-128",
+    preset: PresetName = DEFAULT_GPU_PRESET,
     num_iters: Positive | None = None,
     batch_size: Positive | None = None,
     g_lr: Rate | None = None,
@@ -163,8 +181,10 @@ def train_stargan(
         (CelebA and RaFD) for joint training with the mask vector.
     domains: CelebA attributes to learn (default: Black_Hair, Blond_Hair, Brown_Hair, Male,
         Young).
-    preset: the paper's setting (paper-128) or a CPU-sized one (tiny); the fields below
-        override it, and `options` any other training option (e.g. {"log_every": 50}).
+    preset: faithful edits at 128 px for GPUs (edit-128, the default) or at 32 px for CPUs
+        (edit-32), or the paper's networks and losses as published (paper-128, and tiny at
+        32 px); the fields below override it, and `options` any other training option (e.g.
+        {"log_every": 50, "lambda_mask": 0.05}).
     device: auto (CUDA when present), cpu, cuda, cuda:1. mixed_precision: bf16 on CUDA.
     experiment / model_name: MLflow experiment and registered model (default
         stargan-<dataset>, stargan-joint for two data sets).
@@ -192,8 +212,10 @@ def train_stargan(
     trained = train_task(run_id, urls, domains, config, device, evaluation)
     metrics = evaluate_task(run_id, urls, evaluation, device)
     version = register_task(run_id, name, metrics)
-    print(f"run {run_id}: {trained['step']} steps; translation accuracy "
-          f"{metrics.get('eval/translation_accuracy', float('nan')):.1%}; registered "
-          f"{name} version {version} as challenger")
+    for label_set in spec.label_sets:
+        prefix = f"eval/{label_set.dataset}/" if spec.is_joint else "eval/"
+        print(f"{label_set.dataset}: {summarize(metrics, prefix)}")
+    print(f"run {run_id}: {trained['step']} steps; registered {name} version {version} as "
+          "challenger")
     return {"run_id": run_id, "model_name": name, "version": version, "metrics": metrics,
             "images_per_second": trained["images_per_second"]}

@@ -130,6 +130,7 @@ def translate_bulk(
     output_root: str | None = None,
     job: str | None = None,
     output_format: Literal["parquet", "files", "both"] = "parquet",
+    output_size: Literal["input", "model"] = "input",
     cluster_address: str = "",
     workers: Annotated[int, Field(ge=1, le=1024)] | None = None,
     batch_size: Annotated[int, Field(ge=1, le=4096)] = 32,
@@ -152,6 +153,8 @@ def translate_bulk(
     output_root: the storage root (default: $STARGAN_STORAGE_URL, else ./stargan-storage).
     job: the job's name (default: the data set's name and version, or the folder's name).
     output_format: parquet shards, image files `<target>/<input name>`, or both.
+    output_size: each input at its own size with the edit carried back into it (input), or
+        the model's square crop (model).
     cluster_address: a Dask scheduler; empty: $DASK_SCHEDULER_ADDRESS when set, else a local
         cluster of `workers` processes (one per core), or one worker per GPU when GPUs are
         present (with dask-cuda).
@@ -170,6 +173,7 @@ def translate_bulk(
         input_url, job_url(output_root or default_root(), job, model),
         model, parse_targets(model, targets), output_format, batch_size, files_per_partition,
         storage_options=storage_options or None, overwrite=overwrite, split=split,
+        output_size=output_size,
     )
     work = plan_task(config)
     manifest = committed_job(work)

@@ -51,11 +51,17 @@ def spec_and_config(state: dict) -> tuple[DomainSpec, TrainConfig]:
 
 
 def build_generator(spec: DomainSpec, config: TrainConfig) -> Generator:
-    return Generator(spec.c_dim, config.g_conv_dim, config.g_repeat_num)
+    return Generator(spec.c_dim, config.g_conv_dim, config.g_repeat_num, config.g_output,
+                     config.g_conditioning)
 
 
 def build_discriminator(spec: DomainSpec, config: TrainConfig) -> Discriminator:
     return Discriminator(config.image_size, spec.cls_dim, config.d_conv_dim, config.d_repeat_num)
+
+
+def inference_weights(state: dict) -> dict:
+    """The generator that translates: G's moving average when the run kept one, else G."""
+    return state.get("G_ema", state["G"])
 
 
 def resolve_checkpoint(path: str | Path) -> Path:
@@ -77,6 +83,6 @@ def load_models(
     state = load_checkpoint(path, device)
     spec, config = spec_and_config(state)
     g, d = build_generator(spec, config), build_discriminator(spec, config)
-    g.load_state_dict(state["G"])
+    g.load_state_dict(inference_weights(state))
     d.load_state_dict(state["D"])
     return g.to(device).eval(), d.to(device).eval(), spec, config, state["data_format"]

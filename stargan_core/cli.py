@@ -9,17 +9,18 @@ import os
 import sys
 from pathlib import Path
 
-from stargan_core.config import PRESETS, TrainConfig
+from stargan_core.config import DEFAULT_CPU_PRESET, PRESETS, TrainConfig
+from stargan_core.synthetic.faces import STYLES
 
 EXAMPLES = """\
 examples:
   stargan synth --out data/synthetic
   stargan preprocess data/synthetic/celeba --out storage/ --image-size 128
-  stargan train --data data/synthetic/celeba --preset tiny --out runs/tiny
-  stargan train --data storage/datasets/celeba/v1 --preset tiny --out runs/from-shards
-  stargan translate --checkpoint runs/tiny --input data/synthetic/celeba/img_align_celeba \\
+  stargan train --data data/synthetic/celeba --out runs/edit
+  stargan train --data storage/datasets/celeba/v1 --preset paper-128 --out runs/paper
+  stargan translate --checkpoint runs/edit --input data/synthetic/celeba/img_align_celeba \\
       --target Blond_Hair --target Male=0 --out translated/
-  stargan evaluate --checkpoint runs/tiny --data data/synthetic/celeba
+  stargan evaluate --checkpoint runs/edit --data data/synthetic/celeba
   stargan promote stargan-celeba 3
 """
 
@@ -53,10 +54,12 @@ def cmd_synth(args: argparse.Namespace) -> int:
 
     out = Path(args.out)
     if args.dataset in ("celeba", "both"):
-        write_celeba(out / "celeba", args.num_images, args.seed, progress=True)
-        print(f"CelebA layout: {out / 'celeba'} ({args.num_images} images)")
+        write_celeba(out / "celeba", args.num_images, args.seed, progress=True, style=args.style)
+        print(f"CelebA layout: {out / 'celeba'} ({args.num_images} images, {args.style} scenes; "
+              "synthetic.json lets `stargan evaluate` draw the ground truth)")
     if args.dataset in ("rafd", "both"):
-        write_rafd(out / "rafd", args.rafd_identities, args.seed, progress=True)
+        write_rafd(out / "rafd", args.rafd_identities, args.seed, progress=True,
+                   style=args.style)
         print(f"RaFD layout:   {out / 'rafd'} ({args.rafd_identities} identities x 8 "
               "expressions x 3 gazes)")
     return 0
@@ -147,7 +150,7 @@ def cmd_translate(args: argparse.Namespace) -> int:
         result = translate_files(
             g, d, spec, data_format, config.image_size, args.input, args.target or [],
             args.out, batch_size=args.batch_size, grid_rows=args.grid_rows, device=device,
-            progress=bar.update,
+            progress=bar.update, output_size=args.output_size, quality=args.quality,
         )
     for path, reason in result.skipped:
         print(f"skipped {path}: {reason}", file=sys.stderr)
@@ -159,8 +162,8 @@ def cmd_translate(args: argparse.Namespace) -> int:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from stargan_core.checkpoint import load_models, resolve_checkpoint
     from stargan_core.data import detect_format, read_dataset
-    from stargan_core.data.dataset import FaceDataset, preload_if_small
-    from stargan_core.evaluate import evaluate, train_classifier
+    from stargan_core.data.dataset import FaceDataset, held_out, preload_if_small
+    from stargan_core.evaluation import evaluate, ground_truth_for, summarize, train_classifier
     from stargan_core.train import resolve_device
 
     device = resolve_device(args.device)
@@ -170,20 +173,19 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     domains = list(celeba.domains) if celeba and data_format == "celeba" else None
     raw = read_dataset(args.data, data_format, domains)
     label_set = spec.index_of(raw.spec.label_sets[0].dataset)
-    train_set, test_set = (
-        preload_if_small(FaceDataset(raw.split(s), spec, raw.format, config.image_size, label_set))
-        for s in ("train", "test")
-    )
+
+    def split(name: str) -> FaceDataset:
+        return FaceDataset(raw.split(name), spec, raw.format, config.image_size, label_set)
+
+    train_set = preload_if_small(split("train"))
+    test_set = held_out(split("test"), args.images)
+    truth = ground_truth_for(args.data, config.image_size, data_format)
     print(f"training the attribute classifier on {len(train_set)} real images ...",
           file=sys.stderr)
     clf = train_classifier(train_set, spec, label_set, steps=args.classifier_steps, device=device)
-    result = evaluate(g, clf, spec, test_set, label_set, device=device)
+    result = evaluate(g, clf, spec, test_set, label_set, device=device, truth=truth)
     print(json.dumps(result.metrics(), indent=2))
-    print(f"translation accuracy {result.mean_translation_accuracy:.1%} over "
-          f"{sum(result.pairs.values())} (image, target) pairs; untranslated inputs "
-          f"{result.mean_untranslated_rate:.1%}; classifier on real images "
-          f"{result.real_accuracy:.1%}; reconstruction L1 {result.reconstruction_l1:.3f}",
-          file=sys.stderr)
+    print(summarize(result.metrics()), file=sys.stderr)
     return 0
 
 
@@ -221,6 +223,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="RaFD identities, each in 8 expressions x 3 gazes; the last 4 are the "
                    "test split (default: 24)")
     p.add_argument("--seed", type=int, default=0, help="same seed, same bytes (default: 0)")
+    p.add_argument("--style", choices=STYLES, default="hard",
+                   help="hard: cluttered, textured backgrounds, uneven light, sensor noise, JPEG "
+                   "artefacts and small shifts, as in real photos; easy: flat backgrounds "
+                   "(default: hard)")
     p.set_defaults(func=cmd_synth)
 
     p = sub.add_parser("preprocess", help="prepare a data set as Parquet shards + manifest",
@@ -274,9 +280,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="layout of --data (default: detected)")
     p.add_argument("--domains", help="CelebA attributes to learn, comma-separated (default: "
                    "Black_Hair,Blond_Hair,Brown_Hair,Male,Young)")
-    p.add_argument("--preset", choices=sorted(PRESETS), default="tiny",
-                   help="hyper-parameters: the paper's (paper-128) or a CPU-sized one (tiny; "
-                   "default)")
+    p.add_argument("--preset", choices=sorted(PRESETS), default=DEFAULT_CPU_PRESET,
+                   help="edit-32 (default; CPU-sized) and edit-128 (for GPUs) make faithful "
+                   "edits: masked output, label differences, identity loss, moving average of "
+                   "G; paper-128 and tiny are the paper's networks and losses as published")
     p.add_argument("--iters", dest="num_iters", type=int, help="training steps (overrides preset)")
     p.add_argument("--batch-size", type=int, help="images per step (overrides preset)")
     p.add_argument("--seed", type=int, help="random seed (overrides preset)")
@@ -303,18 +310,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--batch-size", type=int, default=16, help="images per forward pass")
     p.add_argument("--grid-rows", type=int, default=8, help="inputs shown in grid.png")
+    p.add_argument("--output-size", choices=("input", "model"), default="input",
+                   help="input: each photo at its own size with the edit in it (default); "
+                   "model: the model's square crop")
+    p.add_argument("--quality", type=int, default=95,
+                   help="JPEG quality of JPEG outputs (4:4:4 chroma; default: 95)")
     p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda")
     p.set_defaults(func=cmd_translate)
 
-    p = sub.add_parser("evaluate", help="translation accuracy of a checkpoint on held-out images",
+    p = sub.add_parser("evaluate", help="how faithful a checkpoint's translations are",
                        description="Train an attribute classifier on the real training images of "
-                       "--data, then report, on its test split, the translation accuracy per "
-                       "target, the classifier's accuracy on real images and the reconstruction "
-                       "L1, as JSON.")
+                       "--data, then report, on its test split, per target and overall: target "
+                       "accuracy (the classifier finds the target), preservation (every domain "
+                       "the target leaves alone keeps its value), the classifier's accuracy on "
+                       "real images and the reconstruction L1, as JSON. On synthetic sets "
+                       "(`stargan synth`) also the PSNR and L1 to the exact ground truth, at "
+                       "model size and at full size, beside doing nothing (the untouched input), "
+                       "which a model worth running beats.")
     p.add_argument("--checkpoint", required=True, help="a .ckpt file or a run folder")
     p.add_argument("--data", required=True, help="data set folder with a test split")
     p.add_argument("--format", choices=("auto", "celeba", "rafd", "imagefolder"), default="auto")
     p.add_argument("--classifier-steps", type=int, default=600, help="classifier training steps")
+    p.add_argument("--images", type=int, default=2000, help="held-out images evaluated")
     p.add_argument("--device", default="auto")
     p.set_defaults(func=cmd_evaluate)
     p = sub.add_parser("promote", help="make a registered model version the champion",

@@ -282,6 +282,19 @@ class DomainSpec:
                     texts.append(f"{d}=0")
         return [self.parse_target(t) for t in texts]
 
+    def kept(self, target: Target) -> list[int]:
+        """Positions in the label vector of the domains that `target` leaves alone: those of
+        its label set that it neither names nor switches off through an exclusive group (none
+        for a categorical set, whose one label the target sets)."""
+        ls = self.label_sets[target.label_set]
+        if ls.one_hot:
+            return []
+        touched = set()
+        for name, _ in target.values:
+            touched.update(ls.group_of(name) or (name,))
+        offset = self.span(target.label_set).start
+        return [offset + i for i, d in enumerate(ls.domains) if d not in touched]
+
     def satisfies(self, labels: torch.Tensor, target: Target) -> torch.Tensor:
         """Per row of hard `labels` (batch x cls_dim or c_dim): does it have the target's values?"""
         offset = self.span(target.label_set).start

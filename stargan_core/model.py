@@ -5,6 +5,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+OUTPUTS = ("tanh", "masked")
+CONDITIONINGS = ("target", "difference")
+
 
 def _instance_norm(channels: int) -> nn.InstanceNorm2d:
     # Affine, but no running statistics: the reference's track_running_stats=True makes eval()
@@ -30,11 +33,26 @@ class ResidualBlock(nn.Module):
 
 
 class Generator(nn.Module):
-    """G(x, c): down-sample twice, `repeat_num` residual blocks, up-sample twice, tanh."""
+    """G(x, c): down-sample twice, `repeat_num` residual blocks, up-sample twice, tanh.
 
-    def __init__(self, c_dim: int, conv_dim: int = 64, repeat_num: int = 6) -> None:
+    The paper's network is `output="tanh"`, `conditioning="target"`. Two options that later
+    work found make edits local and faithful (both change no layer but the last one's width):
+
+    - `output="masked"` (GANimation, Pumarola et al. 2018): the last convolution gives an
+      attention mask m and a colour C, and G returns m * C + (1 - m) * x: where m is 0 the
+      input passes through untouched;
+    - `conditioning="difference"` (STGAN, Liu et al. 2019): G sees c_trg - c_org, so an
+      attribute that does not change is a zero input and a zero vector asks for no edit.
+    """
+
+    def __init__(self, c_dim: int, conv_dim: int = 64, repeat_num: int = 6,
+                 output: str = "tanh", conditioning: str = "target") -> None:
         super().__init__()
-        self.c_dim = c_dim
+        if output not in OUTPUTS or conditioning not in CONDITIONINGS:
+            raise ValueError(f"unknown generator option: output '{output}' (known: "
+                             f"{', '.join(OUTPUTS)}), conditioning '{conditioning}' (known: "
+                             f"{', '.join(CONDITIONINGS)})")
+        self.c_dim, self.output, self.conditioning = c_dim, output, conditioning
         layers: list[nn.Module] = [
             nn.Conv2d(3 + c_dim, conv_dim, 7, 1, 3, bias=False),
             _instance_norm(conv_dim),
@@ -56,13 +74,34 @@ class Generator(nn.Module):
                 nn.ReLU(inplace=True),
             ]
             dim //= 2
-        layers += [nn.Conv2d(dim, 3, 7, 1, 3, bias=False), nn.Tanh()]
+        if output == "tanh":
+            layers += [nn.Conv2d(dim, 3, 7, 1, 3, bias=False), nn.Tanh()]
+        else:  # one mask channel, three colour channels
+            layers += [nn.Conv2d(dim, 4, 7, 1, 3, bias=False)]
         self.main = nn.Sequential(*layers)
 
-    def forward(self, x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
-        # The target label is tiled over the image and stacked as extra input channels.
+    def forward(self, x: torch.Tensor, c_trg: torch.Tensor,
+                c_org: torch.Tensor | None = None) -> torch.Tensor:
+        """x translated to the target labels `c_trg`; `c_org`, the labels x has, is needed
+        with difference conditioning only."""
+        return self.forward_with_mask(x, c_trg, c_org)[0]
+
+    def forward_with_mask(self, x: torch.Tensor, c_trg: torch.Tensor,
+                          c_org: torch.Tensor | None = None
+                          ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The translation and, for a masked output, its attention mask (batch, 1, H, W)."""
+        c = c_trg
+        if self.conditioning == "difference":
+            if c_org is None:
+                raise ValueError("a generator conditioned on label differences needs c_org")
+            c = c_trg - c_org
+        # The label is tiled over the image and stacked as extra input channels.
         c = c.to(x.dtype)[:, :, None, None].expand(-1, -1, x.size(2), x.size(3))
-        return self.main(torch.cat([x, c], dim=1))
+        out = self.main(torch.cat([x, c], dim=1))
+        if self.output == "tanh":
+            return out, None
+        mask, colour = torch.sigmoid(out[:, :1]), torch.tanh(out[:, 1:])
+        return mask * colour + (1 - mask) * x, mask
 
 
 class Discriminator(nn.Module):

@@ -24,14 +24,24 @@ import torch
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 from mlflow.models import Model, ModelSignature
-from mlflow.types import ColSpec, Schema
+from mlflow.types import ColSpec, ParamSchema, ParamSpec, Schema
 from PIL import Image
+from torchvision.transforms.v2.functional import to_pil_image
 
 import stargan_core
-from stargan_core.checkpoint import load_checkpoint, load_models, save_checkpoint
-from stargan_core.data.dataset import decode_bytes, image_transform
+from stargan_core.checkpoint import (
+    inference_weights,
+    load_checkpoint,
+    load_models,
+    save_checkpoint,
+    spec_and_config,
+)
+from stargan_core.config import EDITING_OPTIONS
+from stargan_core.data.dataset import decode_bytes
 from stargan_core.data.images import encode
 from stargan_core.domains import DomainSpec, Target
+from stargan_core.editing import OUTPUT_SIZES, Editor
+from stargan_core.evaluation.metrics import summarize
 from stargan_core.storage import redact
 
 CHALLENGER, CHAMPION = "challenger", "champion"
@@ -43,6 +53,7 @@ MODEL_NAME = "generator"  # the model's name within its run
 SIGNATURE = ModelSignature(
     inputs=Schema([ColSpec("binary", "image"), ColSpec("string", "target")]),
     outputs=Schema([ColSpec("binary", "image")]),
+    params=ParamSchema([ParamSpec("output_size", "string", "input")]),
 )
 
 
@@ -53,7 +64,8 @@ def default_model_name(spec: DomainSpec) -> str:
 
 class StarGANModel(mlflow.pyfunc.PythonModel):
     """Input: `image` (JPEG/PNG/WebP bytes) and `target` (`Blond_Hair`, `Male=0,Young`, `happy`)
-    per row. Output: `image`, the translation as PNG bytes at the model's image size."""
+    per row. Output: `image`, the translation as PNG bytes: the input photo at its own size
+    with the edit in it, or the model's square with the parameter `output_size="model"`."""
 
     def load_context(self, context: mlflow.pyfunc.PythonModelContext) -> None:
         from stargan_core.train import resolve_device
@@ -67,27 +79,28 @@ class StarGANModel(mlflow.pyfunc.PythonModel):
         return model
 
     def _load(self, path: str | Path, device: torch.device) -> None:
-        self.device = device
-        self.g, self.d, self.spec, config, data_format = load_models(path, device)
-        self.transform = image_transform(data_format, config.image_size)
+        g, d, self.spec, config, data_format = load_models(path, device)
+        self.editor = Editor(g, d, self.spec, data_format, config.image_size)
+
+    @property
+    def device(self) -> torch.device:
+        return self.editor.device
 
     def to(self, device: torch.device) -> StarGANModel:
-        self.g, self.d, self.device = self.g.to(device), self.d.to(device), device
+        self.editor.to(device)
         return self
 
-    @torch.inference_mode()
-    def translate(self, x: torch.Tensor, targets: Sequence[Target]) -> torch.Tensor:
-        """G(x, c) for every target, with the sources' domains read by D's domain classifier:
-        (targets, batch, 3, H, W) in [-1, 1]."""
-        from stargan_core.translate import source_labels, translate_batch
+    def edit(self, photos: Sequence[torch.Tensor], targets: Sequence[Target],
+             output_size: str = "input") -> list[list[torch.Tensor]]:
+        """uint8 (3, H, W) photos -> per target, per photo, the uint8 translation."""
+        return self.editor.edit(photos, targets, output_size)
 
-        x = x.to(self.device)
-        return translate_batch(self.g, self.spec, x, source_labels(self.d, self.spec, x), targets)
-
-    def predict(self, context: Any, model_input: pd.DataFrame, params: Any = None
+    def predict(self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None
                 ) -> pd.DataFrame:
-        from stargan_core.translate import to_pixels
-
+        output_size = (params or {}).get("output_size", "input")
+        if output_size not in OUTPUT_SIZES:
+            raise MlflowException.invalid_parameter_value(
+                f"output_size '{output_size}' is not one of {', '.join(OUTPUT_SIZES)}")
         missing = model_input.index[model_input["target"].isna()].tolist()
         if missing:
             raise MlflowException.invalid_parameter_value(
@@ -98,15 +111,15 @@ class StarGANModel(mlflow.pyfunc.PythonModel):
             target = self.spec.parse_target(str(target_text))
             for start in range(0, len(group), BATCH):  # bounded memory for any request size
                 chunk = group.iloc[start:start + BATCH]
-                x = torch.stack([self._decode(row, data) for row, data in chunk["image"].items()])
-                pixels = to_pixels(self.translate(x, [target])[0])
-                for row, array in zip(chunk.index, pixels, strict=True):
-                    outputs[row] = encode(Image.fromarray(array), ".png")
+                photos = [self._decode(row, data) for row, data in chunk["image"].items()]
+                edited = self.edit(photos, [target], output_size)[0]
+                for row, image in zip(chunk.index, edited, strict=True):
+                    outputs[row] = encode(to_pil_image(image), ".png")
         return pd.DataFrame({"image": outputs}, index=model_input.index)
 
     def _decode(self, row: object, data: object) -> torch.Tensor:
         try:
-            return self.transform(decode_bytes(data))  # type: ignore[arg-type]
+            return decode_bytes(data)  # type: ignore[arg-type]
         except (TypeError, ValueError, RuntimeError) as error:
             raise MlflowException.invalid_parameter_value(
                 f"row {row}: image is not JPEG, PNG or WebP bytes ({error})") from None
@@ -119,12 +132,17 @@ def log_generator(checkpoint: str | Path) -> mlflow.models.model.ModelInfo:
     preprocessing = {"data_format": state["data_format"], "image_size": config["image_size"],
                      "crop": 178 if state["data_format"] == "celeba" else None,
                      "normalisation": "x / 127.5 - 1 (RGB in [-1, 1])",
-                     "output": "PNG, RGB, image_size square"}
+                     "output": "PNG, RGB: the input's size with the edit carried back "
+                               "(output_size=model: the image_size square)"}
+    options = spec_and_config(state)[1]
+    generator = {k: getattr(options, k) for k in EDITING_OPTIONS}
     example = io.BytesIO()
     Image.new("RGB", (config["image_size"],) * 2, (128, 128, 128)).save(example, "JPEG")
     with tempfile.TemporaryDirectory() as tmp:
+        # The generator that translates (G's moving average when there is one) as "G".
         weights = save_checkpoint(Path(tmp) / "weights.pt", {
-            k: state[k] for k in ("G", "D", "spec", "config", "data_format")})
+            "G": inference_weights(state),
+            **{k: state[k] for k in ("D", "spec", "config", "data_format")}})
         return mlflow.pyfunc.log_model(
             name=MODEL_NAME, python_model=StarGANModel(), artifacts={"weights": str(weights)},
             signature=SIGNATURE, code_paths=[str(Path(stargan_core.__file__).parent)],
@@ -132,6 +150,7 @@ def log_generator(checkpoint: str | Path) -> mlflow.models.model.ModelInfo:
                                         "target": [spec.single_targets()[0].text]}),
             pip_requirements=[f"{p}=={version(p).split('+')[0]}" for p in REQUIREMENTS],
             metadata={"domain_spec": json.loads(spec.to_json()), "preprocessing": preprocessing,
+                      "generator": generator,
                       "targets": [t.text for t in spec.single_targets()]},
         )
 
@@ -264,21 +283,36 @@ def load_registered(model_uri: str, device: str = "auto", tracking_uri: str | No
 def model_card(metrics: dict[str, float], run_id: str, spec: DomainSpec,
                config: dict[str, Any], sample: str) -> str:
     """A short model card in Markdown for the model version's description."""
-    per_target = sorted((k.rsplit("/", 1)[-1], v) for k, v in metrics.items()
-                        if k.startswith("eval/translation_accuracy/"))
+    columns = [("translation_accuracy", "target accuracy", "{:.1%}")]
+    if "eval/preservation" in metrics:
+        columns.append(("preservation", "preservation", "{:.1%}"))
+    if "eval/psnr" in metrics:
+        columns += [("psnr", "PSNR to truth (dB)", "{:.1f}"),
+                    ("psnr_do_nothing", "doing nothing (dB)", "{:.1f}"),
+                    ("psnr_full", "full size (dB)", "{:.1f}"),
+                    ("psnr_full_do_nothing", "doing nothing, full size (dB)", "{:.1f}")]
+    targets = sorted(k.rsplit("/", 1)[-1] for k in metrics
+                     if k.startswith("eval/translation_accuracy/"))
+
+    def cell(key: str, style: str) -> str:
+        value = metrics.get(key)
+        return style.format(value) if value is not None else "-"
+
+    editing = ", ".join(f"{k} {config.get(k)}" for k in EDITING_OPTIONS if k in config)
     lines = [
         f"StarGAN generator for {', '.join(spec.domains)} "
         f"({config['image_size']} px; G {config['g_conv_dim']} wide, "
-        f"{config['g_repeat_num']} residual blocks), {config['num_iters']} steps, run `{run_id}`.",
+        f"{config['g_repeat_num']} residual blocks; {editing}), {config['num_iters']} steps, "
+        f"run `{run_id}`.",
         "",
-        f"- translation accuracy: **{metrics['eval/translation_accuracy']:.1%}** "
-        f"(untranslated inputs {metrics['eval/untranslated_rate']:.1%})",
-        f"- attribute classifier on real held-out images: {metrics['eval/real_accuracy']:.1%} "
-        "(the ceiling)",
+        f"- {summarize(metrics)}",
         f"- reconstruction L1 of G(G(x, c), c_org): {metrics['eval/reconstruction_l1']:.3f}",
         "",
-        "| target | translation accuracy |", "| --- | --- |",
-        *(f"| {t} | {v:.1%} |" for t, v in per_target),
+        "| target | " + " | ".join(title for _, title, _ in columns) + " |",
+        "| --- |" + " --- |" * len(columns),
+        "| **all** | " + " | ".join(cell(f"eval/{m}", f) for m, _, f in columns) + " |",
+        *("| " + t + " | " + " | ".join(cell(f"eval/{m}/{t}", f) for m, _, f in columns) + " |"
+          for t in targets),
         "",
         f"Sample grid (held-out images x every target): run artifact `{sample}`.",
     ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import itertools
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -105,16 +106,32 @@ class Networks:
     D: Discriminator
     g_opt: torch.optim.Adam
     d_opt: torch.optim.Adam
+    G_ema: Generator | None = None  # the moving average of G, when the config keeps one
+
+    @property
+    def inference_G(self) -> Generator:
+        """The generator that translations use: the average when there is one."""
+        return self.G_ema if self.G_ema is not None else self.G
 
 
 def build_networks(spec: DomainSpec, config: TrainConfig, device: torch.device) -> Networks:
     g = build_generator(spec, config).to(device)
     d = build_discriminator(spec, config).to(device)
     betas = (config.beta1, config.beta2)
+    ema = copy.deepcopy(g).requires_grad_(False) if config.ema_beta else None
     return Networks(
         g, d, torch.optim.Adam(g.parameters(), config.g_lr, betas),
-        torch.optim.Adam(d.parameters(), config.d_lr, betas),
+        torch.optim.Adam(d.parameters(), config.d_lr, betas), ema,
     )
+
+
+@torch.no_grad()
+def update_ema(nets: Networks, config: TrainConfig, g_updates: int) -> None:
+    """G_ema <- beta * G_ema + (1 - beta) * G, with beta ramping up from 0 over the first G
+    updates (StarGAN v2 uses a fixed 0.999; over a few thousand steps that lags far behind)."""
+    beta = min(config.ema_beta, (1 + g_updates) / (10 + g_updates))
+    for average, current in zip(nets.G_ema.parameters(), nets.G.parameters(), strict=True):
+        average.lerp_(current, 1 - beta)
 
 
 def set_learning_rates(nets: Networks, config: TrainConfig, step: int) -> None:
@@ -133,7 +150,8 @@ def training_step(
     update_g: bool,
     autocast: torch.autocast,
 ) -> dict[str, torch.Tensor]:
-    """One D update and, when `update_g`, one G update, with the paper's losses side by side."""
+    """One D update and, when `update_g`, one G update, with the paper's losses side by side
+    (and the terms of the editing options: identity and mask)."""
     G, D = nets.G, nets.D
     # Random target labels: the labels of other images of the batch (reference code).
     c_trg = c_org[torch.randperm(c_org.size(0), device=c_org.device)]
@@ -144,7 +162,7 @@ def training_step(
         d_loss_real = -out_src.float().mean()
         d_loss_cls = classification_loss(out_cls, c_org, spec, label_set)
         with torch.no_grad():
-            x_fake = G(x_real, c_trg)
+            x_fake = G(x_real, c_trg, c_org)
         out_src, _ = D(x_fake)
         d_loss_fake = out_src.float().mean()
         d_loss_gp = gradient_penalty(D, x_real, x_fake.to(x_real.dtype))
@@ -160,23 +178,32 @@ def training_step(
         # Generator: fool D, be classified as the target domain, and reconstruct the input.
         D.requires_grad_(False)
         with autocast:
-            x_fake = G(x_real, c_trg)
+            x_fake, m_fake = G.forward_with_mask(x_real, c_trg, c_org)
             out_src, out_cls = D(x_fake)
             g_loss_fake = -out_src.float().mean()
             g_loss_cls = classification_loss(out_cls, c_trg, spec, label_set)
-            x_rec = G(x_fake, c_org)
+            x_rec, m_rec = G.forward_with_mask(x_fake, c_org, c_trg)
             g_loss_rec = reconstruction_loss(x_real, x_rec.float())
             g_loss = (g_loss_fake + config.lambda_rec * g_loss_rec
                       + config.lambda_cls * g_loss_cls)
+            extra = {}
+            if config.lambda_id:  # no change asked for: none made
+                extra["G/loss_id"] = reconstruction_loss(x_real, G(x_real, c_org, c_org).float())
+                g_loss = g_loss + config.lambda_id * extra["G/loss_id"]
+            if config.lambda_mask:  # attend to as little of the image as the target needs
+                extra["G/loss_mask"] = (m_fake.float().mean() + m_rec.float().mean()) / 2
+                g_loss = g_loss + config.lambda_mask * extra["G/loss_mask"]
         nets.g_opt.zero_grad(set_to_none=True)
         g_loss.backward()
         nets.g_opt.step()
         D.requires_grad_(True)
-        losses |= {"G/loss_fake": g_loss_fake, "G/loss_rec": g_loss_rec, "G/loss_cls": g_loss_cls}
+        losses |= {"G/loss_fake": g_loss_fake, "G/loss_rec": g_loss_rec, "G/loss_cls": g_loss_cls,
+                   **extra}
     return {k: v.detach() for k, v in losses.items()}
 
 
-ARCHITECTURE = ("image_size", "g_conv_dim", "d_conv_dim", "g_repeat_num", "d_repeat_num")
+ARCHITECTURE = ("image_size", "g_conv_dim", "d_conv_dim", "g_repeat_num", "d_repeat_num",
+                "g_output", "g_conditioning")
 
 
 def training_state(
@@ -186,11 +213,14 @@ def training_state(
     rng = {"torch": torch.get_rng_state()}
     if device.type == "cuda":
         rng["cuda"] = torch.cuda.get_rng_state(device)
-    return {
+    state = {
         "step": step, "G": nets.G.state_dict(), "D": nets.D.state_dict(),
         "g_opt": nets.g_opt.state_dict(), "d_opt": nets.d_opt.state_dict(), "rng": rng,
         "config": config.to_dict(), "spec": spec.to_json(),
     }
+    if nets.G_ema is not None:
+        state["G_ema"] = nets.G_ema.state_dict()
+    return state
 
 
 def restore(
@@ -198,8 +228,9 @@ def restore(
 ) -> int:
     """Load a training state into `nets` and the RNG; returns the step to continue from."""
     saved = state["config"]
-    changed = [f"{k}={saved[k]} (now {getattr(config, k)})" for k in ARCHITECTURE
-               if saved[k] != getattr(config, k)]
+    paper = TrainConfig()  # checkpoints from before an option existed had the paper's value
+    changed = [f"{k}={saved.get(k, getattr(paper, k))} (now {getattr(config, k)})"
+               for k in ARCHITECTURE if saved.get(k, getattr(paper, k)) != getattr(config, k)]
     if changed or state["spec"] != spec.to_json():
         old_domains = DomainSpec.from_json(state["spec"]).domains
         what = ", ".join(changed) if changed else f"other domains {old_domains}"
@@ -209,6 +240,8 @@ def restore(
         )
     nets.G.load_state_dict(state["G"])
     nets.D.load_state_dict(state["D"])
+    if nets.G_ema is not None:  # a run that starts averaging late starts from G itself
+        nets.G_ema.load_state_dict(state.get("G_ema", state["G"]))
     nets.g_opt.load_state_dict(state["g_opt"])
     nets.d_opt.load_state_dict(state["d_opt"])
     torch.set_rng_state(state["rng"]["torch"].cpu())
@@ -290,6 +323,8 @@ def train(
             x_real = torch.where(flip.to(dev)[:, None, None, None], x_real.flip(-1), x_real)
             losses = training_step(nets, x_real, labels, label_set, spec, config, update_g,
                                    autocast)
+            if update_g and nets.G_ema is not None:
+                update_ema(nets, config, (step + 1) // config.n_critic)
             images += x_real.size(0)
             for k, v in losses.items():
                 window.setdefault(k, []).append(v)
@@ -304,7 +339,7 @@ def train(
             window.clear()
         if sample_images is not None and (done % config.sample_every == 0
                                           or done == config.num_iters):
-            grid = sample_grid(nets.G, spec, sample_images.to(dev), sample_labels.to(dev))
+            grid = sample_grid(nets.inference_G, spec, sample_images.to(dev), sample_labels.to(dev))
             path = save_grid(grid, grid_columns, out_dir / "samples" / f"step-{done:07d}.png")
             if on_sample:
                 on_sample(path, done)
@@ -316,7 +351,7 @@ def train(
                 on_checkpoint(last, done)
     final = out_dir / "samples" / f"step-{config.num_iters:07d}.png"
     if sample_images is not None and not final.is_file():  # resumed after the last step
-        grid = sample_grid(nets.G, spec, sample_images.to(dev), sample_labels.to(dev))
+        grid = sample_grid(nets.inference_G, spec, sample_images.to(dev), sample_labels.to(dev))
         save_grid(grid, grid_columns, final)
         if on_sample:
             on_sample(final, config.num_iters)

@@ -7,40 +7,24 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image, ImageDraw
+from torchvision.transforms.v2 import functional as TF
 from torchvision.transforms.v2.functional import to_pil_image
-from torchvision.utils import make_grid, save_image
+from torchvision.utils import make_grid
 
-from stargan_core.data.dataset import image_transform, load_image
+from stargan_core.data.dataset import load_image
+from stargan_core.data.images import encode
 from stargan_core.data.sample import IMAGE_SUFFIXES
 from stargan_core.domains import DomainSpec, Target
+from stargan_core.editing import Editor, to_uint8, translate_batch
 from stargan_core.model import Discriminator, Generator
 
 
 def denorm(x: torch.Tensor) -> torch.Tensor:
     """[-1, 1] -> [0, 1]."""
     return ((x + 1) / 2).clamp(0, 1)
-
-
-@torch.inference_mode()
-def translate_batch(
-    g: Generator, spec: DomainSpec, images: torch.Tensor, c_org: torch.Tensor,
-    targets: Sequence[Target],
-) -> torch.Tensor:
-    """G(x, c_trg) for every target: (targets, batch, 3, H, W) in [-1, 1]."""
-    return torch.stack([g(images, spec.target_labels(c_org, t)) for t in targets])
-
-
-@torch.inference_mode()
-def source_labels(d: Discriminator, spec: DomainSpec, images: torch.Tensor) -> torch.Tensor:
-    """The domains of unlabelled images as D's domain classifier sees them (batch x c_dim)."""
-    _, logits = d(images)
-    hard = spec.labels_from_logits(logits.float())
-    return torch.cat([hard, torch.zeros(hard.size(0), spec.c_dim - spec.cls_dim,
-                                        device=hard.device)], dim=1)
 
 
 def sample_grid(
@@ -67,11 +51,6 @@ def image_grid(cells: torch.Tensor, columns: int, min_cell: int = 96) -> torch.T
     if scale > 1:
         cells = F.interpolate(cells, scale_factor=scale, mode="nearest")
     return make_grid(cells, nrow=columns, padding=2, pad_value=1.0)
-
-
-def to_pixels(images: torch.Tensor) -> np.ndarray:
-    """A batch in [-1, 1] (batch, 3, H, W) -> uint8 RGB arrays (batch, H, W, 3)."""
-    return (denorm(images.float()) * 255).round().byte().permute(0, 2, 3, 1).cpu().numpy()
 
 
 def labelled_grid(grid: torch.Tensor, columns: Sequence[str]) -> Image.Image:
@@ -129,6 +108,29 @@ class TranslationResult:
     skipped: list[tuple[Path, str]]
 
 
+def fit_cell(image: torch.Tensor, cell: int) -> torch.Tensor:
+    """A uint8 (3, H, W) image scaled to fit a `cell` square, centred on white, in [0, 1]."""
+    height, width = image.shape[-2:]
+    scale = cell / max(height, width)
+    size = [max(1, round(height * scale)), max(1, round(width * scale))]
+    # Small model-resolution squares stay crisp (nearest); photos are resampled smoothly.
+    smooth = scale < 1 or min(height, width) > 64
+    image = TF.resize(image, size, antialias=True) if smooth else TF.resize(
+        image, size, interpolation=TF.InterpolationMode.NEAREST)
+    top, left = (cell - size[0]) // 2, (cell - size[1]) // 2
+    out = torch.ones(3, cell, cell)
+    out[:, top:top + size[0], left:left + size[1]] = image.float() / 255
+    return out
+
+
+def photo_grid(rows: Sequence[Sequence[torch.Tensor]], columns: Sequence[str], cell: int = 160
+               ) -> Image.Image:
+    """Whole photos (uint8, 3 x H x W, any sizes) as a labelled grid: one row per input, each
+    cell the photo scaled to fit a `cell` square."""
+    cells = torch.stack([fit_cell(image, cell) for row in rows for image in row])
+    return labelled_grid(make_grid(cells, nrow=len(columns), padding=2, pad_value=1.0), columns)
+
+
 def translate_files(
     g: Generator,
     d: Discriminator,
@@ -142,46 +144,46 @@ def translate_files(
     grid_rows: int = 8,
     device: torch.device | str = "cpu",
     progress: Callable[[int], object] | None = None,
+    output_size: str = "input",
+    quality: int = 95,
 ) -> TranslationResult:
     """Write `out_dir/<target>/<input name>` for every input and target, and `out_dir/grid.png`.
 
-    The source domains of each input, which the targets leave unchanged, come from D's domain
-    classifier. Files that cannot be decoded are skipped and reported, not fatal.
+    Each output is its input photo at its own size with the edit in it (`output_size="model"`:
+    the model's square), in the input's file type (JPEG at `quality`, 4:4:4). The source
+    domains of each input, which the targets leave unchanged, come from D's domain classifier.
+    Files that cannot be decoded are skipped and reported, not fatal.
     """
     parsed = [spec.parse_target(t) for t in targets] if targets else spec.single_targets()
     files = collect_inputs(inputs)
     out_dir = Path(out_dir)
-    transform = image_transform(data_format, image_size)
-    outputs, skipped, grid_cells = [], [], []
-    g.eval()
-    d.eval()
+    editor = Editor(g.to(device), d.to(device), spec, data_format, image_size)
+    outputs, skipped, grid_rows_done = [], [], []
     for start in range(0, len(files), batch_size):
-        batch, names = [], []
+        photos, names = [], []
         for path, name in files[start:start + batch_size]:
             try:
-                batch.append(transform(load_image(str(path))))
+                photos.append(load_image(str(path)))
                 names.append(name)
             except RuntimeError as err:
                 skipped.append((path, f"cannot decode: {err}"))
-        if not batch:
+        if not photos:
             continue
-        x = torch.stack(batch).to(device)
-        c_org = source_labels(d, spec, x)
-        fakes = translate_batch(g, spec, x, c_org, parsed)
-        for target, fake in zip(parsed, fakes, strict=True):
-            for name, image in zip(names, fake, strict=True):
+        edited = editor.edit(photos, parsed, output_size)
+        for target, images in zip(parsed, edited, strict=True):
+            for name, image in zip(names, images, strict=True):
                 path = out_dir / target.slug / name
                 path.parent.mkdir(parents=True, exist_ok=True)
-                save_image(denorm(image.float()), path)
+                path.write_bytes(encode(to_pil_image(image), path.suffix, quality))
                 outputs.append(path)
-        if sum(len(c) for c, _ in grid_cells) < grid_rows:
-            grid_cells.append((x[:grid_rows], c_org[:grid_rows]))
+        for i, photo in enumerate(photos[:grid_rows - len(grid_rows_done)]):
+            shown = photo if output_size == "input" else to_uint8(editor.framing(photo)[None])[0]
+            grid_rows_done.append([shown, *(images[i] for images in edited)])
         if progress is not None:
-            progress(len(batch))
+            progress(len(photos))
     if not outputs:
         raise ValueError(f"none of the {len(files)} inputs could be decoded: {skipped[:3]}")
-    images = torch.cat([c for c, _ in grid_cells])[:grid_rows]
-    labels = torch.cat([c for _, c in grid_cells])[:grid_rows]
-    grid = sample_grid(g, spec, images, labels, parsed)
-    grid_path = save_grid(grid, ["input", *(t.text for t in parsed)], out_dir / "grid.png")
+    grid = photo_grid(grid_rows_done, ["input", *(t.text for t in parsed)])
+    grid_path = out_dir / "grid.png"
+    grid.save(grid_path)
     return TranslationResult(outputs, grid_path, skipped)

@@ -12,15 +12,7 @@ import pyarrow.parquet as pq
 import torch
 
 from stargan_core.bulk.partition import PartitionResult
-from stargan_core.bulk.plan import (
-    FORMAT_VERSION,
-    BulkPlan,
-    Partition,
-    decode_input,
-    input_transform,
-    read_inputs,
-)
-from stargan_core.data.dataset import decode_bytes
+from stargan_core.bulk.plan import FORMAT_VERSION, BulkPlan, Partition, decode_photo, read_inputs
 from stargan_core.data.images import RejectedImage, encode
 from stargan_core.data.manifest import MANIFEST, REJECTED, REJECTED_SCHEMA
 from stargan_core.data.parquet import open_shard, read_footer, write_table
@@ -32,7 +24,7 @@ from stargan_core.storage import (
     write_bytes,
     write_json,
 )
-from stargan_core.translate import denorm, image_grid, labelled_grid
+from stargan_core.translate import photo_grid
 
 CONTACT_SHEET = "contact-sheet.png"
 SHARD_NAME = re.compile(r"^part-\d{5}\.parquet$")
@@ -106,7 +98,8 @@ def finish_job(plan: BulkPlan, results: list[PartitionResult], sample_rows: int 
         "format_version": FORMAT_VERSION,
         "model": {"name": model.name, "version": model.version, "uri": model.uri,
                   "requested": model.requested, "run_id": model.run_id},
-        "image": {"size": model.image_size, "encoding": "the input's file type"},
+        "image": {"model_size": model.image_size, "output_size": config.output_size,
+                  "encoding": "the input's file type"},
         "shards": [{"path": r.path, "inputs": r.inputs, "rows": r.rows,
                     "row_groups": r.row_groups, "sha256": r.sha256, "bytes": r.bytes}
                    for r in results],
@@ -121,8 +114,9 @@ def finish_job(plan: BulkPlan, results: list[PartitionResult], sample_rows: int 
     return manifest
 
 
-def _sample(plan: BulkPlan, partition: Partition, count: int) -> list[torch.Tensor]:
-    """Contact-sheet cells (input, then each target) for a partition's first `count` inputs."""
+def _sample(plan: BulkPlan, partition: Partition, count: int) -> list[list[torch.Tensor]]:
+    """Contact-sheet rows (the input photo, then each target's output) for a partition's first
+    `count` inputs, read back from the published shard and files."""
     config = plan.config
     fs, base = filesystem(config.output, config.storage_options)
     shard = join(base, partition.path)
@@ -133,37 +127,33 @@ def _sample(plan: BulkPlan, partition: Partition, count: int) -> list[torch.Tens
     table = pq.read_table(shard, columns=["image", "image_id", "target"], filesystem=fs,
                           filters=[("image_id", "in", wanted)])
     outputs = {(r["image_id"], r["target"]): r["image"] for r in table.to_pylist()}
-    transform = input_transform(config, partition)
-    cells: list[torch.Tensor] = []
+    rows: list[list[torch.Tensor]] = []
     try:
         for image_id, _, data in read_inputs(partition, config.batch_size,
                                              config.storage_options):
             if image_id in wanted:
-                cells.append(denorm(decode_input(data, transform)))
+                row = [decode_photo(data)]
                 for target in config.targets:
                     image = outputs[image_id, target.text]
-                    encoded = image["bytes"] or fs.cat_file(join(base, image["path"]))
-                    cells.append(decode_bytes(encoded) / 255)
+                    row.append(decode_photo(image["bytes"] or
+                                            fs.cat_file(join(base, image["path"]))))
+                rows.append(row)
                 if image_id == wanted[-1]:
                     break
     except (RejectedImage, FileNotFoundError):
-        # An input changed or moved since it was translated: the sheet shows what it has.
-        cells = cells[:len(cells) - len(cells) % (len(config.targets) + 1)]
-    return cells
+        pass  # an input changed or moved since it was translated: the sheet shows what it has
+    return rows
 
 
 def contact_sheet(plan: BulkPlan, rows: int = 8) -> bytes:
-    """A PNG grid of the job's first `rows` translated inputs: each input as the model saw
-    it, then one column per target, read back from the published shards and files."""
+    """A PNG grid of the job's first `rows` translated inputs: each whole input photo, then one
+    column per target, read back from the published shards and files."""
     targets = [t.text for t in plan.config.targets]
-    cells: list[torch.Tensor] = []
+    found: list[list[torch.Tensor]] = []
     for partition in plan.partitions:
-        need = rows - len(cells) // (len(targets) + 1)
-        if need <= 0:
+        if len(found) >= rows:
             break
-        cells += _sample(plan, partition, need)
-    if not cells:  # nothing could be translated: a sheet that says so
-        size = plan.config.model.image_size
-        cells, targets = [torch.ones(3, size, size)], []
-    grid = image_grid(torch.stack(cells), len(targets) + 1)
-    return encode(labelled_grid(grid, ["input", *targets]), ".png")
+        found += _sample(plan, partition, rows - len(found))
+    if not found:  # nothing could be translated: a sheet that says so
+        found, targets = [[torch.full((3, 64, 64), 255, dtype=torch.uint8)]], []
+    return encode(photo_grid(found, ["input", *targets]), ".png")

@@ -11,15 +11,14 @@ from typing import Any
 
 import pyarrow as pa
 import torch
-from PIL import Image
+from torchvision.transforms.v2.functional import to_pil_image
 
-from stargan_core.bulk.plan import BulkConfig, Partition, decode_input, input_transform, read_inputs
+from stargan_core.bulk.plan import BulkConfig, Partition, decode_photo, input_format, read_inputs
 from stargan_core.data.images import RejectedImage, encode
 from stargan_core.data.parquet import ShardWriter, image_schema, read_record
 from stargan_core.data.prepare import Rejection
 from stargan_core.registry import StarGANModel
 from stargan_core.storage import filesystem, join, write_files
-from stargan_core.translate import to_pixels
 
 SCHEMA = image_schema([("image_id", pa.string()), ("source", pa.string()),
                        ("target", pa.string()), ("model_name", pa.string()),
@@ -44,39 +43,37 @@ class PartitionResult:
 
 
 def _batches(config: BulkConfig, partition: Partition, rejected: list[Rejection]
-             ) -> Iterator[tuple[list[str], list[str], torch.Tensor]]:
-    """Decoded inputs in batches of (ids, sources, images); undecodable ones go to `rejected`."""
-    transform = input_transform(config, partition)
-    ids, sources, images = [], [], []
+             ) -> Iterator[tuple[list[str], list[str], list[torch.Tensor]]]:
+    """Decoded inputs in batches of (ids, sources, photos); undecodable ones go to `rejected`."""
+    ids, sources, photos = [], [], []
     for image_id, source, data in read_inputs(partition, config.batch_size,
                                               config.storage_options):
         try:
-            images.append(decode_input(data, transform))
+            photos.append(decode_photo(data))
         except RejectedImage as error:
             rejected.append(Rejection(source, partition.split, error.reason, error.detail))
             continue
         ids.append(image_id)
         sources.append(source)
-        if len(images) == config.batch_size:
-            yield ids, sources, torch.stack(images)
-            ids, sources, images = [], [], []
-    if images:
-        yield ids, sources, torch.stack(images)
+        if len(photos) == config.batch_size:
+            yield ids, sources, photos
+            ids, sources, photos = [], [], []
+    if photos:
+        yield ids, sources, photos
 
 
-def _rows(config: BulkConfig, ids: list[str], sources: list[str], fakes: torch.Tensor
-          ) -> Iterator[tuple[dict[str, Any], bytes]]:
+def _rows(config: BulkConfig, ids: list[str], sources: list[str],
+          edited: list[list[torch.Tensor]]) -> Iterator[tuple[dict[str, Any], bytes]]:
     """(output row, encoded image) per (target, input) of a batch's translations."""
-    size = config.model.image_size
-    for target, batch in zip(config.targets, fakes, strict=True):
-        for image_id, source, pixels in zip(ids, sources, to_pixels(batch), strict=True):
+    for target, images in zip(config.targets, edited, strict=True):
+        for image_id, source, pixels in zip(ids, sources, images, strict=True):
             # Each translation keeps its input's name and file type.
-            data = encode(Image.fromarray(pixels), posixpath.splitext(image_id)[1])
+            data = encode(to_pil_image(pixels), posixpath.splitext(image_id)[1])
             image = {"bytes": None if config.output_format == "files" else data,
                      "path": f"{target.slug}/{image_id}"}
             yield {"image": image, "image_id": image_id, "source": source, "target": target.text,
                    "model_name": config.model.name, "model_version": config.model.version,
-                   "height": size, "width": size}, data
+                   "height": pixels.shape[-2], "width": pixels.shape[-1]}, data
 
 
 def translate_partition(config: BulkConfig, partition: Partition, model: StarGANModel
@@ -94,10 +91,12 @@ def translate_partition(config: BulkConfig, partition: Partition, model: StarGAN
     start = time.perf_counter()
     rejected: list[Rejection] = []
     translated = 0
+    editor = model.editor.framed_as(input_format(config, partition))
     with ShardWriter(SCHEMA, config.row_group_rows) as writer:
-        for ids, sources, x in _batches(config, partition, rejected):
+        for ids, sources, photos in _batches(config, partition, rejected):
             translated += len(ids)
-            rows = list(_rows(config, ids, sources, model.translate(x, config.targets)))
+            edited = editor.edit(photos, config.targets, config.output_size)
+            rows = list(_rows(config, ids, sources, edited))
             if config.writes_files:
                 write_files(fs, {join(base, row["image"]["path"]): data for row, data in rows})
             writer.add([row for row, _ in rows])

@@ -10,7 +10,6 @@ from typing import Any
 import torch
 from torchvision.transforms.v2.functional import pil_to_tensor
 
-from stargan_core.data.dataset import image_transform
 from stargan_core.data.folders import Listing
 from stargan_core.data.images import open_rgb
 from stargan_core.data.manifest import MANIFEST, is_prepared, manifest_url, read_manifest
@@ -22,7 +21,7 @@ from stargan_core.registry import RegisteredModel
 from stargan_core.storage import check_reachable, filesystem, join
 
 # Part of every fingerprint: bump it when a change to the code changes the bytes written.
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: outputs at the input's own size
 
 
 @dataclass(frozen=True)
@@ -40,6 +39,7 @@ class BulkConfig:
     storage_options: dict[str, Any] | None = None
     overwrite: bool = False  # replace a job of other inputs, targets or format in the folder
     split: str | None = None  # of a prepared data set: translate this split only
+    output_size: str = "input"  # the input's own size, or the model's square ("model")
 
     @property
     def writes_files(self) -> bool:
@@ -48,7 +48,8 @@ class BulkConfig:
     def identity(self) -> dict[str, Any]:
         """What makes two runs the same job (the model version is in the folder's name)."""
         return {"input": self.input_url, "split": self.split,
-                "targets": [t.text for t in self.targets], "output_format": self.output_format}
+                "targets": [t.text for t in self.targets], "output_format": self.output_format,
+                "output_size": self.output_size}
 
 
 def job_url(root: str, job: str, model: RegisteredModel) -> str:
@@ -176,13 +177,13 @@ def read_inputs(partition: Partition, batch_size: int, options: dict[str, Any] |
             yield name, join(partition.root, name), data
 
 
-def input_transform(config: BulkConfig, partition: Partition) -> Any:
-    """The model's preprocessing; a prepared shard's images are square already."""
-    kind = "prepared" if partition.shard else config.model.data_format
-    return image_transform(kind, config.model.image_size)
+def input_format(config: BulkConfig, partition: Partition) -> str:
+    """How the partition's images are framed: a prepared shard's images are the model's square
+    already; raw files get the model's own framing (CelebA: the 178 px centre)."""
+    return "prepared" if partition.shard else config.model.data_format
 
 
-def decode_input(data: bytes, transform: Any) -> torch.Tensor:
-    """The model's input in [-1, 1], or RejectedImage (the input rule of stargan_core.data)."""
-    return transform(pil_to_tensor(open_rgb(data)))
+def decode_photo(data: bytes) -> torch.Tensor:
+    """An input file as uint8 (3, H, W), or RejectedImage (the input rule of stargan_core.data)."""
+    return pil_to_tensor(open_rgb(data))
 

@@ -3,36 +3,27 @@
 from __future__ import annotations
 
 import itertools
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 
 import torch
 from torch.utils.data import Dataset, TensorDataset
 from torchvision.io import ImageReadMode, decode_image, read_file
-from torchvision.transforms import v2
 from tqdm import tqdm
 
-from stargan_core.data.celeba import CROP
 from stargan_core.data.sample import Sample
 from stargan_core.domains import DomainSpec
+from stargan_core.editing import Framing
 
 
-def image_transform(format: str, image_size: int) -> v2.Compose:
-    """uint8 CHW image -> float in [-1, 1] of `image_size` square, as in the reference code.
+def image_transform(format: str, image_size: int) -> Framing:
+    """uint8 CHW image -> float in [-1, 1] of `image_size` square (`editing.Framing`).
 
-    CelebA's aligned 178x218 images are centre-cropped to 178 first; other images (and the
-    square images of prepared shards, format `prepared`) are resized on their shorter side and
-    centre-cropped to a square.
+    CelebA's aligned 178x218 images are centre-cropped to 178 first, as in the reference code;
+    other images (and the square images of prepared shards, format `prepared`) to the centre
+    square of their shorter side.
     """
-    crop = [v2.CenterCrop(CROP)] if format == "celeba" else []
-    return v2.Compose(
-        [
-            *crop,
-            v2.Resize(image_size, antialias=True),
-            v2.CenterCrop(image_size),
-            v2.ToDtype(torch.float32, scale=True),
-            v2.Normalize([0.5, 0.5, 0.5], [0.5, 0.5, 0.5]),
-        ]
-    )
+    return Framing(format, image_size)
 
 
 def load_image(path: str) -> torch.Tensor:
@@ -66,6 +57,35 @@ class FaceDataset(Dataset):
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         return self.transform(load_image(self.samples[index].path)), self.labels[index]
+
+    def iter_with_ids(self) -> Iterator[tuple[torch.Tensor, torch.Tensor, str]]:
+        """(image, labels, image id: its path) in order."""
+        for index, sample in enumerate(self.samples):
+            yield *self[index], sample.path
+
+
+@dataclass
+class HeldOut(Dataset):
+    """Decoded images with their labels and ids: what evaluation runs over."""
+
+    images: torch.Tensor
+    labels: torch.Tensor
+    ids: list[str]
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.images[index], self.labels[index]
+
+
+def held_out(dataset: Dataset, count: int) -> HeldOut:
+    """The first `count` images of a data set (one that has `iter_with_ids`), in memory."""
+    items = list(itertools.islice(dataset.iter_with_ids(), count))
+    if not items:
+        raise ValueError("no held-out images to evaluate on")
+    return HeldOut(torch.stack([x for x, _, _ in items]), torch.stack([c for _, c, _ in items]),
+                   [i for _, _, i in items])
 
 
 def held_out_batch(dataset: Dataset, count: int = 8) -> tuple[torch.Tensor, torch.Tensor]:

@@ -6,9 +6,15 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-from torch.utils.data import Dataset, TensorDataset
+from torch.utils.data import Dataset
 
-from stargan_core.data.dataset import FaceDataset, held_out_batch, preload_if_small
+from stargan_core.data.dataset import (
+    FaceDataset,
+    HeldOut,
+    held_out,
+    held_out_batch,
+    preload_if_small,
+)
 from stargan_core.data.folders import RawDataset, read_dataset
 from stargan_core.data.manifest import is_prepared, manifest_spec, read_manifest
 from stargan_core.data.shards import ShardDataset
@@ -75,7 +81,7 @@ def training_data(
 def evaluation_sets(
     urls: list[str], spec: DomainSpec, image_size: int, *, format: str = "auto",
     limit: int = 2000, storage_options: dict[str, Any] | None = None,
-) -> list[tuple[Dataset, Dataset]]:
+) -> list[tuple[HeldOut, HeldOut]]:
     """Per label set of `spec`: up to `limit` real training images (for the attribute
     classifier) and up to `limit` held-out images (to evaluate on), decoded into memory."""
     sets = []
@@ -95,9 +101,5 @@ def evaluation_sets(
                 return FaceDataset(raw.split(split), spec, raw.format, image_size, index)
 
             test = "test" if raw.split("test") else "train"
-        sets.append(tuple(_first(open_split(split), limit) for split in ("train", test)))
+        sets.append(tuple(held_out(open_split(split), limit) for split in ("train", test)))
     return sets
-
-
-def _first(dataset: Dataset, count: int) -> TensorDataset:
-    return TensorDataset(*held_out_batch(dataset, count))

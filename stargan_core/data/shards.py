@@ -91,7 +91,18 @@ class ShardDataset(IterableDataset):
 
     def _item(self, row: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
         image = decode_bytes(row.pop("image")["bytes"])
+        row.pop("image_id", None)
         return self.transform(image), self.spec.label_vector(row, self.label_set)
+
+    def iter_with_ids(self) -> Iterator[tuple[torch.Tensor, torch.Tensor, str]]:
+        """(image, labels, image id) of the whole split in shard order, unshuffled."""
+        columns, self.columns = self.columns, [*self.columns, "image_id"]
+        try:
+            for row in self._rows(list(self.units)):
+                image_id = row["image_id"]
+                yield *self._item(row), image_id
+        finally:
+            self.columns = columns
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         reader, readers = self._reader()

@@ -87,8 +87,9 @@ def test_every_input_into_every_target_once_with_files_named_after_the_inputs(
     # Each translation keeps its input's name and file type, in the shard and as a file.
     assert Image.open(io.BytesIO(row["image"]["bytes"])).format == "PNG"
     assert (output / "Male=0" / "png" / "1.png").read_bytes() == row["image"]["bytes"]
-    with Image.open(output / "Blond_Hair" / "000001.jpg") as image:
-        assert image.format == "JPEG" and image.size == (32, 32)
+    with Image.open(output / "Blond_Hair" / "000001.jpg") as image:  # at the input's size
+        assert image.format == "JPEG" and image.size == (178, 218)
+    assert (row["height"], row["width"]) == Image.open(photos / "png" / "1.png").size[::-1]
     assert len(list((output / "Blond_Hair").rglob("*.*"))) == 33
 
     assert manifest["inputs"] == 35 and manifest["rows"] == 66
@@ -103,9 +104,9 @@ def test_every_input_into_every_target_once_with_files_named_after_the_inputs(
     # Other tools read the shards: `datasets` sees the image column as images.
     shard = datasets.Dataset.from_parquet(str(output / "part-00003.parquet"),
                                           cache_dir=str(tmp_path / "hf-cache"))
-    assert shard.features["image"] == datasets.Image() and shard[0]["image"].size == (32, 32)
+    assert shard.features["image"] == datasets.Image() and shard[0]["image"].size == (178, 218)
     with Image.open(output / "contact-sheet.png") as sheet:  # 4 rows x (input + 2 targets)
-        assert sheet.size == (2 + 3 * (96 + 2), 16 + 2 + 4 * (96 + 2))
+        assert sheet.size == (2 + 3 * (160 + 2), 16 + 2 + 4 * (160 + 2))
 
 
 def test_a_rerun_writes_nothing_and_changed_inputs_rewrite_only_their_partitions(
@@ -228,4 +229,4 @@ def test_a_partition_that_fails_once_is_retried_on_the_cluster(registered_model,
     assert all(r["image"]["bytes"] is None for r in rows_of(Path(config.output)))
     finish_job(plan, results, sample_rows=2)
     with Image.open(Path(config.output) / "contact-sheet.png") as sheet:
-        assert sheet.size == (2 + 3 * (96 + 2), 16 + 2 + 2 * (96 + 2))
+        assert sheet.size == (2 + 3 * (160 + 2), 16 + 2 + 2 * (160 + 2))

@@ -1,5 +1,6 @@
 """The `stargan` command as a user runs it: a real subprocess, real files."""
 
+import json
 import subprocess
 import sys
 
@@ -26,10 +27,11 @@ def test_every_command_explains_its_options(command, capsys):
     for option in {"synth": ["--num-images", "--seed"],
                    "preprocess": ["--image-size", "--rows-per-shard", "rejected.parquet",
                                   "AWS_ENDPOINT_URL", "--workers"],
-                   "train": ["--preset", "--domains", "--set", "--no-resume", "tiny:",
+                   "train": ["--preset", "--domains", "--set", "--no-resume", "tiny:", "edit-32:",
                              "manifest.json"],
-                   "translate": ["--checkpoint", "--target", "Blond_Hair,Young=0"],
-                   "evaluate": ["--classifier-steps"],
+                   "translate": ["--checkpoint", "--target", "Blond_Hair,Young=0",
+                                 "--output-size", "--quality"],
+                   "evaluate": ["--classifier-steps", "ground truth", "preservation"],
                    "promote": ["champion", "MLFLOW_TRACKING_URI"]}[command]:
         assert option in out
 
@@ -62,7 +64,9 @@ def test_synth_train_translate_evaluate(tmp_path):
 
     proc = run("evaluate", "--checkpoint", str(tmp_path / "run"), "--data",
                str(tmp_path / "data" / "celeba"), "--classifier-steps", "5")
-    assert '"eval/translation_accuracy"' in proc.stdout
+    metrics = json.loads(proc.stdout)
+    assert {"eval/translation_accuracy", "eval/preservation", "eval/psnr",
+            "eval/psnr_do_nothing", "eval/psnr_full", "eval/l1"} <= set(metrics)
 
 
 def test_user_errors_are_one_line_messages(tmp_path):
@@ -91,7 +95,10 @@ def test_joint_training_and_evaluating_either_data_set(celeba_root, rafd_root, t
     celeba = run("evaluate", "--checkpoint", str(tmp_path / "joint"), "--data",
                  str(celeba_root), "--classifier-steps", "2")
     assert '"eval/translation_accuracy/Blond_Hair"' in celeba.stdout
-    assert "translation accuracy" in celeba.stderr
+    # Synthetic CelebA has ground truth (fidelity against doing nothing); RaFD here has not.
+    assert "target accuracy" in celeba.stderr and "PSNR to the truth" in celeba.stderr
+    assert '"eval/psnr_full_do_nothing/Male:0"' in celeba.stdout
+    assert "no ground truth" in rafd.stderr
 
 
 def test_train_from_prepared_shards(celeba_root, tmp_path):

@@ -1,8 +1,10 @@
+import typing
+
 import pytest
 import torch
 
 from stargan_core.checkpoint import latest_checkpoint, load_checkpoint, load_models
-from stargan_core.config import PRESETS, TrainConfig, preset
+from stargan_core.config import PRESETS, PresetName, TrainConfig, preset
 from stargan_core.data import read_dataset, read_datasets
 from stargan_core.data.dataset import FaceDataset
 from stargan_core.train import StepSampler, lr_factor, train
@@ -10,6 +12,8 @@ from stargan_core.train import StepSampler, lr_factor, train
 SMALL = dict(image_size=16, g_conv_dim=4, d_conv_dim=4, g_repeat_num=1, d_repeat_num=4,
              batch_size=4, n_critic=2, num_workers=0, log_every=1, sample_every=3,
              checkpoint_every=3)
+EDITING = dict(g_output="masked", g_conditioning="difference", lambda_id=5.0, lambda_mask=0.02,
+               ema_beta=0.999)
 
 
 @pytest.fixture(scope="module")
@@ -34,6 +38,17 @@ def test_presets_are_the_papers_and_a_tiny_one():
     assert (paper.g_lr, paper.d_lr, paper.beta1, paper.beta2, paper.n_critic) == (
         1e-4, 1e-4, 0.5, 0.999, 5)
     assert (paper.lambda_cls, paper.lambda_rec, paper.lambda_gp) == (1, 10, 10)
+    # The paper's networks and losses exactly: none of the options for faithful edits.
+    assert (paper.g_output, paper.g_conditioning, paper.lambda_id, paper.lambda_mask,
+            paper.ema_beta) == ("tanh", "target", 0, 0, 0)
+    # The editing presets: the same networks with those options.
+    for name, base in (("edit-128", paper), ("edit-32", PRESETS["tiny"])):
+        edit = PRESETS[name]
+        assert (edit.g_output, edit.g_conditioning) == ("masked", "difference")
+        assert edit.lambda_id > 0 and edit.lambda_mask > 0 and 0.99 <= edit.ema_beta < 1
+        assert (edit.image_size, edit.g_conv_dim, edit.g_repeat_num) == (
+            base.image_size, base.g_conv_dim, base.g_repeat_num)
+    assert set(typing.get_args(PresetName)) == set(PRESETS)
     assert preset("tiny", num_iters=10, num_iters_decay=5).num_iters == 10
     with pytest.raises(ValueError, match="unknown preset 'huge'"):
         preset("huge")
@@ -86,9 +101,10 @@ def test_checkpoints_load_with_weights_only(celeba_train, tmp_path):
     assert not g.training and not d.training
 
 
-def test_resume_gives_the_same_weights_as_an_uninterrupted_run(celeba_train, tmp_path):
+@pytest.mark.parametrize("options", [{}, EDITING], ids=["paper", "editing"])
+def test_resume_gives_the_same_weights_as_an_uninterrupted_run(celeba_train, tmp_path, options):
     spec, ds = celeba_train
-    cfg = TrainConfig(num_iters=8, num_iters_decay=4, seed=7, **SMALL)
+    cfg = TrainConfig(num_iters=8, num_iters_decay=4, seed=7, **SMALL, **options)
     torch.use_deterministic_algorithms(True)
     try:
         straight = train(cfg, spec, [ds], tmp_path / "straight")
@@ -106,12 +122,30 @@ def test_resume_gives_the_same_weights_as_an_uninterrupted_run(celeba_train, tmp
     assert logged == [4, 5, 6, 7, 8]  # no step lost, none repeated twice
     a, b = load_checkpoint(straight.checkpoint), load_checkpoint(resumed.checkpoint)
     assert b["step"] == a["step"] == 8
-    for net in ("G", "D"):
+    assert ("G_ema" in a) == bool(options)
+    for net in ("G", "D", "G_ema") if options else ("G", "D"):
         for name, tensor in a[net].items():
             torch.testing.assert_close(b[net][name], tensor, rtol=0, atol=0, msg=name)
     for opt in ("g_opt", "d_opt"):
         for key, value in a[opt]["state"][0].items():
             torch.testing.assert_close(b[opt]["state"][0][key], value, rtol=0, atol=0)
+
+
+def test_editing_options_train_their_losses_and_translate_with_the_average(celeba_train,
+                                                                          tmp_path):
+    spec, ds = celeba_train
+    cfg = TrainConfig(num_iters=4, num_iters_decay=2, **SMALL, **EDITING)
+    logged = {}
+    result = train(cfg, spec, [ds], tmp_path, on_log=lambda s, m: logged.setdefault(s, m))
+    assert {"G/loss_id", "G/loss_mask"} <= set(logged[2])
+    assert 0 < logged[2]["G/loss_mask"] < 1  # the mean of a sigmoid mask
+    state = load_checkpoint(result.checkpoint)
+    g = load_models(result.checkpoint)[0]
+    assert (g.output, g.conditioning) == ("masked", "difference")
+    # Translations use the moving average of G, which lags behind G itself.
+    for name, tensor in g.state_dict().items():
+        torch.testing.assert_close(tensor, state["G_ema"][name], rtol=0, atol=0)
+    assert any(not torch.equal(state["G"][k], state["G_ema"][k]) for k in state["G"])
 
 
 class Crash(Exception):

@@ -1,5 +1,6 @@
 import shutil
 
+import numpy as np
 import pytest
 import torch
 from PIL import Image
@@ -8,8 +9,9 @@ from stargan_core.config import TrainConfig
 from stargan_core.data import read_dataset
 from stargan_core.data.dataset import FaceDataset
 from stargan_core.domains import DomainSpec
+from stargan_core.editing import source_labels
 from stargan_core.model import Discriminator, Generator
-from stargan_core.translate import collect_inputs, sample_grid, source_labels, translate_files
+from stargan_core.translate import collect_inputs, sample_grid, translate_files
 
 
 @pytest.fixture
@@ -32,10 +34,27 @@ def test_one_output_per_input_and_target_named_after_the_input(nets, celeba_root
     assert sorted(p.name for p in (tmp_path / "Male=0+Young").iterdir()) == names
     assert len(result.outputs) == 10
     with Image.open(tmp_path / "Blond_Hair" / names[0]) as im:
-        assert im.size == (32, 32) and im.format == "JPEG"
-    # The grid: a header, 3 rows, input column + 2 target columns, cells enlarged to >= 96 px.
+        assert im.size == (178, 218) and im.format == "JPEG"  # the input's own size
+    # The grid: a header, 3 rows, input column + 2 target columns, whole photos in 160 px cells.
     with Image.open(result.grid) as grid:
-        assert grid.size == ((96 + 2) * 3 + 2, 16 + (96 + 2) * 3 + 2)  # + a header row
+        assert grid.size == ((160 + 2) * 3 + 2, 16 + (160 + 2) * 3 + 2)  # + a header row
+
+
+def test_outputs_at_the_models_size_on_request_and_the_photo_outside_the_crop_untouched(
+        nets, celeba_root, tmp_path):
+    g, d, spec, _ = nets
+    image = celeba_root / "img_align_celeba" / "000003.jpg"
+    translate_files(g, d, spec, "celeba", 32, [image], ["Male"], tmp_path / "model",
+                    output_size="model")
+    with Image.open(tmp_path / "model" / "Male" / image.name) as im:
+        assert im.size == (32, 32)
+    translate_files(g, d, spec, "celeba", 32, [image], ["Male"], tmp_path / "full", quality=100)
+    with Image.open(tmp_path / "full" / "Male" / image.name) as out, Image.open(image) as src:
+        out_pixels, src_pixels = np.asarray(out, dtype=float), np.asarray(src, dtype=float)
+    # The CelebA crop is the centre 178 px square: the top and bottom 20 rows are the input's
+    # (up to JPEG re-encoding at q100), the square itself is the random generator's edit.
+    assert np.abs(out_pixels[:18] - src_pixels[:18]).mean() < 1.5
+    assert np.abs(out_pixels[24:194] - src_pixels[24:194]).mean() > 10
 
 
 def test_folder_inputs_keep_their_relative_paths(nets, celeba_root, tmp_path):

@@ -30,14 +30,17 @@ def test_prepares_trains_promotes_and_translates_held_out_faces(prefect_server, 
     assert first["model_name"] == "stargan-demo" and first["version"] == "1"
     assert first["dataset"].endswith("/datasets/synthetic-celeba/v1")
     assert first["promoted"] and first["champion"] == "1"
-    assert 0 <= first["translation_accuracy"] <= 1
+    assert 0 <= first["metrics"]["eval/translation_accuracy"] <= 1
+    # Synthetic faces have ground truth: fidelity beside doing nothing, at both sizes.
+    assert {"eval/psnr", "eval/psnr_do_nothing", "eval/psnr_full", "eval/preservation"} <= set(
+        first["metrics"])
     assert first["rows"] == 12 * 2  # the 12 held-out faces (10 %) x 2 targets
     manifest = json.loads((store / "storage/translations/synthetic-celeba-v1/stargan-demo-v1"
                            / "manifest.json").read_text())
     assert manifest["split"] == "test" and manifest["model"]["requested"] \
         == "models:/stargan-demo@champion"
     with Image.open(first["contact_sheet"]) as sheet:
-        assert sheet.width == 2 + 3 * (96 + 2)  # input + 2 targets
+        assert sheet.width == 2 + 3 * (160 + 2)  # input + 2 targets
 
     # Again: the data set is complete (nothing is prepared twice), a second version is
     # trained and becomes champion only if it translates better.
@@ -45,7 +48,8 @@ def test_prepares_trains_promotes_and_translates_held_out_faces(prefect_server, 
         "seed": 1}, eval_images=48, classifier_steps=30, workers=2, device="cpu",
         targets=["Blond_Hair", "Male=0"])
     assert second["version"] == "2"
-    better = second["translation_accuracy"] > first["translation_accuracy"]
+    better = (second["metrics"]["eval/translation_accuracy"]
+              > first["metrics"]["eval/translation_accuracy"])
     assert second["promoted"] == better
     assert champion_version("stargan-demo", MlflowClient()) == ("2" if better else "1")
 

@@ -87,7 +87,10 @@ def test_trains_evaluates_registers_and_promotes(prefect_server, mlflow_server, 
     out = model.predict(pd.DataFrame({"image": images, "target": ["Blond_Hair", "Male=0"]},
                                      index=[10, 11]))
     assert list(out.columns) == ["image"] and list(out.index) == [10, 11]
-    assert Image.open(io.BytesIO(out["image"][10])).size == (32, 32)
+    assert Image.open(io.BytesIO(out["image"][10])).size == (178, 218)  # the input's size
+    square = model.predict(pd.DataFrame({"image": images[:1], "target": ["Male"]}),
+                           params={"output_size": "model"})
+    assert Image.open(io.BytesIO(square["image"][0])).size == (32, 32)
     with pytest.raises(mlflow.exceptions.MlflowException, match="row 12: image is not"):
         model.predict(pd.DataFrame({"image": [images[0], b"not an image"],
                                     "target": ["Male", "Male"]}, index=[11, 12]))

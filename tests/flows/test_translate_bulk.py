@@ -61,7 +61,7 @@ def test_translates_a_prepared_set_on_two_workers_and_a_rerun_writes_nothing(
                                      for k in files)
     assert all(r["image"]["bytes"] for r in rows)
     image = Image.open(io.BytesIO(rows[0]["image"]["bytes"]))
-    assert image.format == "JPEG" and image.size == (32, 32)
+    assert image.format == "JPEG" and image.size == (32, 32)  # the prepared set's squares
 
     artifacts = {a.type: a for a in flow_artifacts(state.state_details.flow_run_id)}
     assert artifacts["image"].data.startswith("data:image/jpeg;base64,")
@@ -132,7 +132,7 @@ def test_a_killed_worker_still_ends_with_every_pair_once_and_bad_files_are_liste
     assert sorted(r["source"] for r in rejected) == [s3.url("landing/broken.jpg"),
                                                      s3.url("landing/readme.txt")]
     with fs.open(f"{base}/contact-sheet.png", "rb") as f:
-        assert Image.open(f).size == (2 + 4 * (96 + 2), 16 + 2 + 8 * (96 + 2))
+        assert Image.open(f).size == (2 + 4 * (160 + 2), 16 + 2 + 8 * (160 + 2))
 
 
 def test_bad_input_fails_before_any_work(prefect_server, registered_model, prepared, s3):

@@ -1,0 +1,148 @@
+"""What a translation is (DESIGN.md): frame the photo for the model, translate at model
+resolution, and carry the generator's change back onto the photo's own pixels.
+
+The change G(x, c) - x is brought up to the framed square of the photo and added to the
+original pixels there; everything outside the square is left as it was, and where the change
+is zero (a masked generator's untouched region) so are the pixels inside it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torchvision.transforms.v2 import functional as TF
+
+from stargan_core.data.celeba import CROP
+from stargan_core.domains import DomainSpec, Target
+from stargan_core.model import Discriminator, Generator
+
+OUTPUT_SIZES = ("input", "model")  # the photo's own size, or the model's square
+
+
+@dataclass(frozen=True)
+class Box:
+    """The square of a photo that the model sees; it may reach beyond the photo's edges, where
+    the model sees black (a CelebA crop of a photo narrower than 178 pixels)."""
+
+    left: int
+    top: int
+    side: int
+
+
+def frame_box(data_format: str, width: int, height: int) -> Box:
+    """CelebA models see the reference code's 178-pixel centre square; any other model, and a
+    prepared shard's square images, the centre square of the shorter side."""
+    side = CROP if data_format == "celeba" else min(width, height)
+    return Box((width - side) // 2, (height - side) // 2, side)
+
+
+def frame(image: torch.Tensor, box: Box, size: int) -> torch.Tensor:
+    """The model's input: `box` of a uint8 (3, H, W) image as `size` square in [-1, 1].
+
+    The square is cut before resizing, so that the resampling filter sees no pixel outside it.
+    """
+    square = TF.crop(image, box.top, box.left, box.side, box.side)  # zero-padded beyond edges
+    return TF.resize(square, [size, size], antialias=True).float() / 127.5 - 1
+
+
+class Framing:
+    """uint8 (3, H, W) -> the model's input in [-1, 1]: the transform of every data set."""
+
+    def __init__(self, data_format: str, image_size: int) -> None:
+        self.data_format, self.image_size = data_format, image_size
+
+    def box(self, image: torch.Tensor) -> Box:
+        return frame_box(self.data_format, image.shape[-1], image.shape[-2])
+
+    def __call__(self, image: torch.Tensor) -> torch.Tensor:
+        return frame(image, self.box(image), self.image_size)
+
+
+def carry_back(image: torch.Tensor, box: Box, x: torch.Tensor, fake: torch.Tensor
+               ) -> torch.Tensor:
+    """`image` (uint8, 3 x H x W) with the change `fake - x` (model resolution, [-1, 1]) resized
+    to `box` and added to its pixels; pixels outside the box are returned untouched."""
+    delta = (fake.float() - x.float())[None]
+    delta = F.interpolate(delta, size=(box.side, box.side), mode="bilinear", align_corners=False,
+                          antialias=box.side < delta.size(-1))[0]
+    height, width = image.shape[-2:]
+    x0, y0 = max(box.left, 0), max(box.top, 0)
+    x1, y1 = min(box.left + box.side, width), min(box.top + box.side, height)
+    out = image.clone()
+    region = image[:, y0:y1, x0:x1].float() + 127.5 * delta[
+        :, y0 - box.top:y1 - box.top, x0 - box.left:x1 - box.left].to(image.device)
+    out[:, y0:y1, x0:x1] = region.round().clamp(0, 255).to(torch.uint8)
+    return out
+
+
+@torch.inference_mode()
+def source_labels(d: Discriminator, spec: DomainSpec, images: torch.Tensor) -> torch.Tensor:
+    """The domains of unlabelled images as D's domain classifier sees them (batch x c_dim)."""
+    _, logits = d(images)
+    hard = spec.labels_from_logits(logits.float())
+    return torch.cat([hard, torch.zeros(hard.size(0), spec.c_dim - spec.cls_dim,
+                                        device=hard.device)], dim=1)
+
+
+@torch.inference_mode()
+def translate_batch(
+    g: Generator, spec: DomainSpec, images: torch.Tensor, c_org: torch.Tensor,
+    targets: Sequence[Target],
+) -> torch.Tensor:
+    """G(x, c_trg) for every target: (targets, batch, 3, H, W) in [-1, 1]."""
+    return torch.stack([g(images, spec.target_labels(c_org, t),
+                          spec.with_label_set(c_org, t.label_set)) for t in targets])
+
+
+class Editor:
+    """Translates photos of any size with one generator: frames each photo, translates it at
+    model resolution and returns it at its own size with the edit in it (or, with
+    `output_size="model"`, the model's square). The domains a target leaves alone are read off
+    each photo by D's domain classifier unless the caller knows them."""
+
+    def __init__(self, g: Generator, d: Discriminator | None, spec: DomainSpec,
+                 data_format: str, image_size: int) -> None:
+        self.g, self.d, self.spec = g.eval(), d.eval() if d is not None else None, spec
+        self.framing = Framing(data_format, image_size)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.g.parameters()).device
+
+    def framed_as(self, data_format: str) -> Editor:
+        """The same networks, framing photos as `data_format` does (`prepared`: squares)."""
+        return Editor(self.g, self.d, self.spec, data_format, self.framing.image_size)
+
+    def to(self, device: torch.device | str) -> Editor:
+        self.g = self.g.to(device)
+        self.d = self.d.to(device) if self.d is not None else None
+        return self
+
+    @torch.inference_mode()
+    def edit(self, photos: Sequence[torch.Tensor], targets: Sequence[Target],
+             output_size: str = "input", c_org: torch.Tensor | None = None
+             ) -> list[list[torch.Tensor]]:
+        """uint8 (3, H, W) photos -> per target, per photo, the uint8 translation."""
+        if output_size not in OUTPUT_SIZES:
+            raise ValueError(f"output size '{output_size}' is not one of "
+                             f"{', '.join(OUTPUT_SIZES)}")
+        boxes = [self.framing.box(p) for p in photos]
+        x = torch.stack([frame(p, b, self.framing.image_size) for p, b in zip(
+            photos, boxes, strict=True)]).to(self.device)
+        if c_org is None:
+            if self.d is None:
+                raise ValueError("the source labels are needed: give c_org or a discriminator")
+            c_org = source_labels(self.d, self.spec, x)
+        fakes = translate_batch(self.g, self.spec, x, c_org.to(self.device), targets)
+        if output_size == "model":
+            return [list(to_uint8(f)) for f in fakes]
+        return [[carry_back(p, b, xi, fi).cpu() for p, b, xi, fi in zip(
+            photos, boxes, x, fake, strict=True)] for fake in fakes]
+
+
+def to_uint8(images: torch.Tensor) -> torch.Tensor:
+    """A batch in [-1, 1] -> uint8, same shape, on the CPU."""
+    return ((images.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).cpu()

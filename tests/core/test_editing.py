@@ -1,0 +1,86 @@
+"""Frame a photo, translate at model size, carry the edit back: outputs at the input's size
+with every pixel outside the edit as it was."""
+
+import pytest
+import torch
+from torchvision.transforms import v2
+
+from stargan_core.data.dataset import image_transform, load_image
+from stargan_core.domains import DomainSpec
+from stargan_core.editing import Box, Editor, carry_back, frame, frame_box
+from stargan_core.model import Discriminator, Generator
+
+
+def test_the_framing_of_a_celeba_photo_is_the_reference_codes_crop(celeba_root):
+    photo = load_image(str(celeba_root / "img_align_celeba" / "000001.jpg"))
+    assert frame_box("celeba", 178, 218) == Box(0, 20, 178)
+    reference = v2.Compose([v2.CenterCrop(178), v2.Resize(32, antialias=True),
+                            v2.ToDtype(torch.float32, scale=True),
+                            v2.Normalize([0.5] * 3, [0.5] * 3)])
+    torch.testing.assert_close(image_transform("celeba", 32)(photo), reference(photo),
+                               atol=1e-6, rtol=0)
+
+
+def test_no_change_at_model_size_returns_the_photo_bit_for_bit():
+    photo = torch.randint(0, 256, (3, 218, 178), dtype=torch.uint8)
+    box = frame_box("celeba", 178, 218)
+    x = frame(photo, box, 32)
+    assert torch.equal(carry_back(photo, box, x, x), photo)
+
+
+def test_a_local_change_is_carried_back_inside_the_box_only():
+    photo = torch.full((3, 218, 178), 100, dtype=torch.uint8)
+    box = frame_box("celeba", 178, 218)
+    x = frame(photo, box, 32)
+    fake = x.clone()
+    fake[:, 8:16, 8:16] += 0.5  # brighter, in one part of the model's square
+    out = carry_back(photo, box, x, fake)
+    assert out.shape == photo.shape
+    changed = (out != photo).any(0)
+    rows, cols = changed.nonzero().unbind(1)
+    # The change lands where that part of the square lies in the photo (178/32 px per cell).
+    assert rows.min() >= 20 + 40 and rows.max() < 20 + 96
+    assert cols.min() >= 40 and cols.max() < 96
+    assert out[:, 20 + 67, 67].tolist() == [164] * 3  # +0.5 in [-1, 1] is +63.75 levels
+    assert torch.equal(out[:, :20], photo[:, :20]) and torch.equal(out[:, 198:], photo[:, 198:])
+
+
+def test_a_box_beyond_the_photo_changes_only_what_the_photo_has():
+    photo = torch.full((3, 60, 40), 50, dtype=torch.uint8)
+    box = frame_box("celeba", 40, 60)  # 178 px: reaches far beyond a 40 px photo
+    x = frame(photo, box, 32)
+    out = carry_back(photo, box, x, torch.ones_like(x))
+    assert out.shape == photo.shape and (out == 255).all()
+
+
+class ZeroMask(Generator):
+    """A masked generator whose mask is nowhere open: it must return its input."""
+
+    def forward_with_mask(self, x, c_trg, c_org=None):
+        return x, torch.zeros_like(x[:, :1])
+
+
+@pytest.mark.parametrize("size", [(218, 178), (300, 500), (64, 64)])
+def test_the_editor_returns_each_photo_at_its_size(size):
+    torch.manual_seed(0)
+    spec = DomainSpec.celeba()
+    g = Generator(spec.c_dim, 8, 1, output="masked", conditioning="difference")
+    d = Discriminator(32, spec.cls_dim, 8, 5)
+    photo = torch.randint(0, 256, (3, *size), dtype=torch.uint8)
+    targets = [spec.parse_target("Blond_Hair"), spec.parse_target("Male=0")]
+    editor = Editor(g, d, spec, "celeba", 32)
+    full = editor.edit([photo], targets)
+    assert [[o.shape for o in per_target] for per_target in full] == [[photo.shape]] * 2
+    assert editor.edit([photo], targets, "model")[0][0].shape == (3, 32, 32)
+    nothing = Editor(ZeroMask(spec.c_dim, 8, 1, output="masked"), d, spec, "celeba", 32)
+    assert torch.equal(nothing.edit([photo], targets)[0][0], photo)
+
+
+def test_difference_conditioning_asks_for_no_edit_with_equal_labels():
+    torch.manual_seed(0)
+    g = Generator(5, 8, 1, conditioning="difference")
+    x, c = torch.rand(2, 3, 32, 32) * 2 - 1, torch.tensor([[1.0, 0, 0, 1, 0], [0, 1, 0, 0, 1]])
+    # The same as the zero vector: the labels an image keeps are no input at all.
+    torch.testing.assert_close(g(x, c, c), g(x, torch.zeros_like(c), torch.zeros_like(c)))
+    with pytest.raises(ValueError, match="needs c_org"):
+        g(x, c)
