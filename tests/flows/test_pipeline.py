@@ -62,5 +62,6 @@ def test_the_command_line_says_where_to_look(prefect_server, store, capsys, monk
         **kw, train_options=SMALL, eval_images=48, classifier_steps=30, device="cpu"))
     assert main(["--images", "120", "--num-iters", "10", "--workers", "1"]) == 0
     out = capsys.readouterr().out
-    assert "translation accuracy" in out and "contact-sheet.png" in out
+    assert "target accuracy" in out and "contact-sheet.png" in out
+    assert "PSNR to the truth" in out and "doing nothing" in out  # synthetic: ground truth
     assert f"mlflow ui --backend-store-uri sqlite:///{store / 'mlflow.db'}" in out

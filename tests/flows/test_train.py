@@ -75,8 +75,9 @@ def test_trains_evaluates_registers_and_promotes(prefect_server, mlflow_server, 
     assert result["model_name"] == "stargan-celeba" and result["version"] == "1"
     version = client.get_model_version_by_alias("stargan-celeba", "challenger")
     assert str(version.version) == "1" and version.run_id == run.info.run_id
-    assert "translation accuracy" in version.description
-    assert "| Male:0 |" in version.description
+    # The model card: the summary and every metric per target, ground truth included.
+    assert "target accuracy" in version.description and "preservation" in version.description
+    assert "| Male:0 |" in version.description and "PSNR to truth (dB)" in version.description
 
     assert stargan(["promote", "stargan-celeba", "1"]) == 0
     assert str(client.get_model_version_by_alias("stargan-celeba", "champion").version) == "1"

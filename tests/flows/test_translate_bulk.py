@@ -61,7 +61,7 @@ def test_translates_a_prepared_set_on_two_workers_and_a_rerun_writes_nothing(
                                      for k in files)
     assert all(r["image"]["bytes"] for r in rows)
     image = Image.open(io.BytesIO(rows[0]["image"]["bytes"]))
-    assert image.format == "JPEG" and image.size == (32, 32)  # the prepared set's squares
+    assert image.format == "JPEG" and image.size == (64, 64)  # the prepared set's squares
 
     artifacts = {a.type: a for a in flow_artifacts(state.state_details.flow_run_id)}
     assert artifacts["image"].data.startswith("data:image/jpeg;base64,")
