@@ -23,7 +23,8 @@ import torch
 from stargan_core.checkpoint import load_models
 from stargan_core.config import preset
 from stargan_core.data import read_dataset
-from stargan_core.data.dataset import FaceDataset, held_out, load_image, preload
+from stargan_core.data.dataset import FaceDataset, held_out, preload
+from stargan_core.data.images import read_rgb
 from stargan_core.editing import Editor
 from stargan_core.evaluation import evaluate, ground_truth_for, train_classifier
 from stargan_core.synthetic import write_celeba
@@ -80,7 +81,7 @@ def main() -> None:
                                args.eval_images))
     # One independent classifier per resolution, the same for every preset.
     classifiers = {size: train_classifier(sets[size][0], spec) for size in sizes}
-    sheet_photos = [load_image(s.path) for s in raw.split("test")[:6]]
+    sheet_photos = [read_rgb(s.path) for s in raw.split("test")[:6]]
     results = {}
     for name, config in configs.items():
         train_set, test_set = sets[config.image_size]

@@ -32,7 +32,7 @@ from stargan_core.bulk import BulkConfig, job_url, parse_targets, plan_job
 from stargan_core.bulk.cluster import connect, load_model, run_partitions
 from stargan_core.checkpoint import build_discriminator, build_generator, save_checkpoint
 from stargan_core.config import preset
-from stargan_core.data.dataset import load_image
+from stargan_core.data.images import read_rgb
 from stargan_core.domains import DomainSpec
 from stargan_core.synthetic import write_celeba
 
@@ -63,7 +63,7 @@ def baseline(model_uri: str, files: list[Path], targets: list, batch: int
 
     model = load_registered(model_uri, "cpu")
     g, d, spec = model.editor.g, model.editor.d, model.spec
-    images = torch.stack([model.editor.framing(load_image(str(f))) for f in files])
+    images = torch.stack([model.editor.framing(read_rgb(str(f))) for f in files])
     batches = list(images.split(batch))
 
     def forward(x: torch.Tensor) -> None:

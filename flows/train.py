@@ -12,12 +12,16 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 from typing import Annotated, Any
+from uuid import UUID
 
 import mlflow
 import torch
 from mlflow import MlflowClient
-from prefect import flow, get_run_logger, task
+from prefect import flow, get_client, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
+from prefect.client.schemas.objects import FlowRun, State
+from prefect.exceptions import ObjectNotFound
+from prefect.runtime import flow_run
 from pydantic import Field
 
 from stargan_core.checkpoint import checkpoint_step, load_checkpoint, load_models, spec_and_config
@@ -33,7 +37,16 @@ from stargan_core.evaluation import (
     train_classifiers,
 )
 from stargan_core.registry import default_model_name, log_generator, model_card, register
-from stargan_core.tracking import RunTracker, log_params, restore_checkpoint
+from stargan_core.tracking import (
+    FLOW_RUN_TAG,
+    OUTCOME_TAG,
+    RunTracker,
+    end_unfinished,
+    latest_unfinished_run,
+    log_params,
+    restore_checkpoint,
+    run_url,
+)
 from stargan_core.train import resolve_device, train
 
 Positive = Annotated[int, Field(gt=0)]
@@ -46,18 +59,54 @@ def data_spec(urls: list[str], domains: list[str] | None) -> DomainSpec:
     return DomainSpec.joint(*(manifest_spec(read_manifest(u), domains) for u in urls))
 
 
+def settle_abandoned_runs(client: MlflowClient, experiment: str) -> None:
+    """Runs left RUNNING by a flow run that ended without saying so (a killed process): each
+    is marked FAILED and tagged crashed, once Prefect has the flow run in a final state."""
+    found = client.get_experiment_by_name(experiment)
+    if found is None:
+        return
+    with get_client(sync_client=True) as prefect:
+        for run in client.search_runs([found.experiment_id], "attributes.status = 'RUNNING'"):
+            flow_run_id = run.data.tags.get(FLOW_RUN_TAG)
+            if flow_run_id and flow_run_id != str(flow_run.id):
+                try:
+                    state = prefect.read_flow_run(UUID(flow_run_id)).state
+                except ObjectNotFound:  # a flow run of another Prefect server: not ours to judge
+                    continue
+                if state is not None and state.is_final():
+                    end_unfinished(client, run.info.run_id, state.type.value.lower())
+
+
 @task(name="open-run", cache_policy=NO_CACHE)
 def open_run(experiment: str, params: dict[str, Any], resume_from: str | None) -> str:
-    """A new MLflow run with every parameter, or the run to resume."""
+    """A new MLflow run with every parameter, or the run to resume (`latest`: the newest
+    unfinished run of the experiment). Says at once which run and where to find it."""
     client = MlflowClient()
+    settle_abandoned_runs(client, experiment)
     if resume_from:
-        client.get_run(resume_from)  # fails at once, naming the run, when it does not exist
-        return resume_from
-    found = client.get_experiment_by_name(experiment)
-    experiment_id = found.experiment_id if found else client.create_experiment(experiment)
-    run_id = client.create_run(experiment_id).info.run_id
-    log_params(client, run_id, params)
+        run = client.get_run(latest_unfinished_run(client, experiment)
+                             if resume_from == "latest" else resume_from)  # fails if unknown
+        run_id = run.info.run_id
+        if OUTCOME_TAG in run.data.tags:  # it goes on: no longer failed or crashed
+            client.delete_tag(run_id, OUTCOME_TAG)
+    else:
+        found = client.get_experiment_by_name(experiment)
+        experiment_id = found.experiment_id if found else client.create_experiment(experiment)
+        run_id = client.create_run(experiment_id).info.run_id
+        log_params(client, run_id, params)
+    client.set_tag(run_id, FLOW_RUN_TAG, str(flow_run.id))
+    get_run_logger().info("%s MLflow run %s", "resuming" if resume_from else "training in",
+                          run_url(client, run_id))
     return run_id
+
+
+def mark_run_unfinished(flow: object, run: FlowRun, state: State) -> None:
+    """Flow hook: the MLflow run of a failed or crashed flow run is FAILED, not RUNNING."""
+    client = MlflowClient()
+    for found in client.search_runs(
+            [e.experiment_id for e in client.search_experiments()],
+            f"tags.`{FLOW_RUN_TAG}` = '{run.id}'"):
+        end_unfinished(client, found.info.run_id, state.type.value.lower())
 
 
 @task(name="train", retries=2, retry_delay_seconds=5, cache_policy=NO_CACHE)
@@ -148,7 +197,8 @@ def register_task(run_id: str, model_name: str, metrics: dict[str, float]) -> st
     return register(info.model_uri, model_name, card)
 
 
-@flow(name="train-stargan", log_prints=True)
+@flow(name="train-stargan", log_prints=True, on_failure=[mark_run_unfinished],
+      on_crashed=[mark_run_unfinished])
 def train_stargan(
     manifest_url: str | list[str],
     domains: list[str] | None = None,
@@ -191,7 +241,8 @@ def train_stargan(
     eval_every: also evaluate at every checkpoint whose step is a multiple of this (0: only
         at the end); eval_images: held-out images evaluated (and real images the attribute
         classifier learns from); classifier_steps: its training steps.
-    resume_from: an MLflow run id to continue from its last checkpoint.
+    resume_from: an MLflow run id to continue from its last checkpoint, or `latest`: the
+        experiment's newest run that did not finish (failed, crashed, killed).
     """
     urls = [manifest_url] if isinstance(manifest_url, str) else list(manifest_url)
     overrides = (options or {}) | {

@@ -77,9 +77,9 @@ def translate_task(plan: BulkPlan, cluster_address: str, workers: int | None, de
         logger.info("Dask scheduler %s with %d workers", client.scheduler.address,
                     len(client.scheduler_info()["workers"]))
         logger.info("loading %s on every worker", plan.config.model.uri)
-        plugin = load_model(client, plan.config, device)
+        model = load_model(client, plan.config, device)
         start = time.perf_counter()  # translation alone: without starting or loading workers
-        results = run_partitions(client, plan, plugin, PARTITION_RETRIES, report)
+        results = run_partitions(client, plan, model, PARTITION_RETRIES, report)
         return results, time.perf_counter() - start
 
 

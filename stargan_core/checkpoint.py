@@ -38,12 +38,32 @@ def save_checkpoint(path: str | Path, state: dict) -> Path:
     return path
 
 
+class CheckpointError(ValueError):
+    """A file that is not a checkpoint of this project."""
+
+
+CHECKPOINT_KEYS = ("G", "D", "spec", "config")
+
+
 def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> dict:
-    """Load with `weights_only=True`: tensors and plain data only, never arbitrary objects."""
+    """Load with `weights_only=True`: tensors and plain data only, never arbitrary objects.
+    Anything else than a checkpoint written by training is a CheckpointError saying so."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint {path} does not exist")
-    return torch.load(path, map_location=device, weights_only=True)
+    hint = ("give a checkpoint written by `stargan train` (a run folder, or one of its "
+            "checkpoints/step-*.ckpt files)")
+    try:
+        state = torch.load(path, map_location=device, weights_only=True)
+    except OSError:
+        raise
+    except Exception as error:  # torch's unpickler fails in many ways on foreign files
+        detail = str(error).splitlines()[0][:200] if str(error) else type(error).__name__
+        raise CheckpointError(f"{path} is not a checkpoint ({detail}): {hint}") from None
+    if not isinstance(state, dict) or any(k not in state for k in CHECKPOINT_KEYS):
+        raise CheckpointError(f"{path} is a torch file but not a StarGAN checkpoint (it lacks "
+                              f"{', '.join(CHECKPOINT_KEYS)}): {hint}")
+    return state
 
 
 def spec_and_config(state: dict) -> tuple[DomainSpec, TrainConfig]:

@@ -66,6 +66,8 @@ def cmd_synth(args: argparse.Namespace) -> int:
 
 
 def cmd_preprocess(args: argparse.Namespace) -> int:
+    from collections import Counter
+
     from tqdm import tqdm
 
     from stargan_core.data.images import ImageRule
@@ -80,12 +82,14 @@ def cmd_preprocess(args: argparse.Namespace) -> int:
         args.rows_per_shard, args.row_group_size, overwrite=args.overwrite,
     )
     bars: list[tqdm] = []  # opened with the first shard: errors in planning print cleanly
+    counts = Counter[str]()  # over all shards so far
 
     def on_shard(result: ShardResult, done: int, total: int) -> None:
         if not bars:
             bars.append(tqdm(total=total, desc="shards", unit="shard", dynamic_ncols=True))
+        counts.update(rows=result.rows, rejected=len(result.rejected))
         bars[0].update()
-        bars[0].set_postfix(rows=result.rows, rejected=len(result.rejected))
+        bars[0].set_postfix(counts)
 
     manifest = prepare_dataset(config, workers=args.workers, on_shard=on_shard)
     for bar in bars:
@@ -105,6 +109,7 @@ def cmd_preprocess(args: argparse.Namespace) -> int:
 def cmd_train(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
+    from stargan_core.checkpoint import checkpoint_step, latest_checkpoint
     from stargan_core.config import preset
     from stargan_core.data.loading import training_data
     from stargan_core.train import train
@@ -119,6 +124,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     spec = data.spec
     print(f"training {args.preset} on {', '.join(args.data)}: domains {', '.join(spec.domains)}; "
           f"{sum(len(d) for d in data.datasets)} images, {config.num_iters} steps")
+    last = latest_checkpoint(Path(args.out) / "checkpoints")
+    if last is not None and not args.no_resume:
+        print(f"resuming at step {checkpoint_step(last)} from {last} (--no-resume starts over)")
     bar = tqdm(total=config.num_iters, desc="train", unit="step", dynamic_ncols=True)
 
     def on_log(step: int, metrics: dict[str, float]) -> None:

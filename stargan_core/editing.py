@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torchvision.transforms.v2 import functional as TF
 
 from stargan_core.data.celeba import CROP
+from stargan_core.data.images import min_input_side
 from stargan_core.domains import DomainSpec, Target
 from stargan_core.model import Discriminator, Generator
 
@@ -111,6 +112,11 @@ class Editor:
     @property
     def device(self) -> torch.device:
         return next(self.g.parameters()).device
+
+    @property
+    def min_side(self) -> int:
+        """The shortest side a photo may have: a smaller one would be enlarged over 2x."""
+        return min_input_side(self.framing.image_size)
 
     def framed_as(self, data_format: str) -> Editor:
         """The same networks, framing photos as `data_format` does (`prepared`: squares)."""

@@ -37,8 +37,7 @@ from stargan_core.checkpoint import (
     spec_and_config,
 )
 from stargan_core.config import EDITING_OPTIONS
-from stargan_core.data.dataset import decode_bytes
-from stargan_core.data.images import encode
+from stargan_core.data.images import RejectedImage, decode_rgb, encode
 from stargan_core.domains import DomainSpec, Target
 from stargan_core.editing import OUTPUT_SIZES, Editor
 from stargan_core.evaluation.metrics import summarize
@@ -119,10 +118,13 @@ class StarGANModel(mlflow.pyfunc.PythonModel):
 
     def _decode(self, row: object, data: object) -> torch.Tensor:
         try:
-            return decode_bytes(data)  # type: ignore[arg-type]
-        except (TypeError, ValueError, RuntimeError) as error:
+            return decode_rgb(data, self.editor.min_side)  # type: ignore[arg-type]
+        except RejectedImage as error:
+            raise MlflowException.invalid_parameter_value(f"row {row}: {error}") from None
+        except TypeError:
             raise MlflowException.invalid_parameter_value(
-                f"row {row}: image is not JPEG, PNG or WebP bytes ({error})") from None
+                f"row {row}: image must be the bytes of an image file, not "
+                f"{type(data).__name__}") from None
 
 
 def log_generator(checkpoint: str | Path) -> mlflow.models.model.ModelInfo:

@@ -15,6 +15,7 @@ from mlflow.entities import Metric, Param
 from PIL import Image
 
 from stargan_core.checkpoint import checkpoint_step
+from stargan_core.storage import redact
 
 CHECKPOINTS = "checkpoints"
 SAMPLES = "samples"
@@ -77,3 +78,40 @@ def restore_checkpoint(run_id: str, folder: str | Path,
     latest = max(names, key=checkpoint_step)
     local = Path(client.download_artifacts(run_id, latest, str(target)))
     return local if local.parent == target else local.rename(target / local.name)
+
+
+FLOW_RUN_TAG = "prefect.flow_run_id"  # the Prefect flow run that trains in an MLflow run
+OUTCOME_TAG = "stargan.outcome"  # why a run ended unfinished: failed, crashed
+
+
+def run_url(client: MlflowClient, run_id: str) -> str:
+    """Where a person finds the run: its page on an MLflow server, else the store and id."""
+    uri = redact(client.tracking_uri)
+    if uri.startswith("http"):
+        experiment = client.get_run(run_id).info.experiment_id
+        return f"{uri.rstrip('/')}/#/experiments/{experiment}/runs/{run_id}"
+    return f"run {run_id} in {uri} (mlflow ui --backend-store-uri {uri})"
+
+
+def end_unfinished(client: MlflowClient, run_id: str, outcome: str) -> None:
+    """Tag a run that did not finish with `outcome`, and end it as FAILED if it is still
+    RUNNING (its process was killed)."""
+    status = client.get_run(run_id).info.status
+    if status != "FINISHED":
+        client.set_tag(run_id, OUTCOME_TAG, outcome)
+    if status == "RUNNING":
+        client.set_terminated(run_id, "FAILED")
+
+
+def latest_unfinished_run(client: MlflowClient, experiment: str) -> str:
+    """The newest run of `experiment` that did not finish and has a checkpoint to go on
+    from: what `resume_from="latest"` continues."""
+    found = client.get_experiment_by_name(experiment)
+    runs = client.search_runs([found.experiment_id], "attributes.status != 'FINISHED'",
+                              order_by=["attributes.start_time DESC"]) if found else []
+    for run in runs:
+        if any(f.path.endswith(".ckpt") for f in client.list_artifacts(run.info.run_id,
+                                                                        CHECKPOINTS)):
+            return run.info.run_id
+    raise ValueError(f"no unfinished run with a checkpoint in experiment '{experiment}' to "
+                     "resume: start a new run (resume_from empty) or give a run id")

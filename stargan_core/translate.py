@@ -14,8 +14,7 @@ from torchvision.transforms.v2 import functional as TF
 from torchvision.transforms.v2.functional import to_pil_image
 from torchvision.utils import make_grid
 
-from stargan_core.data.dataset import load_image
-from stargan_core.data.images import encode
+from stargan_core.data.images import RejectedImage, encode, output_name, read_rgb
 from stargan_core.data.sample import IMAGE_SUFFIXES
 from stargan_core.domains import DomainSpec, Target
 from stargan_core.editing import Editor, to_uint8, translate_batch
@@ -152,7 +151,9 @@ def translate_files(
     Each output is its input photo at its own size with the edit in it (`output_size="model"`:
     the model's square), in the input's file type (JPEG at `quality`, 4:4:4). The source
     domains of each input, which the targets leave unchanged, come from D's domain classifier.
-    Files that cannot be decoded are skipped and reported, not fatal.
+    Inputs that the input rule rejects (`stargan_core.data.images`: not an image, damaged, over
+    40 MP, under half the model's size) are skipped with the reason, not fatal. GIF and TIFF
+    inputs are written as `<name>.png`.
     """
     parsed = [spec.parse_target(t) for t in targets] if targets else spec.single_targets()
     files = collect_inputs(inputs)
@@ -163,16 +164,16 @@ def translate_files(
         photos, names = [], []
         for path, name in files[start:start + batch_size]:
             try:
-                photos.append(load_image(str(path)))
+                photos.append(read_rgb(path, editor.min_side))
                 names.append(name)
-            except RuntimeError as err:
-                skipped.append((path, f"cannot decode: {err}"))
+            except (RejectedImage, OSError) as error:
+                skipped.append((path, str(error)))
         if not photos:
             continue
         edited = editor.edit(photos, parsed, output_size)
         for target, images in zip(parsed, edited, strict=True):
             for name, image in zip(names, images, strict=True):
-                path = out_dir / target.slug / name
+                path = out_dir / target.slug / output_name(str(name))
                 path.parent.mkdir(parents=True, exist_ok=True)
                 path.write_bytes(encode(to_pil_image(image), path.suffix, quality))
                 outputs.append(path)
@@ -182,7 +183,8 @@ def translate_files(
         if progress is not None:
             progress(len(photos))
     if not outputs:
-        raise ValueError(f"none of the {len(files)} inputs could be decoded: {skipped[:3]}")
+        reasons = "; ".join(f"{path}: {reason}" for path, reason in skipped[:3])
+        raise ValueError(f"none of the {len(files)} inputs could be translated ({reasons})")
     grid = photo_grid(grid_rows_done, ["input", *(t.text for t in parsed)])
     grid_path = out_dir / "grid.png"
     grid.save(grid_path)

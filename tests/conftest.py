@@ -120,3 +120,43 @@ def registered_model(tmp_path, monkeypatch):
     version = register(info.model_uri, "stargan-celeba", "an untrained generator for tests")
     promote("stargan-celeba", version)
     return "stargan-celeba"
+
+
+@pytest.fixture(scope="session")
+def bad_photos(tmp_path_factory):
+    """A folder of every kind of input a user may bring, good and bad, and what becomes of
+    each: `{name: None}` for a photo that must be translated, `{name: reason}` for a rejection.
+
+    `bomb.png` claims 30000x30000 pixels in its header and holds almost no data: torchvision's
+    decoder dies of it with SIGSEGV ("Not enough image data"); the input rule refuses it from
+    the header."""
+    import io
+    import struct
+    import zlib
+
+    from PIL import Image
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return (struct.pack(">I", len(data)) + kind + data
+                + struct.pack(">I", zlib.crc32(kind + data)))
+
+    folder = tmp_path_factory.mktemp("bad-photos")
+    (folder / "bomb.png").write_bytes(
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 30000, 30000, 8, 2, 0, 0, 0))
+        + chunk(b"IDAT", zlib.compress(b"\0" * 100)) + chunk(b"IEND", b""))
+    face = Image.new("RGB", (60, 40), (200, 150, 120))
+    face.paste((20, 20, 20), (0, 0, 30, 40))  # left half dark
+    exif = face.getexif()
+    exif[0x0112] = 6  # a phone photo on its side: upright, it is 40 wide and 60 high
+    buffer = io.BytesIO()
+    face.save(buffer, "JPEG", quality=95, exif=exif.tobytes())
+    (folder / "phone.jpg").write_bytes(buffer.getvalue())
+    for suffix in ("bmp", "gif", "tiff", "webp", "png"):
+        face.save(folder / f"face.{suffix}")
+    Image.new("RGB", (10, 10), "gray").save(folder / "tiny.png")
+    (folder / "notes.jpg").write_text("not an image at all")
+    (folder / "cut.jpg").write_bytes(buffer.getvalue()[:200])
+    return folder, {"bomb.png": "decompression bomb", "phone.jpg": None, "face.bmp": None,
+                    "face.gif": None, "face.tiff": None, "face.webp": None, "face.png": None,
+                    "tiny.png": "too small", "notes.jpg": "not an image",
+                    "cut.jpg": "truncated or corrupt"}

@@ -1,5 +1,5 @@
-"""Bulk translation on a Dask cluster: each worker loads the model version once (a worker
-plugin), and each partition is one task with retries.
+"""Bulk translation on a Dask cluster: each worker keeps the model versions its jobs use
+(a worker plugin shared by every job), and each partition is one task with retries.
 
 Plain Dask rather than Prefect's DaskTaskRunner: the model must live in the workers between
 tasks (the plugin), and a partition whose worker dies must simply run again elsewhere, which
@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import importlib.util
 import logging
+import threading
 import uuid
+from collections import Counter, OrderedDict
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 import dask.config
 import mlflow
@@ -25,24 +27,60 @@ from stargan_core.bulk.partition import PartitionResult, translate_partition
 from stargan_core.bulk.plan import BulkConfig, BulkPlan, Partition
 from stargan_core.registry import StarGANModel, load_registered
 
-PLUGIN_PREFIX = "stargan-model-"
+PLUGIN = "stargan-models"
+MODELS_PER_WORKER = 2  # loaded versions a worker keeps when no task uses them
 
 
-class ModelPlugin(WorkerPlugin):
-    """Loads one registered model version on each worker, when the plugin is registered and
-    on every worker that joins later (a restarted one included)."""
+@dataclass(frozen=True)
+class ModelSource:
+    """A registered model version as a job's tasks ask their worker for it."""
 
-    idempotent = True  # registered again under the same name (a re-run): keep the loaded model
+    uri: str
+    device: str
+    # The stores of the process that submits the job, for workers started without
+    # MLFLOW_TRACKING_URI.
+    tracking_uri: str
+    registry_uri: str
 
-    def __init__(self, model_uri: str, device: str) -> None:
-        self.model_uri, self.device = model_uri, device
-        # The stores this process uses, for workers started without MLFLOW_TRACKING_URI.
-        self.tracking_uri, self.registry_uri = mlflow.get_tracking_uri(), mlflow.get_registry_uri()
-        self.model: StarGANModel | None = None
+
+class ModelCache(WorkerPlugin):
+    """The model versions loaded on one worker, shared by every job on the cluster: a version
+    is loaded by the first task that needs it (or by `load_model`) and kept for the next
+    ones; beyond `capacity`, the least recently used versions that no running task holds are
+    dropped. Jobs with different versions run side by side; none unloads another's model."""
+
+    idempotent = True  # every job registers it: the first one's stays, with what it loaded
+
+    def __init__(self, capacity: int = MODELS_PER_WORKER) -> None:
+        self.capacity = capacity
 
     def setup(self, worker: object) -> None:
-        self.model = load_registered(self.model_uri, self.device, self.tracking_uri,
-                                     self.registry_uri)
+        self.models: OrderedDict[ModelSource, StarGANModel] = OrderedDict()
+        self.in_use: Counter[ModelSource] = Counter()
+        self.lock = threading.Lock()
+
+    @contextmanager
+    def use(self, source: ModelSource) -> Iterator[StarGANModel]:
+        """The version's model, loaded if need be and held until the block ends."""
+        with self.lock:
+            if source not in self.models:
+                self.models[source] = load_registered(source.uri, source.device,
+                                                      source.tracking_uri, source.registry_uri)
+            self.models.move_to_end(source)
+            self.in_use[source] += 1
+            model = self.models[source]
+            self._evict()
+        try:
+            yield model
+        finally:
+            with self.lock:
+                self.in_use[source] -= 1
+                self._evict()
+
+    def _evict(self) -> None:
+        idle = [s for s in self.models if not self.in_use[s]]  # least recently used first
+        for source in idle[:max(0, len(self.models) - self.capacity)]:
+            del self.models[source]
 
 
 def gpus() -> int:
@@ -87,32 +125,36 @@ def _local_cluster(workers: int | None, device: str) -> LocalCluster:
                         host="127.0.0.1", dashboard_address=dashboard)
 
 
-def load_model(client: Client, config: BulkConfig, device: str = "auto") -> str:
-    """Load the job's model version on every worker (once per worker and version); returns
-    the plugin's name. Other versions loaded by earlier jobs are unloaded."""
-    name = f"{PLUGIN_PREFIX}{config.model.name}-v{config.model.version}-{device}"
-    loaded = client.run_on_scheduler(lambda dask_scheduler: list(dask_scheduler.worker_plugins))
-    for old in loaded:
-        if old.startswith(PLUGIN_PREFIX) and old != name:
-            client.unregister_worker_plugin(old)
-    client.register_plugin(ModelPlugin(config.model.uri, device), name=name)
-    return name
+def load_model(client: Client, config: BulkConfig, device: str = "auto") -> ModelSource:
+    """Load the job's model version on every worker now (a worker that joins later loads it
+    with its first task); the versions of other jobs stay loaded."""
+    source = ModelSource(config.model.uri, device, mlflow.get_tracking_uri(),
+                         mlflow.get_registry_uri())
+    client.register_plugin(ModelCache(), name=PLUGIN)
+
+    def warm(dask_worker: object) -> None:
+        with dask_worker.plugins[PLUGIN].use(source):  # type: ignore[attr-defined]
+            pass
+
+    client.run(warm)
+    return source
 
 
-def _translate(config: BulkConfig, partition: Partition, plugin: str) -> PartitionResult:
+def _translate(config: BulkConfig, partition: Partition, source: ModelSource
+               ) -> PartitionResult:
     worker = get_worker()
-    model = worker.plugins[plugin].model
-    return replace(translate_partition(config, partition, model), worker=worker.address)
+    with worker.plugins[PLUGIN].use(source) as model:
+        return replace(translate_partition(config, partition, model), worker=worker.address)
 
 
 def run_partitions(
-    client: Client, plan: BulkPlan, plugin: str, retries: int = 2,
+    client: Client, plan: BulkPlan, source: ModelSource, retries: int = 2,
     on_result: Callable[[PartitionResult, int, int], None] | None = None,
 ) -> list[PartitionResult]:
-    """Every partition of `plan` as a task on the cluster (`plugin`: from `load_model`); stops
+    """Every partition of `plan` as a task on the cluster (`source`: from `load_model`); stops
     at the first partition that still fails after its retries."""
     run = uuid.uuid4().hex[:8]
-    futures = [client.submit(_translate, plan.config, p, plugin, retries=retries, pure=False,
+    futures = [client.submit(_translate, plan.config, p, source, retries=retries, pure=False,
                              key=f"translate-partition-{p.index:05d}-{run}")
                for p in plan.partitions]
     results: list[PartitionResult] = []

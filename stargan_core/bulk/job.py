@@ -12,8 +12,8 @@ import pyarrow.parquet as pq
 import torch
 
 from stargan_core.bulk.partition import PartitionResult
-from stargan_core.bulk.plan import FORMAT_VERSION, BulkPlan, Partition, decode_photo, read_inputs
-from stargan_core.data.images import RejectedImage, encode
+from stargan_core.bulk.plan import FORMAT_VERSION, BulkPlan, Partition, read_inputs
+from stargan_core.data.images import RejectedImage, decode_rgb, encode
 from stargan_core.data.manifest import MANIFEST, REJECTED, REJECTED_SCHEMA
 from stargan_core.data.parquet import open_shard, read_footer, write_table
 from stargan_core.storage import (
@@ -132,10 +132,10 @@ def _sample(plan: BulkPlan, partition: Partition, count: int) -> list[list[torch
         for image_id, _, data in read_inputs(partition, config.batch_size,
                                              config.storage_options):
             if image_id in wanted:
-                row = [decode_photo(data)]
+                row = [decode_rgb(data)]
                 for target in config.targets:
                     image = outputs[image_id, target.text]
-                    row.append(decode_photo(image["bytes"] or
+                    row.append(decode_rgb(image["bytes"] or
                                             fs.cat_file(join(base, image["path"]))))
                 rows.append(row)
                 if image_id == wanted[-1]:

@@ -13,8 +13,8 @@ import pyarrow as pa
 import torch
 from torchvision.transforms.v2.functional import to_pil_image
 
-from stargan_core.bulk.plan import BulkConfig, Partition, decode_photo, input_format, read_inputs
-from stargan_core.data.images import RejectedImage, encode
+from stargan_core.bulk.plan import BulkConfig, Partition, input_format, read_inputs
+from stargan_core.data.images import RejectedImage, decode_rgb, encode, output_name
 from stargan_core.data.parquet import ShardWriter, image_schema, read_record
 from stargan_core.data.prepare import Rejection
 from stargan_core.registry import StarGANModel
@@ -42,14 +42,14 @@ class PartitionResult:
     worker: str = ""
 
 
-def _batches(config: BulkConfig, partition: Partition, rejected: list[Rejection]
+def _batches(config: BulkConfig, partition: Partition, min_side: int, rejected: list[Rejection]
              ) -> Iterator[tuple[list[str], list[str], list[torch.Tensor]]]:
     """Decoded inputs in batches of (ids, sources, photos); undecodable ones go to `rejected`."""
     ids, sources, photos = [], [], []
     for image_id, source, data in read_inputs(partition, config.batch_size,
                                               config.storage_options):
         try:
-            photos.append(decode_photo(data))
+            photos.append(decode_rgb(data, min_side))
         except RejectedImage as error:
             rejected.append(Rejection(source, partition.split, error.reason, error.detail))
             continue
@@ -67,10 +67,11 @@ def _rows(config: BulkConfig, ids: list[str], sources: list[str],
     """(output row, encoded image) per (target, input) of a batch's translations."""
     for target, images in zip(config.targets, edited, strict=True):
         for image_id, source, pixels in zip(ids, sources, images, strict=True):
-            # Each translation keeps its input's name and file type.
-            data = encode(to_pil_image(pixels), posixpath.splitext(image_id)[1])
+            # Each translation keeps its input's name and file type (GIF, TIFF: `<name>.png`).
+            name = output_name(image_id)
+            data = encode(to_pil_image(pixels), posixpath.splitext(name)[1])
             image = {"bytes": None if config.output_format == "files" else data,
-                     "path": f"{target.slug}/{image_id}"}
+                     "path": f"{target.slug}/{name}"}
             yield {"image": image, "image_id": image_id, "source": source, "target": target.text,
                    "model_name": config.model.name, "model_version": config.model.version,
                    "height": pixels.shape[-2], "width": pixels.shape[-1]}, data
@@ -93,7 +94,7 @@ def translate_partition(config: BulkConfig, partition: Partition, model: StarGAN
     translated = 0
     editor = model.editor.framed_as(input_format(config, partition))
     with ShardWriter(SCHEMA, config.row_group_rows) as writer:
-        for ids, sources, photos in _batches(config, partition, rejected):
+        for ids, sources, photos in _batches(config, partition, editor.min_side, rejected):
             translated += len(ids)
             edited = editor.edit(photos, config.targets, config.output_size)
             rows = list(_rows(config, ids, sources, edited))

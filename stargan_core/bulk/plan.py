@@ -7,11 +7,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
-import torch
-from torchvision.transforms.v2.functional import pil_to_tensor
-
 from stargan_core.data.folders import Listing
-from stargan_core.data.images import open_rgb
 from stargan_core.data.manifest import MANIFEST, is_prepared, manifest_url, read_manifest
 from stargan_core.data.parquet import open_shard
 from stargan_core.data.prepare import Rejection, digest
@@ -182,8 +178,4 @@ def input_format(config: BulkConfig, partition: Partition) -> str:
     already; raw files get the model's own framing (CelebA: the 178 px centre)."""
     return "prepared" if partition.shard else config.model.data_format
 
-
-def decode_photo(data: bytes) -> torch.Tensor:
-    """An input file as uint8 (3, H, W), or RejectedImage (the input rule of stargan_core.data)."""
-    return pil_to_tensor(open_rgb(data))
 

@@ -32,11 +32,15 @@ def parse_attribute_file(
     names = lines[1].split()
     if not names:
         raise fail(2, "expected the attribute names")
-    rows = []
+    rows, first_line = [], {}
     for line_no, line in enumerate(lines[2:], start=3):
         fields = line.split()
         if not fields:
             continue
+        if fields[0] in first_line:
+            raise fail(line_no, f"{fields[0]} is listed again (first on line "
+                                f"{first_line[fields[0]]}): remove one of the two lines")
+        first_line[fields[0]] = line_no
         if len(fields) != len(names) + 1:
             raise fail(
                 line_no,

@@ -8,9 +8,9 @@ from dataclasses import dataclass
 
 import torch
 from torch.utils.data import Dataset, TensorDataset
-from torchvision.io import ImageReadMode, decode_image, read_file
 from tqdm import tqdm
 
+from stargan_core.data.images import read_rgb
 from stargan_core.data.sample import Sample
 from stargan_core.domains import DomainSpec
 from stargan_core.editing import Framing
@@ -24,17 +24,6 @@ def image_transform(format: str, image_size: int) -> Framing:
     square of their shorter side.
     """
     return Framing(format, image_size)
-
-
-def load_image(path: str) -> torch.Tensor:
-    """Decode a JPEG/PNG/WebP file to uint8 RGB (grey and alpha images are converted)."""
-    return decode_image(read_file(path), mode=ImageReadMode.RGB)
-
-
-def decode_bytes(data: bytes) -> torch.Tensor:
-    """Decode encoded JPEG/PNG/WebP bytes to uint8 RGB, as `load_image` does a file."""
-    return decode_image(torch.frombuffer(bytearray(data), dtype=torch.uint8),
-                        mode=ImageReadMode.RGB)
 
 
 class FaceDataset(Dataset):
@@ -56,7 +45,7 @@ class FaceDataset(Dataset):
         return len(self.samples)
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.transform(load_image(self.samples[index].path)), self.labels[index]
+        return self.transform(read_rgb(self.samples[index].path)), self.labels[index]
 
     def iter_with_ids(self) -> Iterator[tuple[torch.Tensor, torch.Tensor, str]]:
         """(image, labels, image id: its path) in order."""

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 from typing import Any
 
-from stargan_core.data.celeba import ATTR_FILE, read_celeba
+from stargan_core.data.celeba import ATTR_FILE, IMAGE_DIR, read_celeba
 from stargan_core.data.sample import IMAGE_SUFFIXES, DataFormatError, Sample
 from stargan_core.domains import RAFD_EXPRESSIONS, DomainSpec
 from stargan_core.storage import filesystem, join, url_of
@@ -162,11 +162,23 @@ def read_imagefolder(root: str, storage_options: dict[str, Any] | None = None
     return samples, others
 
 
+def _unlisted_celeba_images(root: str, samples: list[Sample],
+                            storage_options: dict[str, Any] | None) -> list[tuple[str, str]]:
+    """The files in CelebA's image folder that its attribute list does not name."""
+    listing = Listing.of(root, storage_options)
+    listed = {s.path for s in samples}
+    return [(url, f"not listed in {ATTR_FILE}") for f in listing.files
+            if f.startswith(IMAGE_DIR + "/") and (url := listing.url(f)) not in listed]
+
+
 def detect_format(root: str, storage_options: dict[str, Any] | None = None) -> str:
     """`celeba` when the attribute list is there, `rafd` for RaFD names, else `imagefolder`."""
     listing = Listing.of(root, storage_options)
     if ATTR_FILE in listing.files:
         return "celeba"
+    if listing.has_dir(IMAGE_DIR):
+        raise DataFormatError(f"{root} looks like CelebA ({IMAGE_DIR}/) but {ATTR_FILE} is "
+                              f"missing: put CelebA's attribute list next to {IMAGE_DIR}/")
     if any(RAFD_NAME.match(PurePosixPath(f).stem) for f in listing.files[:50]):
         return "rafd"
     split_dirs = [parts[1] for parts in listing.at_depth(3) if parts[0] in SPLITS]
@@ -197,6 +209,7 @@ def read_dataset(
     others: list[tuple[str, str]] = []
     if format == "celeba":
         samples = read_celeba(root, storage_options=storage_options)
+        others = _unlisted_celeba_images(root, samples, storage_options)
         spec = DomainSpec.celeba(domains) if domains else DomainSpec.celeba()
     elif format == "rafd":
         samples, others = read_rafd(root, storage_options=storage_options)

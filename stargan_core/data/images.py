@@ -1,28 +1,37 @@
-"""One input file to one stored image: validation, colour conversion, crop, resize, encoding.
+"""The one decoder of every input (training data, `stargan translate`, `stargan evaluate`, the
+registered model, translate-bulk, contact sheets) and the preprocessing of stored images.
 
 The rule for inputs that are not plain 8-bit RGB:
 
 - rejected: empty files, files that are not images, truncated or corrupt image data,
   images over `max_pixels` (decompression bombs: checked from the header, before decoding),
-  32-bit integer or float images, and images too small to store without enlarging them more
-  than `max_upscale` times;
+  32-bit integer or float images, and images too small to store or translate without
+  enlarging them more than `max_upscale` (2) times;
 - converted to RGB: greyscale (L, 1, I;16: 16-bit values scaled to 8 bits), palette (P),
   CMYK and YCbCr; images with transparency (LA, PA, RGBA, P with a transparent colour) are
   composited over white;
-- the EXIF orientation is applied, so phone photos are stored upright.
+- the EXIF orientation is applied, so phone photos are stored upright;
+- JPEG, PNG, WebP, BMP, GIF and TIFF are read (animations: their first frame); outputs keep
+  their input's file type, except GIF and TIFF, which are written as PNG (`output_name`).
 """
 
 from __future__ import annotations
 
 import io
+import math
+import posixpath
 import struct
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
+import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
+from torchvision.transforms.v2.functional import pil_to_tensor
 
 ENCODINGS = {"jpeg": ("JPEG", ".jpg"), "png": ("PNG", ".png")}
 SUFFIX_FORMATS = {".jpg": "JPEG", ".jpeg": "JPEG", ".png": "PNG", ".webp": "WEBP", ".bmp": "BMP"}
+MAX_UPSCALE = 2.0  # no input is enlarged more than this: it would invent the picture
 MAX_PIXELS = 40_000_000  # 40 MP: far above any face photo, far below a decompression bomb
 SIXTEEN_BIT = ("I;16", "I;16B", "I;16L", "I;16N", "I")
 # What Pillow's decoders raise on damaged data (truncated files, garbled headers or chunks).
@@ -44,7 +53,7 @@ class ImageRule:
     image_size: int = 256
     encoding: str = "jpeg"
     quality: int = 95
-    max_upscale: float = 2.0
+    max_upscale: float = MAX_UPSCALE
     max_pixels: int = MAX_PIXELS
 
     @property
@@ -96,6 +105,33 @@ def open_rgb(data: bytes, max_pixels: int = MAX_PIXELS) -> Image.Image:
     except DAMAGED as error:
         raise RejectedImage("truncated or corrupt", str(error) or type(error).__name__) from None
     return _to_rgb(image)
+
+
+def decode_rgb(data: bytes, min_side: int = 0, max_pixels: int = MAX_PIXELS) -> torch.Tensor:
+    """An input file's bytes as upright uint8 RGB (3, H, W), or RejectedImage: the rule above,
+    and a shorter side of at least `min_side` (see `min_input_side`)."""
+    image = open_rgb(data, max_pixels)
+    if min(image.size) < min_side:
+        raise RejectedImage("too small", f"{image.width}x{image.height} is under {min_side} px "
+                            "on its shorter side: it would be enlarged more than "
+                            f"{MAX_UPSCALE:g}x for the model")
+    return pil_to_tensor(image)
+
+
+def read_rgb(path: str | Path, min_side: int = 0) -> torch.Tensor:
+    """`decode_rgb` of a local file."""
+    return decode_rgb(Path(path).read_bytes(), min_side)
+
+
+def min_input_side(image_size: int) -> int:
+    """The shortest side an input may have for a model of `image_size` pixels."""
+    return math.ceil(image_size / MAX_UPSCALE)
+
+
+def output_name(name: str) -> str:
+    """The name of an input's translation: the same name, or `<name>.png` for a file type
+    that is read but not written (GIF, TIFF)."""
+    return name if posixpath.splitext(name)[1].lower() in SUFFIX_FORMATS else f"{name}.png"
 
 
 def prepare_image(data: bytes, rule: ImageRule, crop: int | None = None) -> bytes:

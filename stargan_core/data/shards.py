@@ -16,7 +16,8 @@ import torch
 import torch.distributed as dist
 from torch.utils.data import IterableDataset, get_worker_info
 
-from stargan_core.data.dataset import decode_bytes, image_transform
+from stargan_core.data.dataset import image_transform
+from stargan_core.data.images import decode_rgb
 from stargan_core.data.manifest import manifest_url, read_manifest
 from stargan_core.data.sample import DataFormatError
 from stargan_core.domains import DomainSpec
@@ -90,7 +91,7 @@ class ShardDataset(IterableDataset):
             yield from table.to_pylist()
 
     def _item(self, row: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
-        image = decode_bytes(row.pop("image")["bytes"])
+        image = decode_rgb(row.pop("image")["bytes"])
         row.pop("image_id", None)
         return self.transform(image), self.spec.label_vector(row, self.label_set)
 

@@ -10,9 +10,9 @@ from typing import Any
 
 import torch
 
-from stargan_core.data.dataset import decode_bytes, image_transform
+from stargan_core.data.dataset import image_transform
 from stargan_core.data.folders import detect_format
-from stargan_core.data.images import ImageRule, prepare_image
+from stargan_core.data.images import ImageRule, decode_rgb, prepare_image
 from stargan_core.data.manifest import is_prepared, read_manifest
 from stargan_core.domains import DomainSpec, Target
 from stargan_core.synthetic import SyntheticCeleba
@@ -28,7 +28,7 @@ class GroundTruth:
 
     def photo(self, image_id: str) -> torch.Tensor:
         """The full-size input photo (uint8, 3 x H x W), as its file holds it."""
-        return decode_bytes(self.synthetic.photo(self.synthetic.index_of(image_id)))
+        return decode_rgb(self.synthetic.photo(self.synthetic.index_of(image_id)))
 
     def truths(self, spec: DomainSpec, ids: Sequence[str], target: Target
                ) -> list[bytes | None]:
@@ -53,7 +53,7 @@ def ground_truth_for(url: str, image_size: int, format: str = "auto",
         crop, square = manifest["image"]["crop"], image_transform("prepared", image_size)
 
         def preprocess(data: bytes) -> torch.Tensor:  # as preparation, then as training did
-            return square(decode_bytes(prepare_image(data, rule, crop)))
+            return square(decode_rgb(prepare_image(data, rule, crop)))
 
         return GroundTruth(synthetic, preprocess)
     if (detect_format(url, storage_options) if format == "auto" else format) != "celeba":
@@ -62,4 +62,4 @@ def ground_truth_for(url: str, image_size: int, format: str = "auto",
     if synthetic is None:
         return None
     transform = image_transform("celeba", image_size)
-    return GroundTruth(synthetic, lambda data: transform(decode_bytes(data)))
+    return GroundTruth(synthetic, lambda data: transform(decode_rgb(data)))

@@ -22,7 +22,8 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-from stargan_core.data.dataset import HeldOut, decode_bytes
+from stargan_core.data.dataset import HeldOut
+from stargan_core.data.images import decode_rgb
 from stargan_core.domains import DomainSpec, Target
 from stargan_core.editing import Editor
 from stargan_core.evaluation.classifier import predict_labels
@@ -229,7 +230,7 @@ def _fidelity(s: TargetScores, truth: GroundTruth, spec: DomainSpec, target: Tar
     photos = [truth.photo(ids[i]) for i in have]
     edited = editor.edit(photos, [target], c_org=c_org[have])[0]
     for i, photo, out in zip(have, photos, edited, strict=True):
-        answer = decode_bytes(files[i])[None] / 255
+        answer = decode_rgb(files[i])[None] / 255
         for key, output in (("", out), ("_do_nothing", photo)):
             s.add(f"psnr_full{key}", psnr(output[None] / 255, answer))
             s.add(f"l1_full{key}", l1(output[None] / 255, answer))

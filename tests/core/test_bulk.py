@@ -109,6 +109,28 @@ def test_every_input_into_every_target_once_with_files_named_after_the_inputs(
         assert sheet.size == (2 + 3 * (160 + 2), 16 + 2 + 4 * (160 + 2))
 
 
+def test_bad_inputs_are_listed_with_their_reason_and_every_photo_is_translated(
+        registered_model, bad_photos, tmp_path):
+    folder, expected = bad_photos
+    model = resolve_model("models:/stargan-celeba@champion")
+    config = job(model, folder, tmp_path / "out", targets=["Male"], output_format="both")
+    plan, _, manifest = run(config, load_registered(model.uri, "cpu"))
+    output = Path(config.output)
+    rejected = {r["source"].rsplit("/", 1)[-1]: r["reason"]
+                for r in pq.read_table(output / "rejected.parquet").to_pylist()}
+    assert rejected == {name: reason for name, reason in expected.items() if reason}
+    # BMP, GIF and TIFF are translated (GIF and TIFF written as PNG), the phone photo upright,
+    # and the contact sheet, which decodes them again, is written with the manifest.
+    rows = {r["image_id"]: r for r in rows_of(output)}
+    assert rows.keys() == {name for name, reason in expected.items() if reason is None}
+    assert rows["face.gif"]["image"]["path"] == "Male/face.gif.png"
+    assert Image.open(io.BytesIO(rows["face.tiff"]["image"]["bytes"])).format == "PNG"
+    assert Image.open(output / "Male" / "face.bmp").format == "BMP"
+    assert (rows["phone.jpg"]["width"], rows["phone.jpg"]["height"]) == (40, 60)
+    assert manifest["inputs"] == len(expected) and manifest["rows"] == len(rows)
+    assert (output / "contact-sheet.png").exists()
+
+
 def test_a_rerun_writes_nothing_and_changed_inputs_rewrite_only_their_partitions(
         registered_model, photos, tmp_path):
     model = resolve_model("models:/stargan-celeba/1")
@@ -230,3 +252,77 @@ def test_a_partition_that_fails_once_is_retried_on_the_cluster(registered_model,
     finish_job(plan, results, sample_rows=2)
     with Image.open(Path(config.output) / "contact-sheet.png") as sheet:
         assert sheet.size == (2 + 3 * (160 + 2), 16 + 2 + 2 * (160 + 2))
+
+
+def register_another_version(tmp_path: Path) -> str:
+    """Version 2 of stargan-celeba: another untrained generator, with other weights."""
+    import mlflow
+    import torch
+
+    from stargan_core.checkpoint import load_checkpoint, save_checkpoint
+    from stargan_core.registry import log_generator, register
+
+    state = load_checkpoint(tmp_path / "generator.ckpt")  # version 1's (the fixture's)
+    torch.manual_seed(1)
+    state["G"] = {k: torch.randn_like(v) * 0.1 if v.is_floating_point() else v
+                  for k, v in state["G"].items()}
+    checkpoint = save_checkpoint(tmp_path / "other.ckpt", state)
+    with mlflow.start_run(experiment_id=mlflow.get_experiment_by_name("models").experiment_id):
+        info = log_generator(checkpoint)
+    return register(info.model_uri, "stargan-celeba", "other weights")
+
+
+def test_two_jobs_with_different_versions_run_at_once_on_one_cluster(registered_model, photos,
+                                                                     tmp_path):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from distributed import Client, LocalCluster
+
+    from stargan_core.bulk.cluster import PLUGIN, load_model, run_partitions
+
+    assert register_another_version(tmp_path) == "2"
+    models = [resolve_model(f"models:/stargan-celeba/{v}") for v in ("1", "2")]
+    configs = [job(m, photos, tmp_path / "out", files_per_partition=4) for m in models]
+    plans = [plan_job(c) for c in configs]
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=False,
+                      dashboard_address=None) as cluster, Client(cluster) as client:
+        # Both versions are loaded before either job runs, on the one worker, and their tasks
+        # interleave on it.
+        sources = [load_model(client, c, "cpu") for c in configs]
+        with ThreadPoolExecutor(2) as pool:
+            results = list(pool.map(run_partitions, [client] * 2, plans, sources))
+        loaded = client.run(lambda dask_worker: len(dask_worker.plugins[PLUGIN].models))
+    assert list(loaded.values()) == [2]
+    pictures = []
+    for plan, result, model in zip(plans, results, models, strict=True):
+        finish_job(plan, result, sample_rows=1)
+        rows = rows_of(Path(plan.config.output))
+        assert len(rows) == 33 * 2 and {r["model_version"] for r in rows} == {model.version}
+        pictures.append({(r["image_id"], r["target"]): r["image"]["bytes"] for r in rows})
+    assert all(pictures[0][k] != pictures[1][k] for k in pictures[0])  # each its own weights
+    # Version 1's job made exactly what it makes alone.
+    alone = job(models[0], photos, tmp_path / "alone", files_per_partition=4)
+    run(alone, load_registered(models[0].uri, "cpu"))
+    assert {(r["image_id"], r["target"]): r["image"]["bytes"]
+            for r in rows_of(Path(alone.output))} == pictures[0]
+
+
+def test_a_worker_keeps_a_bounded_number_of_versions_and_never_drops_one_in_use(
+        registered_model, tmp_path):
+    import mlflow
+
+    from stargan_core.bulk.cluster import ModelCache, ModelSource
+
+    register_another_version(tmp_path)
+    store = mlflow.get_tracking_uri()
+    v1, v2 = (ModelSource(f"models:/stargan-celeba/{v}", "cpu", store, store) for v in "12")
+    cache = ModelCache(capacity=1)
+    cache.setup(worker=None)
+    with cache.use(v1) as first:
+        with cache.use(v2):  # over capacity, but both are in use: both stay
+            assert list(cache.models) == [v1, v2]
+        assert list(cache.models) == [v1]  # v2 is idle and the least recently used
+        with cache.use(v1) as again:
+            assert again is first  # loaded once
+    with cache.use(v2):
+        assert list(cache.models) == [v2]

@@ -49,9 +49,10 @@ def test_synth_train_translate_evaluate(tmp_path):
     assert "step-0000004.ckpt" in out
     assert (tmp_path / "run" / "samples" / "step-0000004.png").is_file()
 
-    # Running it again with more steps resumes from step 4.
-    run("train", "--data", str(tmp_path / "data" / "celeba"), "--iters", "6", *small,
-        "--set", "num_iters_decay=1", "--out", str(tmp_path / "run"))
+    # Running it again with more steps resumes from step 4, and says so.
+    out = run("train", "--data", str(tmp_path / "data" / "celeba"), "--iters", "6", *small,
+              "--set", "num_iters_decay=1", "--out", str(tmp_path / "run")).stdout
+    assert "resuming at step 4 from" in out
     assert (tmp_path / "run" / "checkpoints" / "step-0000006.ckpt").is_file()
 
     images = tmp_path / "data" / "celeba" / "img_align_celeba"
@@ -75,6 +76,13 @@ def test_user_errors_are_one_line_messages(tmp_path):
     assert proc.returncode == 2
     assert "stargan translate: error: no checkpoint at" in proc.stderr
     assert "Traceback" not in proc.stderr
+    for name, data in (("notes.ckpt", b"not a checkpoint"), ("empty.ckpt", b""),
+                       ("a.jpg", b"\xff\xd8\xff\xe0 a photo given by mistake")):
+        (tmp_path / name).write_bytes(data)
+        proc = run("translate", "--checkpoint", str(tmp_path / name), "--input", str(tmp_path),
+                   "--out", str(tmp_path / "o"), check=False)
+        assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+        assert f"{name} is not a checkpoint" in proc.stderr and "stargan train" in proc.stderr
     proc = run("train", "--data", str(tmp_path / "missing"), "--out", str(tmp_path / "r"),
                check=False)
     assert proc.returncode == 2 and "does not exist" in proc.stderr

@@ -5,14 +5,15 @@ import pytest
 import torch
 from torchvision.transforms import v2
 
-from stargan_core.data.dataset import image_transform, load_image
+from stargan_core.data.dataset import image_transform
+from stargan_core.data.images import read_rgb
 from stargan_core.domains import DomainSpec
 from stargan_core.editing import Box, Editor, carry_back, frame, frame_box
 from stargan_core.model import Discriminator, Generator
 
 
 def test_the_framing_of_a_celeba_photo_is_the_reference_codes_crop(celeba_root):
-    photo = load_image(str(celeba_root / "img_align_celeba" / "000001.jpg"))
+    photo = read_rgb(str(celeba_root / "img_align_celeba" / "000001.jpg"))
     assert frame_box("celeba", 178, 218) == Box(0, 20, 178)
     reference = v2.Compose([v2.CenterCrop(178), v2.Resize(32, antialias=True),
                             v2.ToDtype(torch.float32, scale=True),

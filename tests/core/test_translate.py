@@ -69,16 +69,26 @@ def test_folder_inputs_keep_their_relative_paths(nets, celeba_root, tmp_path):
                   for p in (tmp_path / "out" / "Young=0").rglob("*.jpg")) == ["a/x.jpg", "b/x.jpg"]
 
 
-def test_undecodable_files_are_skipped_and_reported(nets, celeba_root, tmp_path):
+def test_bad_inputs_are_skipped_with_their_reason_and_every_photo_is_translated(
+        nets, bad_photos, tmp_path):
     g, d, spec, _ = nets
-    src = tmp_path / "in"
-    src.mkdir()
-    shutil.copy(celeba_root / "img_align_celeba" / "000002.jpg", src / "good.jpg")
-    (src / "broken.jpg").write_bytes(b"\xff\xd8 definitely not a jpeg")
-    result = translate_files(g, d, spec, "celeba", 32, [src], ["Male"], tmp_path / "out")
-    assert [p.name for p in result.outputs] == ["good.jpg"]
-    assert [p.name for p, _ in result.skipped] == ["broken.jpg"]
-    assert "cannot decode" in result.skipped[0][1]
+    folder, expected = bad_photos
+    result = translate_files(g, d, spec, "celeba", 32, [folder], ["Male"], tmp_path / "out")
+    reasons = {path.name: reason for path, reason in result.skipped}
+    assert reasons.keys() == {name for name, reason in expected.items() if reason}
+    assert all(reasons[name].startswith(expected[name]) for name in reasons), reasons
+    assert "30000x30000" in reasons["bomb.png"] or "too many pixels" in reasons["bomb.png"]
+    # Every photo comes back at its own size, in its own file type (GIF, TIFF: as PNG).
+    written = {p.name: p for p in result.outputs}
+    assert written.keys() == {"phone.jpg", "face.bmp", "face.gif.png", "face.tiff.png",
+                              "face.webp", "face.png"}
+    with Image.open(written["face.bmp"]) as image:
+        assert image.format == "BMP" and image.size == (60, 40)
+    with Image.open(written["face.gif.png"]) as image:
+        assert image.format == "PNG" and image.size == (60, 40)
+    # The phone photo (stored 60x40) is turned upright by its EXIF tag before it is translated.
+    with Image.open(written["phone.jpg"]) as image:
+        assert image.size == (40, 60)
 
 
 def test_input_errors_say_what_to_do(nets, celeba_root, tmp_path):

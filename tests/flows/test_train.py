@@ -10,9 +10,11 @@ import pandas as pd
 import pytest
 from mlflow import MlflowClient
 from PIL import Image
+from prefect import get_client
+from prefect.states import Crashed
 
 import stargan_core.train
-from flows.train import train_stargan
+from flows.train import settle_abandoned_runs, train_stargan
 from stargan_core.cli import main as stargan
 from stargan_core.data.images import ImageRule
 from stargan_core.data.prepare import PrepareConfig, prepare_dataset
@@ -92,7 +94,7 @@ def test_trains_evaluates_registers_and_promotes(prefect_server, mlflow_server, 
     square = model.predict(pd.DataFrame({"image": images[:1], "target": ["Male"]}),
                            params={"output_size": "model"})
     assert Image.open(io.BytesIO(square["image"][0])).size == (32, 32)
-    with pytest.raises(mlflow.exceptions.MlflowException, match="row 12: image is not"):
+    with pytest.raises(mlflow.exceptions.MlflowException, match="row 12: not an image"):
         model.predict(pd.DataFrame({"image": [images[0], b"not an image"],
                                     "target": ["Male", "Male"]}, index=[11, 12]))
     schema = model.metadata.get_input_schema()
@@ -126,13 +128,29 @@ def test_a_crash_resumes_from_the_runs_last_checkpoint(prefect_server, mlflow_st
     assert state.is_failed()
     # The task's two retries each went on from the checkpoint at step 5, not from scratch.
     assert [a[0] for a in attempts] == [0, 5, 5]
-    run_id = mlflow_store.search_runs([mlflow_store.get_experiment_by_name("faces")
-                                       .experiment_id])[0].info.run_id
+    run = mlflow_store.search_runs([mlflow_store.get_experiment_by_name("faces")
+                                    .experiment_id])[0]
+    run_id = run.info.run_id
+    # The MLflow run says how its flow run ended, and which flow run that was.
+    assert run.info.status == "FAILED" and run.data.tags["stargan.outcome"] == "failed"
+    flow_run_id = state.state_details.flow_run_id
+    assert run.data.tags["prefect.flow_run_id"] == str(flow_run_id)
 
-    result = train_stargan(manifest_url=manifest, experiment="faces", resume_from=run_id,
+    # A killed process leaves its MLflow run RUNNING and no hook runs; once Prefect has the
+    # flow run as Crashed, the next train-stargan marks the MLflow run crashed.
+    mlflow_store.update_run(run_id, "RUNNING")
+    with get_client(sync_client=True) as prefect:
+        prefect.set_flow_run_state(flow_run_id, Crashed(), force=True)
+    settle_abandoned_runs(mlflow_store, "faces")
+    run = mlflow_store.get_run(run_id)
+    assert run.info.status == "FAILED" and run.data.tags["stargan.outcome"] == "crashed"
+
+    result = train_stargan(manifest_url=manifest, experiment="faces", resume_from="latest",
                            **SMALL)
     # Steps 5..9 trained; the rates are set once more at 10, after the last step.
     assert result["run_id"] == run_id and attempts[-1] == [5, 6, 7, 8, 9, 10]
+    run = mlflow_store.get_run(run_id)
+    assert run.info.status == "FINISHED" and "stargan.outcome" not in run.data.tags
     for key in LOSSES:  # no step lost, none repeated
         assert steps_logged(mlflow_store, run_id, key) == list(range(1, 11)), key
 

@@ -43,6 +43,8 @@ def test_celeba_without_partition_file_holds_out_a_seeded_test_split(celeba_root
         (lambda lines: lines[:7] + [lines[7].replace(" 1", " 0", 1).replace("-1", " 0", 1)]
          + lines[8:], ":8: value of .* must be 1 or -1, got '0'"),
         (lambda lines: lines[:-1], ":1: the header announces 120 images but the file lists 119"),
+        (lambda lines: lines[:4] + [lines[3]] + lines[5:],
+         r":5: \S+ is listed again \(first on line 4\): remove one"),
     ],
 )
 def test_malformed_attribute_file_names_file_line_and_problem(celeba_root, tmp_path, mutate,
@@ -53,6 +55,21 @@ def test_malformed_attribute_file_names_file_line_and_problem(celeba_root, tmp_p
     attr.write_text("\n".join(mutate(attr.read_text().splitlines())) + "\n")
     with pytest.raises(DataFormatError, match="list_attr_celeba.txt" + message):
         read_celeba(root)
+
+
+def test_celeba_images_missing_from_the_attribute_list_are_reported_not_dropped(celeba_root,
+                                                                                tmp_path):
+    root = tmp_path / "celeba"
+    shutil.copytree(celeba_root, root)
+    shutil.copy(root / "img_align_celeba" / "000001.jpg", root / "img_align_celeba" / "new.jpg")
+    raw = read_dataset(str(root))
+    assert len(raw.samples) == 120
+    assert [(path.rsplit("/", 1)[-1], reason) for path, reason in raw.others] == [
+        ("new.jpg", "not listed in list_attr_celeba.txt")]
+    (root / "list_attr_celeba.txt").unlink()
+    with pytest.raises(DataFormatError, match="looks like CelebA .* list_attr_celeba.txt is "
+                                              "missing"):
+        read_dataset(str(root))
 
 
 def test_rafd_split_layout_with_original_names(rafd_root):
