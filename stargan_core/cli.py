@@ -126,7 +126,8 @@ def cmd_train(args: argparse.Namespace) -> int:
           f"{sum(len(d) for d in data.datasets)} images, {config.num_iters} steps")
     last = latest_checkpoint(Path(args.out) / "checkpoints")
     if last is not None and not args.no_resume:
-        print(f"resuming at step {checkpoint_step(last)} from {last} (--no-resume starts over)")
+        print(f"resuming at step {checkpoint_step(last.name)} from {last} "
+              "(--no-resume starts over)")
     bar = tqdm(total=config.num_iters, desc="train", unit="step", dynamic_ncols=True)
 
     def on_log(step: int, metrics: dict[str, float]) -> None:
