@@ -57,9 +57,9 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> dic
         state = torch.load(path, map_location=device, weights_only=True)
     except OSError:
         raise
-    except Exception as error:  # torch's unpickler fails in many ways on foreign files
-        detail = str(error).splitlines()[0][:200] if str(error) else type(error).__name__
-        raise CheckpointError(f"{path} is not a checkpoint ({detail}): {hint}") from None
+    except Exception:  # torch's unpickler fails in many ways, and advises unsafe loading
+        raise CheckpointError(f"{path} is not a checkpoint (it cannot be read as one): "
+                              f"{hint}") from None
     if not isinstance(state, dict) or any(k not in state for k in CHECKPOINT_KEYS):
         raise CheckpointError(f"{path} is a torch file but not a StarGAN checkpoint (it lacks "
                               f"{', '.join(CHECKPOINT_KEYS)}): {hint}")
