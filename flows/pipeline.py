@@ -1,8 +1,8 @@
 """stargan-pipeline: the whole pipeline in one flow, on the embedded defaults or a stack.
 
-    (synthetic CelebA) -> preprocess-dataset -> train-stargan (train, evaluate, register)
-    -> promote (when the new version beats the champion's translation accuracy, or there is
-    none) -> translate-bulk (the held-out split, with the champion) -> contact sheet
+    (synthetic CelebA) -> preprocess-dataset -> train-stargan (train, evaluate, review against
+    the champion, register; promote when the review allows it and `auto_promote` is on)
+    -> translate-bulk (the held-out split, with the champion) -> contact sheet
 
 Each step is the flow of its own file, run here as a subflow. `python -m flows.pipeline` runs
 it from the command line (what `make demo` does).
@@ -19,6 +19,7 @@ from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 from pydantic import Field
 
+from flows.common import StorageAccess, storage_options
 from flows.preprocess import preprocess_dataset
 from flows.train import train_stargan
 from flows.translate_bulk import translate_bulk
@@ -27,7 +28,7 @@ from stargan_core.config import DEFAULT_CPU_PRESET, PRESETS, PresetName
 from stargan_core.config import preset as preset_config
 from stargan_core.data.prepare import dataset_url
 from stargan_core.evaluation import summarize
-from stargan_core.registry import promote_if_better
+from stargan_core.registry import champion_version
 from stargan_core.storage import default_root, join, redact
 from stargan_core.synthetic import synthetic_celeba_at
 
@@ -35,13 +36,8 @@ Positive = Annotated[int, Field(gt=0)]
 
 
 @task(name="synthesize", cache_policy=NO_CACHE)
-def synthesize_task(url: str, images: int) -> str:
-    return synthetic_celeba_at(url, images)
-
-
-@task(name="promote", cache_policy=NO_CACHE)
-def promote_task(name: str, version: str) -> tuple[bool, str | None]:
-    return promote_if_better(name, version)
+def synthesize_task(url: str, images: int, options: dict[str, Any] | None) -> str:
+    return synthetic_celeba_at(url, images, storage_options=options)
 
 
 @flow(name="stargan-pipeline", log_prints=True)
@@ -61,6 +57,8 @@ def stargan_pipeline(
     translate_split: str = "test",
     workers: Annotated[int, Field(ge=1, le=1024)] | None = None,
     device: Literal["auto", "cpu", "cuda"] = "auto",
+    auto_promote: bool = True,
+    storage: StorageAccess | None = None,
 ) -> dict[str, Any]:
     """Prepare, train, evaluate, register, promote and translate in one run.
 
@@ -74,10 +72,14 @@ def stargan_pipeline(
         e.g. {"batch_size": 8}).
     targets: translate-bulk's targets (default: every single-domain target).
     translate_split: the prepared data set's split to translate (held-out faces: test).
+    auto_promote: make the new version champion when its review against the champion allows
+        it (train-stargan's auto_promote); off: the champion stays until a reviewer promotes.
+    storage: how every step reaches S3, by reference (see preprocess-dataset).
     """
     root = output_root or default_root()
     synthetic = source_url is None
-    source = synthesize_task(join(root, "raw", "synthetic-celeba"), synthetic_images) \
+    source = synthesize_task(join(root, "raw", "synthetic-celeba"), synthetic_images,
+                             storage_options(storage)) \
         if synthetic else source_url
     dataset = dataset or source.rstrip("/").rsplit("/", 1)[-1]
     model_name = model_name or ("stargan-demo" if synthetic else None)
@@ -85,21 +87,23 @@ def stargan_pipeline(
     preprocess_dataset(source_url=source, format="celeba" if synthetic else "auto",
                        output_root=root, name=dataset, version=version,
                        # Stored at twice the model's size, as the paper's 128 px from 178.
-                       image_size=2 * preset_config(preset).image_size)
+                       image_size=2 * preset_config(preset).image_size, storage=storage)
     trained = train_stargan(manifest_url=prepared, preset=preset, num_iters=num_iters,
                             eval_images=eval_images, classifier_steps=classifier_steps,
-                            model_name=model_name, device=device, **(train_options or {}))
-    name, new = trained["model_name"], trained["version"]
-    promoted, before = promote_task(name, new)
-    print(f"{name} version {new}: " + (
-        f"promoted to champion (was {before or 'none'})" if promoted else
-        f"not promoted: champion version {before} translates at least as well"))
+                            model_name=model_name, device=device, auto_promote=auto_promote,
+                            storage=storage,
+                            **(train_options or {}))
+    name, new, promoted = trained["model_name"], trained["version"], trained["promoted"]
+    champion = champion_version(name)
+    if champion is None:
+        raise RuntimeError(f"{name} has no champion to translate with: promote a version "
+                           f"(stargan promote {name} {new})")
     translated = translate_bulk(input_url=prepared, model_uri=f"models:/{name}@champion",
                                 targets=targets, output_root=root, split=translate_split,
-                                workers=workers, device=device)
+                                workers=workers, device=device, storage=storage)
     return {
-        "model_name": name, "version": new, "promoted": promoted,
-        "champion": new if promoted else before,
+        "model_name": name, "version": new, "promoted": promoted, "review": trained["review"],
+        "champion": champion,
         "metrics": trained["metrics"],
         "run_id": trained["run_id"], "dataset": prepared,
         "translations": translated["output"], "rows": translated["rows"],

@@ -23,7 +23,7 @@ from prefect.task_runners import ThreadPoolTaskRunner
 from prefect.utilities.annotations import unmapped
 from pydantic import Field
 
-from flows.common import StorageOptions, artifact_key, warn_local_paths
+from flows.common import StorageAccess, artifact_key, storage_options, warn_local_paths
 from stargan_core.data.images import ImageRule
 from stargan_core.data.manifest import committed, finish
 from stargan_core.data.prepare import (
@@ -76,7 +76,7 @@ def preprocess_dataset(
     max_upscale: Annotated[float, Field(ge=1.0)] = 2.0,
     rows_per_shard: Annotated[int, Field(ge=1)] = 8000,
     row_group_size: Annotated[int, Field(ge=1)] = 2000,
-    storage_options: StorageOptions | None = None,
+    storage: StorageAccess | None = None,
     workers: Annotated[int, Field(ge=1, le=256)] = 4,
     cluster_address: str = "",
     overwrite: bool = False,
@@ -87,9 +87,9 @@ def preprocess_dataset(
     source_url: the raw data set, a folder or an s3:// prefix (CelebA, RaFD or <domain>/ folders).
     output_root: the storage root (default: $STARGAN_STORAGE_URL, else ./stargan-storage).
     name: the data set's name (default: the source folder's name).
-    storage_options: extra fsspec options, e.g. {"endpoint_url": ...}; never credentials, which
-        come from the environment (AWS_ACCESS_KEY_ID, ...). The endpoint defaults to
-        $AWS_ENDPOINT_URL.
+    storage: how to reach S3, by reference: {"endpoint_url": ...} (default
+        $AWS_ENDPOINT_URL), {"profile": <AWS profile>} or {"credentials_secret": <Prefect Secret
+        block>}; without it, the worker's environment (AWS_ACCESS_KEY_ID, ..., a role).
     workers: parallel shard tasks on this machine (threads); cluster_address: a Dask
         scheduler to run them on instead.
     overwrite: replace a version prepared from other inputs or with other parameters.
@@ -99,7 +99,7 @@ def preprocess_dataset(
     output = dataset_url(output_root or default_root(), name, version)
     config = PrepareConfig(
         source_url, output, format, ImageRule(image_size, encoding, quality, max_upscale),
-        rows_per_shard, row_group_size, storage_options or None, overwrite,
+        rows_per_shard, row_group_size, storage_options(storage), overwrite,
     )
     work = plan_task(config)
     manifest = committed(work)

@@ -1,7 +1,8 @@
 """train-stargan: prepared shards -> an MLflow run -> an evaluated, registered generator.
 
     open the run (or resume one) -> train (GPU task, retried; resumes from the run's last
-    checkpoint) -> evaluate (translation accuracy per target) -> register (alias challenger)
+    checkpoint) -> evaluate (per target, and the champion on the same evidence) -> register
+    (alias challenger, with the review; champion when `auto_promote` and the review allow)
 
 Tasks talk through the MLflow run only (parameters, checkpoints, metrics), so each can run on
 another machine: training on a GPU worker, the rest anywhere.
@@ -24,19 +25,16 @@ from prefect.exceptions import ObjectNotFound
 from prefect.runtime import flow_run
 from pydantic import Field
 
+from flows.common import StorageAccess, storage_options
 from stargan_core.checkpoint import checkpoint_step, load_checkpoint, load_models, spec_and_config
 from stargan_core.config import DEFAULT_GPU_PRESET, PresetName, TrainConfig
 from stargan_core.config import preset as preset_config
-from stargan_core.data.loading import evaluation_sets, training_data
+from stargan_core.data.loading import chosen_domains, training_data
 from stargan_core.data.manifest import manifest_spec, read_manifest
 from stargan_core.domains import DomainSpec
-from stargan_core.evaluation import (
-    evaluate_label_sets,
-    ground_truth_for,
-    summarize,
-    train_classifiers,
-)
+from stargan_core.evaluation import Harness, flat_metrics, summarize
 from stargan_core.registry import default_model_name, log_generator, model_card, register
+from stargan_core.review import Review, promote_reviewed, record_review, review
 from stargan_core.tracking import (
     FLOW_RUN_TAG,
     OUTCOME_TAG,
@@ -55,8 +53,11 @@ Weight = Annotated[float, Field(ge=0)]
 FINAL_GRID = "samples/final.png"
 
 
-def data_spec(urls: list[str], domains: list[str] | None) -> DomainSpec:
-    return DomainSpec.joint(*(manifest_spec(read_manifest(u), domains) for u in urls))
+def data_spec(urls: list[str], domains: list[str] | None,
+              options: dict[str, Any] | None = None) -> DomainSpec:
+    manifests = [read_manifest(u, options) for u in urls]
+    return DomainSpec.joint(*(manifest_spec(m, chosen_domains(m["format"], domains, len(urls) > 1))
+                              for m in manifests))
 
 
 def settle_abandoned_runs(client: MlflowClient, experiment: str) -> None:
@@ -111,24 +112,27 @@ def mark_run_unfinished(flow: object, run: FlowRun, state: State) -> None:
 
 @task(name="train", retries=2, retry_delay_seconds=5, cache_policy=NO_CACHE)
 def train_task(run_id: str, urls: list[str], domains: list[str] | None, config: TrainConfig,
-               device: str, evaluation: dict[str, int]) -> dict[str, float]:
+               device: str, evaluation: dict[str, int], keep_checkpoints: int,
+               options: dict[str, Any] | None) -> dict[str, float]:
     """Train in the MLflow run, from its last checkpoint when it has one; with
     `evaluation["every"]`, evaluate every that many steps too."""
     logger = get_run_logger()
-    tracker = RunTracker(run_id)
+    tracker = RunTracker(run_id, keep=keep_checkpoints)
     with tempfile.TemporaryDirectory() as out, \
             mlflow.start_run(run_id=run_id, log_system_metrics=True):
         resumed = restore_checkpoint(run_id, out)
         if resumed:
             logger.info("resuming run %s from %s", run_id, resumed.name)
-        data = training_data(urls, config.image_size, domains=domains, seed=config.seed)
+        data = training_data(urls, config.image_size, domains=domains, seed=config.seed,
+                             storage_options=options)
         on_checkpoint = tracker.log_checkpoint
         every = evaluation["every"]
         if every:
             dev = resolve_device(device)
-            sets = evaluation_sets(urls, data.spec, config.image_size, limit=evaluation["images"])
-            classifiers = train_classifiers(sets, data.spec, evaluation["classifier_steps"], dev)
-            truths = [ground_truth_for(u, config.image_size) for u in urls]
+            harness = Harness.build(urls, data.spec, config.image_size,
+                                    images=evaluation["images"],
+                                    classifier_steps=evaluation["classifier_steps"], device=dev,
+                                    storage_options=options)
 
             def on_checkpoint(path: Path, step: int) -> None:
                 tracker.log_checkpoint(path, step)
@@ -136,9 +140,7 @@ def train_task(run_id: str, urls: list[str], domains: list[str] | None, config: 
                     # Evaluating must not move the training's random state, which the
                     # checkpoint just saved: a resumed run would take another path.
                     with torch.random.fork_rng(devices=[dev] if dev.type == "cuda" else []):
-                        g = load_models(path, dev)[0]
-                        metrics = evaluate_label_sets(g, classifiers, data.spec, sets, dev,
-                                                      truths)
+                        metrics = harness.metrics(load_models(path, dev)[0])
                     mlflow.log_metrics(metrics, step=step)
 
         report_at = [0]  # progress in the flow's log about every tenth of the run
@@ -162,30 +164,35 @@ def train_task(run_id: str, urls: list[str], domains: list[str] | None, config: 
 
 
 @task(name="evaluate", cache_policy=NO_CACHE)
-def evaluate_task(run_id: str, urls: list[str], evaluation: dict[str, int],
-                  device: str) -> dict[str, float]:
+def evaluate_task(run_id: str, urls: list[str], evaluation: dict[str, int], device: str,
+                  model_name: str, options: dict[str, Any] | None
+                  ) -> tuple[dict[str, float], Review]:
     """Target accuracy, preservation and, on synthetic data, fidelity to the ground truth, on
-    held-out images, logged to the run."""
+    held-out images, logged to the run; and the champion of `model_name` judged on the same
+    images by the same classifier."""
     dev = resolve_device(device)
     with tempfile.TemporaryDirectory() as tmp:
         checkpoint = restore_checkpoint(run_id, tmp)
         g, _, spec, config, _ = load_models(checkpoint, dev)
         step = checkpoint_step(checkpoint.name)
-    sets = evaluation_sets(urls, spec, config.image_size, limit=evaluation["images"])
-    classifiers = train_classifiers(sets, spec, evaluation["classifier_steps"], dev)
-    truths = [ground_truth_for(u, config.image_size) for u in urls]
-    metrics = evaluate_label_sets(g, classifiers, spec, sets, dev, truths)
+    harness = Harness.build(urls, spec, config.image_size, images=evaluation["images"],
+                            classifier_steps=evaluation["classifier_steps"], device=dev,
+                            storage_options=options)
+    results = harness.evaluate(g)
+    metrics = flat_metrics(results, spec.is_joint)
     client = MlflowClient()
     logged = client.get_metric_history(run_id, next(iter(metrics)))
     if not any(m.step == step for m in logged):  # a rerun of a finished run logs nothing twice
         with mlflow.start_run(run_id=run_id):
             mlflow.log_metrics(metrics, step=step)
-    return metrics
+    return metrics, review(model_name, spec, config.image_size, harness, results, dev, client)
 
 
 @task(name="register", cache_policy=NO_CACHE)
-def register_task(run_id: str, model_name: str, metrics: dict[str, float]) -> str:
-    """Log the generator as an MLflow model and register a new version, alias challenger."""
+def register_task(run_id: str, model_name: str, metrics: dict[str, float], found: Review,
+                  auto_promote: bool) -> tuple[str, bool]:
+    """Log the generator as an MLflow model and register a new version, alias challenger,
+    with its review; promote it when `auto_promote` and the review allow it."""
     with tempfile.TemporaryDirectory() as tmp, mlflow.start_run(run_id=run_id):
         checkpoint = restore_checkpoint(run_id, tmp)
         info = log_generator(checkpoint)
@@ -194,7 +201,12 @@ def register_task(run_id: str, model_name: str, metrics: dict[str, float]) -> st
         k.replace(f"eval/{spec.label_sets[0].dataset}/", "eval/", 1): v
         for k, v in metrics.items()}
     card = model_card(card_metrics, run_id, spec, config.to_dict(), FINAL_GRID)
-    return register(info.model_uri, model_name, card)
+    version = register(info.model_uri, model_name, card)
+    record_review(model_name, version, found)
+    promoted = auto_promote and found.promote
+    if promoted:
+        promote_reviewed(model_name, version, "train-stargan (auto_promote)")
+    return version, promoted
 
 
 @flow(name="train-stargan", log_prints=True, on_failure=[mark_run_unfinished],
@@ -224,6 +236,9 @@ def train_stargan(
     eval_images: Positive = 2000,
     classifier_steps: Positive = 600,
     resume_from: str | None = None,
+    auto_promote: bool = False,
+    keep_checkpoints: Annotated[int, Field(ge=0)] = 3,
+    storage: StorageAccess | None = None,
 ) -> dict[str, Any]:
     """Train StarGAN on prepared data sets, track it in MLflow and register the generator.
 
@@ -243,6 +258,13 @@ def train_stargan(
         classifier learns from); classifier_steps: its training steps.
     resume_from: an MLflow run id to continue from its last checkpoint, or `latest`: the
         experiment's newest run that did not finish (failed, crashed, killed).
+    auto_promote: make the new version champion when its review against the champion (the
+        same held-out images and classifier) finds it worse in no metric beyond the noise, or
+        when there is no champion; otherwise a reviewer promotes (`stargan promote`).
+    keep_checkpoints: checkpoints kept in the run (paper-128: ~0.6 GB each): the newest ones
+        and the best evaluated one (with eval_every; tag stargan.best_checkpoint); 0: all.
+    storage: how to reach S3, by reference: {"endpoint_url": ...}, {"profile": <AWS profile>}
+        or {"credentials_secret": <Prefect Secret block>}; default: the worker's environment.
     """
     urls = [manifest_url] if isinstance(manifest_url, str) else list(manifest_url)
     overrides = (options or {}) | {
@@ -252,7 +274,8 @@ def train_stargan(
         "checkpoint_every": checkpoint_every, "sample_every": sample_every,
         "mixed_precision": mixed_precision, "seed": seed}
     config = preset_config(preset, **{k: v for k, v in overrides.items() if v is not None})
-    spec = data_spec(urls, domains)  # fails before any work on a missing or wrong manifest
+    options = storage_options(storage)
+    spec = data_spec(urls, domains, options)  # fails before any work on a wrong manifest
     name = model_name or default_model_name(spec)
     params = config.to_dict() | {"preset": preset, "manifest_url": ",".join(urls),
                                  "domains": ",".join(spec.domains), "device": device,
@@ -260,13 +283,19 @@ def train_stargan(
     run_id = open_run(experiment or name, params, resume_from)
     evaluation = {"every": eval_every, "images": eval_images,
                   "classifier_steps": classifier_steps}
-    trained = train_task(run_id, urls, domains, config, device, evaluation)
-    metrics = evaluate_task(run_id, urls, evaluation, device)
-    version = register_task(run_id, name, metrics)
+    trained = train_task(run_id, urls, domains, config, device, evaluation, keep_checkpoints,
+                         options)
+    metrics, found = evaluate_task(run_id, urls, evaluation, device, name, options)
+    version, promoted = register_task(run_id, name, metrics, found, auto_promote)
     for label_set in spec.label_sets:
         prefix = f"eval/{label_set.dataset}/" if spec.is_joint else "eval/"
         print(f"{label_set.dataset}: {summarize(metrics, prefix)}")
+    if found.comparison is not None:
+        print(found.comparison.table())
     print(f"run {run_id}: {trained['step']} steps; registered {name} version {version} as "
-          "challenger")
+          f"challenger; review: {found.detail}; " + (
+              "promoted to champion" if promoted else
+              f"to promote: stargan promote {name} {version}"))
     return {"run_id": run_id, "model_name": name, "version": version, "metrics": metrics,
-            "images_per_second": trained["images_per_second"]}
+            "images_per_second": trained["images_per_second"], "review": found.verdict,
+            "promoted": promoted}

@@ -26,7 +26,7 @@ from prefect.artifacts import (
 from prefect.cache_policies import NO_CACHE
 from pydantic import Field
 
-from flows.common import StorageOptions, artifact_key, warn_local_paths
+from flows.common import StorageAccess, artifact_key, storage_options, warn_local_paths
 from stargan_core.bulk import (
     BulkConfig,
     BulkPlan,
@@ -137,7 +137,7 @@ def translate_bulk(
     device: Literal["auto", "cpu", "cuda"] = "auto",
     files_per_partition: Annotated[int, Field(ge=1)] = 1000,
     contact_sheet_rows: Annotated[int, Field(ge=1, le=64)] = 8,
-    storage_options: StorageOptions | None = None,
+    storage: StorageAccess | None = None,
     overwrite: bool = False,
     split: str | None = None,
 ) -> dict[str, Any]:
@@ -159,6 +159,8 @@ def translate_bulk(
         cluster of `workers` processes (one per core), or one worker per GPU when GPUs are
         present (with dask-cuda).
     files_per_partition: inputs per task for a folder of files (a prepared set: one per shard).
+    storage: how to reach S3, by reference: {"endpoint_url": ...}, {"profile": <AWS profile>}
+        or {"credentials_secret": <Prefect Secret block>}; default: the worker's environment.
     overwrite: replace a job of other inputs, targets or format in the same folder.
     split: of a prepared data set, translate this split only (e.g. test).
     """
@@ -172,7 +174,7 @@ def translate_bulk(
     config = BulkConfig(
         input_url, job_url(output_root or default_root(), job, model),
         model, parse_targets(model, targets), output_format, batch_size, files_per_partition,
-        storage_options=storage_options or None, overwrite=overwrite, split=split,
+        storage_options=storage_options(storage), overwrite=overwrite, split=split,
         output_size=output_size,
     )
     work = plan_task(config)

@@ -170,41 +170,37 @@ def cmd_translate(args: argparse.Namespace) -> int:
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from stargan_core.checkpoint import load_models, resolve_checkpoint
-    from stargan_core.data import detect_format, read_dataset
-    from stargan_core.data.dataset import FaceDataset, held_out, preload_if_small
-    from stargan_core.evaluation import evaluate, ground_truth_for, summarize, train_classifier
+    from stargan_core.evaluation import Harness, flat_metrics, summarize
     from stargan_core.train import resolve_device
 
     device = resolve_device(args.device)
     g, _, spec, config, _ = load_models(resolve_checkpoint(args.checkpoint), device)
-    data_format = detect_format(args.data) if args.format == "auto" else args.format
-    celeba = next((ls for ls in spec.label_sets if ls.dataset == "celeba"), None)
-    domains = list(celeba.domains) if celeba and data_format == "celeba" else None
-    raw = read_dataset(args.data, data_format, domains)
-    label_set = spec.index_of(raw.spec.label_sets[0].dataset)
-
-    def split(name: str) -> FaceDataset:
-        return FaceDataset(raw.split(name), spec, raw.format, config.image_size, label_set)
-
-    train_set = preload_if_small(split("train"))
-    test_set = held_out(split("test"), args.images)
-    truth = ground_truth_for(args.data, config.image_size, data_format)
-    print(f"training the attribute classifier on {len(train_set)} real images ...",
-          file=sys.stderr)
-    clf = train_classifier(train_set, spec, label_set, steps=args.classifier_steps, device=device)
-    result = evaluate(g, clf, spec, test_set, label_set, device=device, truth=truth)
-    print(json.dumps(result.metrics(), indent=2))
-    print(summarize(result.metrics()), file=sys.stderr)
+    print("reading held-out images and training the attribute classifier ...", file=sys.stderr)
+    harness = Harness.build([args.data], spec, config.image_size, images=args.images,
+                            classifier_steps=args.classifier_steps, device=device,
+                            format=args.format)
+    results = harness.evaluate(g)
+    metrics = flat_metrics(results, joint=False)
+    print(json.dumps(metrics, indent=2))
+    print(summarize(metrics), file=sys.stderr)
     return 0
 
 
 def cmd_promote(args: argparse.Namespace) -> int:
-    from stargan_core.registry import CHAMPION, champion_version, promote
+    from mlflow import MlflowClient
 
-    before = champion_version(args.name)
-    promote(args.name, args.version)
+    from stargan_core.registry import CHAMPION, champion_version
+    from stargan_core.review import TAG, promote_reviewed
+
+    client = MlflowClient()
+    before = champion_version(args.name, client)
+    promote_reviewed(args.name, args.version, "stargan promote", client)
+    tags = client.get_model_version(args.name, args.version).tags
     print(f"{args.name}: version {args.version} is now '{CHAMPION}'"
           + (f" (was version {before})" if before and before != str(args.version) else ""))
+    if tags.get(TAG) == "keep":
+        print(f"note: its review advised keeping the champion: {tags.get(TAG + '.detail')}",
+              file=sys.stderr)
     return 0
 
 
@@ -337,8 +333,10 @@ def build_parser() -> argparse.ArgumentParser:
                        "model size and at full size, beside doing nothing (the untouched input), "
                        "which a model worth running beats.")
     p.add_argument("--checkpoint", required=True, help="a .ckpt file or a run folder")
-    p.add_argument("--data", required=True, help="data set folder with a test split")
-    p.add_argument("--format", choices=("auto", "celeba", "rafd", "imagefolder"), default="auto")
+    p.add_argument("--data", required=True, help="a data set: a raw folder with a test split, "
+                   "or a prepared one (its folder or manifest.json), local or s3://")
+    p.add_argument("--format", choices=("auto", "celeba", "rafd", "imagefolder"), default="auto",
+                   help="the raw folder's layout (default: detected)")
     p.add_argument("--classifier-steps", type=int, default=600, help="classifier training steps")
     p.add_argument("--images", type=int, default=2000, help="held-out images evaluated")
     p.add_argument("--device", default="auto")
@@ -360,7 +358,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (ValueError, FileNotFoundError, StorageError) as err:
+    except (ValueError, LookupError, FileNotFoundError, StorageError) as err:
         print(f"stargan {args.command}: error: {err}", file=sys.stderr)
         return 2
 

@@ -191,23 +191,6 @@ def champion_version(name: str, client: MlflowClient | None = None) -> str | Non
         return None
 
 
-def promote_if_better(name: str, version: str, metric: str = "eval/translation_accuracy",
-                      client: MlflowClient | None = None) -> tuple[bool, str | None]:
-    """Promote `version` to champion when its run's `metric` beats the champion's run's (or
-    when there is no champion); returns (promoted, the champion before)."""
-    client = client or MlflowClient()
-    current = champion_version(name, client)
-    if current is not None and current != str(version):
-        def score(v: str) -> float:
-            run_id = client.get_model_version(name, v).run_id
-            return client.get_run(run_id).data.metrics.get(metric, float("-inf"))
-
-        if score(str(version)) <= score(current):
-            return False, current
-    promote(name, version, client)
-    return True, current
-
-
 @dataclass(frozen=True)
 class RegisteredModel:
     """One concrete version of a registered generator and what it needs of its inputs."""

@@ -1,8 +1,10 @@
 """Object storage through fsspec: a local folder and an s3:// prefix behave the same.
 
-Credentials never pass through here: s3fs takes them from the environment (AWS_ACCESS_KEY_ID,
-AWS_SECRET_ACCESS_KEY, a profile or an instance role). The endpoint of an S3-compatible store
-comes from AWS_ENDPOINT_URL.
+Credentials are never options a person writes: s3fs takes them from the environment
+(AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, an instance role), from a named AWS profile
+(`{"profile": name}`), or from a `Credentials` value that a caller resolved from a secret store,
+which never prints its contents. The endpoint of an S3-compatible store comes from
+AWS_ENDPOINT_URL.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import json
 import os
 import posixpath
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -24,8 +27,28 @@ SECRET_OPTIONS = ("key", "secret", "token", "password", "aws_access_key_id",
                   "aws_secret_access_key", "aws_session_token")
 
 
+S3_OPTIONS = ("endpoint_url", "profile", "credentials", "client_kwargs", "config_kwargs")
+
+
 class StorageError(RuntimeError):
     """Storage that cannot be reached or written, with what to check."""
+
+
+@dataclass(frozen=True, repr=False)
+class Credentials:
+    """S3 keys resolved at run time from a secret store; their text never appears in a repr,
+    a log line or an error."""
+
+    key: str
+    secret: str
+    token: str | None = None
+
+    def __repr__(self) -> str:
+        return "Credentials(<hidden>)"
+
+    def options(self) -> dict[str, str]:
+        return {"key": self.key, "secret": self.secret} | ({"token": self.token}
+                                                            if self.token else {})
 
 
 def _secret_keys(options: dict[str, Any]) -> list[str]:
@@ -55,12 +78,15 @@ def storage_options(url: str, options: dict[str, Any] | None = None) -> dict[str
             "AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY in the environment instead"
         )
     if not url.startswith(("s3://", "s3a://")):
-        return options
+        return {k: v for k, v in options.items() if k not in S3_OPTIONS}
     defaults: dict[str, Any] = {
         "config_kwargs": {"connect_timeout": 5, "retries": {"max_attempts": 3}},
     }
     if os.environ.get("AWS_ENDPOINT_URL"):
         defaults["endpoint_url"] = os.environ["AWS_ENDPOINT_URL"]
+    credentials = options.pop("credentials", None)
+    if credentials is not None:
+        options |= credentials.options()
     return defaults | options
 
 

@@ -12,12 +12,14 @@ from typing import Any
 
 from mlflow import MlflowClient
 from mlflow.entities import Metric, Param
+from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
 from PIL import Image
 
-from stargan_core.checkpoint import checkpoint_step
+from stargan_core.checkpoint import checkpoint_path, checkpoint_step
 from stargan_core.storage import redact
 
 CHECKPOINTS = "checkpoints"
+BEST_TAG = "stargan.best_checkpoint"  # the run's checkpoint of the best evaluation
 SAMPLES = "samples"
 STEP_METRIC = "lr/G"  # logged at every logging step: it tells how far a run has logged
 
@@ -36,9 +38,11 @@ class RunTracker:
     the run, so they are not logged again: every step appears exactly once.
     """
 
-    def __init__(self, run_id: str, client: MlflowClient | None = None) -> None:
+    def __init__(self, run_id: str, client: MlflowClient | None = None, keep: int = 0) -> None:
+        """`keep`: checkpoints kept in the run, the newest ones and the best evaluated one
+        (0: every one)."""
         self.client = client or MlflowClient()
-        self.run_id = run_id
+        self.run_id, self.keep = run_id, keep
         history = self.client.get_metric_history(run_id, STEP_METRIC)
         self.logged_through = max((m.step for m in history), default=0)
         self.resumed_at = self.logged_through  # grids up to here are in the run already
@@ -58,11 +62,46 @@ class RunTracker:
             self.client.log_image(self.run_id, grid.convert("RGB"), key=SAMPLES, step=step)
 
     def log_checkpoint(self, path: Path, step: int) -> None:
-        """Upload the checkpoint; older local ones can go then (paper-128: ~0.6 GB each)."""
+        """Upload the checkpoint; older local ones can go then (paper-128: ~0.6 GB each), and
+        the run's checkpoints beyond `keep`."""
         self.client.log_artifact(self.run_id, str(path), CHECKPOINTS)
         for old in Path(path).parent.glob("step-*.ckpt"):
             if old != Path(path):
                 old.unlink()
+        if self.keep:
+            self.prune_checkpoints()
+
+    def prune_checkpoints(self) -> None:
+        """Delete the run's checkpoints but the `keep - 1` newest and the best: the one of the
+        highest mean target accuracy evaluated during training (else the `keep` newest)."""
+        steps = sorted(checkpoint_step(f.path) for f in
+                       self.client.list_artifacts(self.run_id, CHECKPOINTS)
+                       if f.path.endswith(".ckpt"))
+        best = best_checkpoint_step(self.client, self.run_id, steps)
+        kept = set(steps[-(self.keep - 1):] if self.keep > 1 else steps[-1:])
+        kept |= {best} if best is not None else set(steps[-self.keep:])
+        gone = [s for s in steps if s not in kept]
+        if not gone:
+            return
+        repo = get_artifact_repository(self.client.get_run(self.run_id).info.artifact_uri,
+                                       self.client.tracking_uri)
+        for s in gone:
+            repo.delete_artifacts(f"{CHECKPOINTS}/{checkpoint_path('', s).name}")
+        if best is not None:
+            self.client.set_tag(self.run_id, BEST_TAG, checkpoint_path(CHECKPOINTS, best))
+
+
+def best_checkpoint_step(client: MlflowClient, run_id: str, steps: list[int]) -> int | None:
+    """Of `steps`, the one whose in-training evaluation has the highest target accuracy (the
+    mean over data sets for a joint model); None when none was evaluated."""
+    keys = [k for k in client.get_run(run_id).data.metrics
+            if k.startswith("eval/") and k.endswith("/translation_accuracy")]
+    scores: dict[int, list[float]] = {}
+    for key in keys:
+        for m in client.get_metric_history(run_id, key):
+            scores.setdefault(m.step, []).append(m.value)
+    evaluated = [s for s in steps if s in scores]
+    return max(evaluated, key=lambda s: sum(scores[s]) / len(scores[s])) if evaluated else None
 
 
 def restore_checkpoint(run_id: str, folder: str | Path,

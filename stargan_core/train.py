@@ -72,25 +72,34 @@ def endless_batches(ds: Dataset, config: TrainConfig, seed: int, start: int,
     """Endless batches from step `start` on.
 
     A map-style data set gets the StepSampler, so a resumed run sees exactly the batches of an
-    uninterrupted one. A streaming data set (shards) goes epoch by epoch; a resumed run starts
-    over at the beginning of the epoch that holds step `start`.
+    uninterrupted one. A streaming data set (shards) goes epoch by epoch, each epoch's order a
+    function of its number; a resumed run finds the epoch that holds step `start` from the
+    shards' row counts and reads past the batches already trained on, so it too sees exactly
+    the batches of an uninterrupted run.
     """
     if isinstance(ds, IterableDataset):
         if len(ds) < config.batch_size:
             raise ValueError(f"data set of {len(ds)} images is smaller than a batch "
                              f"({config.batch_size})")
-        loader = DataLoader(ds, batch_size=config.batch_size, drop_last=True,
-                            num_workers=config.num_workers, pin_memory=pin_memory)
-        for epoch in itertools.count(start // max(len(ds) // config.batch_size, 1)):
+        first, skip = 0, start
+        while skip and skip >= (n := ds.batches(first, config.batch_size, config.num_workers)) \
+                and n:
+            first, skip = first + 1, skip - n
+        for epoch in itertools.count(first):
             ds.set_epoch(epoch)
+            loader = DataLoader(ds, batch_size=config.batch_size, drop_last=True,
+                                num_workers=config.num_workers, pin_memory=pin_memory,
+                                # Its own generator: the global RNG stays the training's.
+                                generator=torch.Generator().manual_seed(seed * 100_003 + epoch))
             yielded = 0
-            for batch in loader:
+            for batch in itertools.islice(loader, skip, None):
                 yielded += 1
                 yield batch
             if not yielded:  # each worker drops its last partial batch: all of them, here
                 raise ValueError(
                     f"an epoch of {len(ds)} images gave no full batch of {config.batch_size}: "
                     "use fewer DataLoader workers or a smaller batch")
+            skip = 0
     yield from DataLoader(
         ds, batch_sampler=StepSampler(len(ds), config.batch_size, seed, start),
         num_workers=config.num_workers, pin_memory=pin_memory,

@@ -57,12 +57,18 @@ def s3(s3_endpoint, monkeypatch, request):
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
     monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    import s3fs
+
+    # s3fs keeps one client per set of options, with the credentials it found when made: each
+    # test gets clients made with its own environment.
+    s3fs.S3FileSystem.clear_instance_cache()
     client = boto3.client("s3", endpoint_url=s3_endpoint)
     bucket = "".join(c if c.isalnum() else "-" for c in request.node.name.lower())[:50].strip("-")
     client.create_bucket(Bucket=bucket)
     # Versioning shows every rewrite of an object: idempotency tests count versions.
     client.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
     yield S3Bucket(bucket, client)
+    s3fs.S3FileSystem.clear_instance_cache()
 
 
 class S3Bucket:

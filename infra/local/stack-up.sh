@@ -78,7 +78,9 @@ for bucket in stargan mlflow; do
   case $code in 200|409) ;; *) echo "cannot create bucket $bucket (HTTP $code)" >&2; exit 1;; esac
 done
 
-start mlflow "$mlflow_port" "$bin/mlflow" server --host 127.0.0.1 --port "$mlflow_port" \
+# MLflow's server-side jobs (GenAI scorers, online scoring) are eight more processes of
+# ~250 MB each that nothing here uses.
+start mlflow "$mlflow_port" env MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false "$bin/mlflow" server --host 127.0.0.1 --port "$mlflow_port" \
   --workers 1 --backend-store-uri "sqlite:///$stack/mlflow.db" \
   --artifacts-destination s3://mlflow/artifacts || true
 start prefect "$prefect_port" env PREFECT_HOME="$stack/prefect" "$bin/prefect" server start \

@@ -10,12 +10,10 @@ from torch.utils.data import Dataset
 
 from stargan_core.data.dataset import (
     FaceDataset,
-    HeldOut,
-    held_out,
     held_out_batch,
     preload_if_small,
 )
-from stargan_core.data.folders import RawDataset, read_dataset
+from stargan_core.data.folders import detect_format, read_dataset
 from stargan_core.data.manifest import is_prepared, manifest_spec, read_manifest
 from stargan_core.data.shards import ShardDataset
 from stargan_core.domains import DomainSpec
@@ -31,6 +29,12 @@ class TrainingData:
     sample_images: torch.Tensor
     sample_labels: torch.Tensor
     data_format: str
+
+
+def chosen_domains(format: str, domains: list[str] | None, joint: bool) -> list[str] | None:
+    """The CelebA attributes chosen for a data set of `format`: in joint training they choose
+    the CelebA set's domains and leave the other set's as they are."""
+    return None if joint and format != "celeba" else domains
 
 
 def training_data(
@@ -49,13 +53,16 @@ def training_data(
     With `preload`, sets whose decoded images fit in 1 GiB are decoded once into memory;
     larger prepared sets stream from their shards.
     """
+    joint = len(urls) > 1
     sources = []
     for url in urls:
         if is_prepared(url, storage_options):
             manifest = read_manifest(url, storage_options)
-            sources.append((url, manifest["format"], manifest_spec(manifest, domains), None))
+            chosen = chosen_domains(manifest["format"], domains, joint)
+            sources.append((url, manifest["format"], manifest_spec(manifest, chosen), None))
         else:
-            raw = read_dataset(url, format, domains, storage_options)
+            found = detect_format(url, storage_options) if format == "auto" else format
+            raw = read_dataset(url, found, chosen_domains(found, domains, joint), storage_options)
             sources.append((url, raw.format, raw.spec, raw))
     spec = DomainSpec.joint(*(s[2] for s in sources))
 
@@ -76,30 +83,3 @@ def training_data(
         datasets = [preload_if_small(d, progress=progress) for d in datasets]
     images, labels = held_out_batch(open_split(0, "test"))
     return TrainingData(datasets, spec, images, labels, sources[0][1])
-
-
-def evaluation_sets(
-    urls: list[str], spec: DomainSpec, image_size: int, *, format: str = "auto",
-    limit: int = 2000, storage_options: dict[str, Any] | None = None,
-) -> list[tuple[HeldOut, HeldOut]]:
-    """Per label set of `spec`: up to `limit` real training images (for the attribute
-    classifier) and up to `limit` held-out images (to evaluate on), decoded into memory."""
-    sets = []
-    for index, url in enumerate(urls):
-        if is_prepared(url, storage_options):
-            splits = read_manifest(url, storage_options)["splits"]
-
-            def open_split(split: str, url: str = url, index: int = index) -> Dataset:
-                return ShardDataset(url, spec, split, image_size, index, shuffle_buffer=0,
-                                    storage_options=storage_options)
-
-            test = "test" if splits.get("test", {}).get("rows") else "train"
-        else:
-            raw = read_dataset(url, format, storage_options=storage_options)
-
-            def open_split(split: str, raw: RawDataset = raw, index: int = index) -> Dataset:
-                return FaceDataset(raw.split(split), spec, raw.format, image_size, index)
-
-            test = "test" if raw.split("test") else "train"
-        sets.append(tuple(held_out(open_split(split), limit) for split in ("train", test)))
-    return sets

@@ -49,8 +49,10 @@ class ShardDataset(IterableDataset):
         if split not in self.manifest["splits"]:
             raise DataFormatError(f"{self.url} has no '{split}' split "
                                   f"(it has: {', '.join(self.manifest['splits'])})")
-        self.units = [(shard["path"], group) for shard in self.manifest["shards"]
-                      if shard["split"] == split for group in range(len(shard["row_groups"]))]
+        self.unit_rows = {(shard["path"], group): rows for shard in self.manifest["shards"]
+                          if shard["split"] == split
+                          for group, rows in enumerate(shard["row_groups"])}
+        self.units = list(self.unit_rows)
         self.rows = self.manifest["splits"][split]["rows"]
         self.spec, self.label_set = spec, label_set
         labels = spec.label_sets[label_set]
@@ -76,6 +78,22 @@ class ShardDataset(IterableDataset):
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
+
+    def _epoch_units(self, epoch: int) -> list[tuple[str, int]]:
+        units = list(self.units)
+        if self.shuffle_buffer > 1:
+            # The same order on every reader, so that dealing it out leaves no overlap.
+            random.Random(self.seed * 100_003 + epoch).shuffle(units)
+        return units
+
+    def batches(self, epoch: int, batch_size: int, workers: int) -> int:
+        """The full batches a DataLoader of `workers` workers gives in `epoch` on this rank:
+        each worker reads its own row groups and drops its last partial batch."""
+        workers = max(workers, 1)
+        units, readers = self._epoch_units(epoch), self.world_size * workers
+        first = self.rank * workers
+        return sum(sum(self.unit_rows[u] for u in units[r::readers]) // batch_size
+                   for r in range(first, first + workers))
 
     def _reader(self) -> tuple[int, int]:
         """(this reader's number, the number of readers) over ranks x DataLoader workers."""
@@ -107,11 +125,7 @@ class ShardDataset(IterableDataset):
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         reader, readers = self._reader()
-        units = list(self.units)
-        if self.shuffle_buffer > 1:
-            # The same order on every reader, so that dealing it out leaves no overlap.
-            random.Random(self.seed * 100_003 + self.epoch).shuffle(units)
-        rows = self._rows(units[reader::readers])
+        rows = self._rows(self._epoch_units(self.epoch)[reader::readers])
         if self.shuffle_buffer <= 1:
             yield from map(self._item, rows)
             return

@@ -5,27 +5,31 @@ from stargan_core.evaluation.classifier import (
     AttributeClassifier,
     predict_labels,
     train_classifier,
-    train_classifiers,
 )
+from stargan_core.evaluation.compare import Comparison, compare
 from stargan_core.evaluation.ground_truth import GroundTruth, ground_truth_for
+from stargan_core.evaluation.harness import EvaluationSet, Harness, evaluation_set, flat_metrics
 from stargan_core.evaluation.metrics import (
     Evaluation,
     evaluate,
-    evaluate_label_sets,
     psnr,
     summarize,
 )
 
 __all__ = [
     "AttributeClassifier",
+    "Comparison",
+    "EvaluationSet",
     "Evaluation",
     "GroundTruth",
+    "Harness",
+    "compare",
     "evaluate",
-    "evaluate_label_sets",
+    "evaluation_set",
+    "flat_metrics",
     "ground_truth_for",
     "predict_labels",
     "psnr",
     "summarize",
     "train_classifier",
-    "train_classifiers",
 ]

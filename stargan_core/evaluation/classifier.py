@@ -4,7 +4,6 @@ never on a generator's output, and apart from D (which G learns to satisfy)."""
 from __future__ import annotations
 
 import itertools
-from collections.abc import Sequence
 
 import torch
 from torch import nn
@@ -64,11 +63,3 @@ def train_classifier(
 @torch.inference_mode()
 def predict_labels(clf: nn.Module, spec: DomainSpec, images: torch.Tensor) -> torch.Tensor:
     return spec.labels_from_logits(clf(images).float())
-
-
-def train_classifiers(sets: Sequence[tuple[Dataset, Dataset]], spec: DomainSpec,
-                      steps: int = 600, device: str | torch.device = "cpu") -> list[nn.Module]:
-    """One attribute classifier per label set, from the (train, test) pairs of
-    `loading.evaluation_sets`."""
-    return [train_classifier(train_set, spec, i, steps=steps, device=device)
-            for i, (train_set, _) in enumerate(sets)]

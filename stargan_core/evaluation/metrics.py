@@ -55,9 +55,15 @@ class TargetScores:
     preserved: int = 0  # ... whose other domains all keep their values
     truth_pairs: int = 0  # ... that have a ground truth
     sums: dict[str, float] = field(default_factory=dict)  # fidelity sums over truth_pairs
+    # Per pair, in evaluation order: what a paired comparison of two generators needs.
+    outcomes: dict[str, list[float]] = field(default_factory=dict)
 
     def add(self, name: str, values: torch.Tensor) -> None:
         self.sums[name] = self.sums.get(name, 0.0) + float(values.sum())
+        self.record(name, values)
+
+    def record(self, name: str, values: torch.Tensor) -> None:
+        self.outcomes.setdefault(name, []).extend(values.float().tolist())
 
     def mean(self, name: str) -> float:
         return self.sums.get(name, math.nan) / self.truth_pairs if self.truth_pairs else math.nan
@@ -192,10 +198,14 @@ def evaluate(
             fake = g(xs, c_trg, cs)
             fake_pred = predict_labels(clf, spec, fake)
             kept = spec.kept(t)
+            hits = spec.satisfies(fake_pred, t)
+            preserved = (fake_pred[:, kept] == real_pred[need][:, kept]).all(1)
             s.pairs += int(need.sum())
-            s.hits += int(spec.satisfies(fake_pred, t).sum())
+            s.hits += int(hits.sum())
             s.untranslated += int(spec.satisfies(real_pred[need], t).sum())
-            s.preserved += int((fake_pred[:, kept] == real_pred[need][:, kept]).all(1).sum())
+            s.preserved += int(preserved.sum())
+            s.record("translation_accuracy", hits)
+            s.record("preservation", preserved)
             rec_sum += float((g(fake, cs, c_trg) - xs).abs().mean(dim=(1, 2, 3)).sum())
             rec_count += xs.size(0)
             if truth is not None:
@@ -234,23 +244,6 @@ def _fidelity(s: TargetScores, truth: GroundTruth, spec: DomainSpec, target: Tar
         for key, output in (("", out), ("_do_nothing", photo)):
             s.add(f"psnr_full{key}", psnr(output[None] / 255, answer))
             s.add(f"l1_full{key}", l1(output[None] / 255, answer))
-
-
-def evaluate_label_sets(
-    g: nn.Module, classifiers: Sequence[nn.Module], spec: DomainSpec,
-    sets: Sequence[tuple[HeldOut, HeldOut]], device: str | torch.device = "cpu",
-    truths: Sequence[GroundTruth | None] | None = None,
-) -> dict[str, float]:
-    """`evaluate` on every label set's held-out images, as flat metrics; with two data sets
-    (joint training) the names carry the data set: `eval/celeba/translation_accuracy`."""
-    metrics: dict[str, float] = {}
-    truths = truths or [None] * len(sets)
-    for i, (clf, (_, test_set), truth) in enumerate(zip(classifiers, sets, truths, strict=True)):
-        prefix = f"{spec.label_sets[i].dataset}/" if spec.is_joint else ""
-        result = evaluate(g, clf, spec, test_set, i, device=device, truth=truth)
-        metrics |= {k.replace("eval/", f"eval/{prefix}", 1): v
-                    for k, v in result.metrics().items()}
-    return metrics
 
 
 def summarize(metrics: dict[str, float], prefix: str = "eval/") -> str:

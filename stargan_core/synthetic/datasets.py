@@ -200,12 +200,13 @@ def write_rafd(root: str | Path, num_identities: int = 24, seed: int = 0,
 
 
 def synthetic_celeba_at(url: str, num_images: int = 2000, seed: int = 0,
-                        style: str = "hard") -> str:
+                        style: str = "hard", storage_options: dict[str, Any] | None = None
+                        ) -> str:
     """Synthetic CelebA under `url` (a local folder or an s3:// prefix), written once: where
     its attribute file is already, nothing is written."""
     from stargan_core.storage import filesystem, is_local, join
 
-    fs, path = filesystem(url)
+    fs, path = filesystem(url, storage_options)
     if fs.exists(join(path, "list_attr_celeba.txt")):
         return url
     if is_local(fs):

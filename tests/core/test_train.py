@@ -7,6 +7,9 @@ from stargan_core.checkpoint import latest_checkpoint, load_checkpoint, load_mod
 from stargan_core.config import PRESETS, PresetName, TrainConfig, preset
 from stargan_core.data import read_dataset, read_datasets
 from stargan_core.data.dataset import FaceDataset
+from stargan_core.data.images import ImageRule
+from stargan_core.data.prepare import PrepareConfig, prepare_dataset
+from stargan_core.data.shards import ShardDataset
 from stargan_core.train import StepSampler, lr_factor, train
 
 SMALL = dict(image_size=16, g_conv_dim=4, d_conv_dim=4, g_repeat_num=1, d_repeat_num=4,
@@ -20,6 +23,17 @@ EDITING = dict(g_output="masked", g_conditioning="difference", lambda_id=5.0, la
 def celeba_train(celeba_root):
     raw = read_dataset(celeba_root)
     return raw.spec, FaceDataset(raw.split("train")[:32], raw.spec, raw.format, 16)
+
+
+@pytest.fixture(scope="module")
+def celeba_streamed(celeba_root, tmp_path_factory):
+    """The held-out split of a prepared set, streamed from row groups of 2 images: 12 images,
+    so that 8 steps of 4 cross several epochs."""
+    url = str(tmp_path_factory.mktemp("prepared") / "celeba")
+    prepare_dataset(PrepareConfig(str(celeba_root), url, rule=ImageRule(32), rows_per_shard=4,
+                                  row_group_size=2))
+    spec = read_dataset(celeba_root).spec
+    return spec, ShardDataset(url, spec, "test", 16, shuffle_buffer=5, seed=7)
 
 
 def test_learning_rate_decays_linearly_to_zero():
@@ -101,10 +115,12 @@ def test_checkpoints_load_with_weights_only(celeba_train, tmp_path):
     assert not g.training and not d.training
 
 
-@pytest.mark.parametrize("options", [{}, EDITING], ids=["paper", "editing"])
-def test_resume_gives_the_same_weights_as_an_uninterrupted_run(celeba_train, tmp_path, options):
-    spec, ds = celeba_train
-    cfg = TrainConfig(num_iters=8, num_iters_decay=4, seed=7, **SMALL, **options)
+@pytest.mark.parametrize("options", [{}, EDITING, {"num_workers": 2}],
+                         ids=["paper", "editing", "streamed"])
+def test_resume_gives_the_same_weights_as_an_uninterrupted_run(celeba_train, celeba_streamed,
+                                                               tmp_path, options):
+    spec, ds = celeba_streamed if options.get("num_workers") else celeba_train
+    cfg = TrainConfig(num_iters=8, num_iters_decay=4, seed=7, **SMALL | options)
     torch.use_deterministic_algorithms(True)
     try:
         straight = train(cfg, spec, [ds], tmp_path / "straight")
@@ -122,8 +138,8 @@ def test_resume_gives_the_same_weights_as_an_uninterrupted_run(celeba_train, tmp
     assert logged == [4, 5, 6, 7, 8]  # no step lost, none repeated twice
     a, b = load_checkpoint(straight.checkpoint), load_checkpoint(resumed.checkpoint)
     assert b["step"] == a["step"] == 8
-    assert ("G_ema" in a) == bool(options)
-    for net in ("G", "D", "G_ema") if options else ("G", "D"):
+    assert ("G_ema" in a) == (options == EDITING)
+    for net in ("G", "D", "G_ema") if options == EDITING else ("G", "D"):
         for name, tensor in a[net].items():
             torch.testing.assert_close(b[net][name], tensor, rtol=0, atol=0, msg=name)
     for opt in ("g_opt", "d_opt"):
@@ -166,13 +182,27 @@ def test_joint_training_uses_both_data_sets_and_the_mask(celeba_root, rafd_root,
                 for i, r in enumerate(raws)]
     assert datasets[1].labels[:, 13:].tolist() == [[0, 1]] * 16
     cfg = TrainConfig(num_iters=2, num_iters_decay=1, **SMALL)
-    seen = []
-    result = train(cfg, spec, datasets, tmp_path, on_log=lambda s, m: seen.append(m))
+    read = [Counting(ds) for ds in datasets]
+    result = train(cfg, spec, read, tmp_path)
     g, d, loaded, _, _ = load_models(result.checkpoint)
     assert g.c_dim == 15 and loaded.is_joint
     assert d.cls.out_channels == 13
-    # Each step trains on a CelebA and a RaFD batch: 2 x batch_size images.
-    assert seen and result.images_per_second > 0
+    # Each step trains on a CelebA and a RaFD batch.
+    assert [r.items for r in read] == [2 * cfg.batch_size] * 2
+
+
+class Counting(torch.utils.data.Dataset):
+    """A data set that counts the items read from it."""
+
+    def __init__(self, ds):
+        self.ds, self.items = ds, 0
+
+    def __len__(self):
+        return len(self.ds)
+
+    def __getitem__(self, index):
+        self.items += 1
+        return self.ds[index]
 
 
 def test_dataset_count_must_match_label_sets(celeba_train, tmp_path):
@@ -202,3 +232,15 @@ def test_starting_over_removes_the_old_runs_checkpoints(celeba_train, tmp_path):
     assert result.checkpoint.name == "step-0000003.ckpt"
     assert latest_checkpoint(tmp_path / "checkpoints") == result.checkpoint
     assert load_checkpoint(result.checkpoint)["step"] == 3
+
+
+def test_joint_training_chooses_celeba_domains_and_keeps_rafds(celeba_root, rafd_root):
+    from stargan_core.data.loading import training_data
+
+    data = training_data([str(celeba_root), str(rafd_root)], 16, domains=["Blond_Hair", "Male"],
+                         preload=False)
+    assert [ls.dataset for ls in data.spec.label_sets] == ["celeba", "rafd"]
+    assert data.spec.label_sets[0].domains == ("Blond_Hair", "Male")
+    assert len(data.spec.label_sets[1].domains) == 8  # the expressions, untouched
+    with pytest.raises(ValueError, match="CelebA only"):  # alone, RaFD has nothing to choose
+        training_data([str(rafd_root)], 16, domains=["Blond_Hair"], preload=False)

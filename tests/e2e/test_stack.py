@@ -57,7 +57,8 @@ def stack(tmp_path_factory):
         pids = up()
         assert len(pids) == 5 and up() == pids  # idempotent: nothing started twice
         lines = (folder / "env").read_text().splitlines()
-        yield dict(line.removeprefix("export ").split("=", 1) for line in lines if line)
+        yield dict(line.removeprefix("export ").split("=", 1) for line in lines if line) | {
+            "STARGAN_STACK_DIR": str(folder)}
     finally:
         subprocess.run(["bash", "infra/local/stack-down.sh"], cwd=ROOT, env=env, timeout=120)
     assert not any(listening(p) for p in ports)  # the stack is gone
@@ -117,6 +118,12 @@ def test_deployments_on_the_local_stack(stack, celeba_root):
     assert {name: states.get(name) for name in ran} == dict.fromkeys(ran, ["COMPLETED"])
     assert "SCHEDULED" in states["train-stargan/weekly"]  # the schedules are on
     assert "SCHEDULED" in states["translate-bulk/nightly"]
+    # The MLflow server runs without its job runners (GenAI scorers): its CLI process and
+    # uvicorn, not ten processes of ~250 MB.
+    group = (Path(stack["STARGAN_STACK_DIR"]) / "pids" / "mlflow").read_text().strip()
+    processes = subprocess.run(["ps", "-o", "pid=,args=", "-g", group], capture_output=True,
+                               text=True).stdout.splitlines()
+    assert len(processes) <= 3, processes
 
 
 def flow_run_states(api_url: str) -> dict[str, list[str]]:

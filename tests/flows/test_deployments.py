@@ -30,7 +30,9 @@ def fill(value, storage=STORAGE):
         return value.replace("{{ $STARGAN_STORAGE_URL }}", storage)
     if isinstance(value, list):
         return [fill(v, storage) for v in value]
-    return {k: fill(v, storage) for k, v in value.items()}
+    if isinstance(value, dict):
+        return {k: fill(v, storage) for k, v in value.items()}
+    return value
 
 
 def deployments():
@@ -89,3 +91,21 @@ def test_prefect_deploy_all_against_a_local_server(prefect_server, tmp_path):
         assert nightly.pull_steps[0]["prefect.deployments.steps.set_working_directory"][
             "directory"] == str(project)
 
+
+    # A credential given as a parameter: refused before any flow run exists, and not echoed.
+    planted = "planted-secret-4f1d2c"
+    prefect = str(Path(sys.executable).parent / "prefect")
+    for param in (f'storage={{"credentials_secret": "s3", "secret": "{planted}"}}',
+                  f'storage_options={{"secret": "{planted}"}}', f"secret={planted}"):
+        refused = subprocess.run([prefect, "deployment", "run", "preprocess-dataset/celeba",
+                                  "-p", param], env=env, capture_output=True, text=True,
+                                 timeout=120)
+        assert refused.returncode != 0, refused.stdout
+        assert planted not in refused.stdout + refused.stderr, param
+    with get_client(sync_client=True) as client:
+        assert planted not in str([r.parameters for r in client.read_flow_runs()])
+    # By reference, it is a flow run whose parameters hold the block's name only.
+    done = subprocess.run([prefect, "deployment", "run", "preprocess-dataset/celeba", "-p",
+                           'storage={"credentials_secret": "stargan-s3"}'], env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr

@@ -29,8 +29,13 @@ def test_prepares_trains_promotes_and_translates_held_out_faces(prefect_server, 
     # Synthetic faces make their own data set and model: never a real model's rival.
     assert first["model_name"] == "stargan-demo" and first["version"] == "1"
     assert first["dataset"].endswith("/datasets/synthetic-celeba/v1")
-    assert first["promoted"] and first["champion"] == "1"
-    assert 0 <= first["metrics"]["eval/translation_accuracy"] <= 1
+    assert first["promoted"] and first["champion"] == "1" and first["review"] == "first version"
+    # What the flow reports is what the run logged and what the model card shows.
+    client = MlflowClient()
+    accuracy = first["metrics"]["eval/translation_accuracy"]
+    assert client.get_run(first["run_id"]).data.metrics["eval/translation_accuracy"] == accuracy
+    card = client.get_model_version("stargan-demo", "1").description
+    assert f"| **all** | {accuracy:.1%} |" in card
     # Synthetic faces have ground truth: fidelity beside doing nothing, at both sizes.
     assert {"eval/psnr", "eval/psnr_do_nothing", "eval/psnr_full", "eval/preservation"} <= set(
         first["metrics"])
@@ -43,15 +48,20 @@ def test_prepares_trains_promotes_and_translates_held_out_faces(prefect_server, 
         assert sheet.width == 2 + 3 * (160 + 2)  # input + 2 targets
 
     # Again: the data set is complete (nothing is prepared twice), a second version is
-    # trained and becomes champion only if it translates better.
+    # trained, reviewed against the champion on the same evidence, and becomes champion only
+    # when it is worse in no metric.
     second = stargan_pipeline(synthetic_images=120, num_iters=10, train_options=SMALL | {
         "seed": 1}, eval_images=48, classifier_steps=30, workers=2, device="cpu",
         targets=["Blond_Hair", "Male=0"])
-    assert second["version"] == "2"
-    better = (second["metrics"]["eval/translation_accuracy"]
-              > first["metrics"]["eval/translation_accuracy"])
-    assert second["promoted"] == better
-    assert champion_version("stargan-demo", MlflowClient()) == ("2" if better else "1")
+    assert second["version"] == "2" and second["review"] in ("promote", "keep")
+    assert second["promoted"] == (second["review"] == "promote")
+    assert champion_version("stargan-demo", client) == ("2" if second["promoted"] else "1")
+    version = client.get_model_version("stargan-demo", "2")
+    assert version.tags["stargan.review"] == second["review"]
+    assert version.tags["stargan.review.champion"] == "1"
+    assert {f"stargan.review.{m}" for m in ("translation_accuracy", "preservation", "psnr",
+                                             "psnr_full")} <= set(version.tags)
+    assert "## Review against the champion" in version.description
 
 
 def test_the_command_line_says_where_to_look(prefect_server, store, capsys, monkeypatch):

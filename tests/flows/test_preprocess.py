@@ -47,9 +47,9 @@ def test_bad_parameters_fail_before_any_work(prefect_server, s3, celeba_root):
     with pytest.raises(ParameterTypeError, match="image_size"):
         preprocess_dataset(source_url=str(celeba_root), output_root=s3.url("store"),
                            image_size=4)
-    with pytest.raises(ParameterTypeError, match="credentials"):
+    with pytest.raises(ParameterTypeError, match="storage"):  # no field for a credential
         preprocess_dataset(source_url=str(celeba_root), output_root=s3.url("store"),
-                           storage_options={"secret": "hunter2"})
+                           storage={"secret": "hunter2"})
     assert s3.versions() == {}
 
 

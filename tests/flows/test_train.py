@@ -68,9 +68,11 @@ def test_trains_evaluates_registers_and_promotes(prefect_server, mlflow_server, 
                                                                          "samples")}
     assert len(client.list_artifacts(run.info.run_id, "images")) >= 2  # grids at steps 5, 10
     assert steps_logged(client, run.info.run_id, "eval/translation_accuracy") == [5, 10]
-    metrics = result["metrics"]
-    assert 0 <= metrics["eval/translation_accuracy"] <= 1
-    assert 0 <= metrics["eval/real_accuracy"] <= 1 and metrics["eval/reconstruction_l1"] > 0
+    metrics = result["metrics"]  # what the flow returns is what the run holds at step 10
+    assert {k: v for k, v in run.data.metrics.items() if k.startswith("eval/")} == metrics
+    assert metrics["eval/reconstruction_l1"] > 0
+    # No auto_promote: the version waits for a reviewer, with its review on it.
+    assert result["review"] == "first version" and not result["promoted"]
     assert {f"eval/translation_accuracy/{t}" for t in ("Blond_Hair", "Male", "Male:0")} \
         <= set(run.data.metrics)
 
@@ -168,3 +170,73 @@ def test_bad_input_fails_before_any_run_is_opened(prefect_server, mlflow_store, 
         train_stargan(manifest_url=s3.url("nothing/here"), g_lr=2.0)
     faces = mlflow_store.get_experiment_by_name("faces").experiment_id
     assert mlflow_store.search_runs([faces]) == []
+
+
+def test_a_run_keeps_its_newest_checkpoints_and_the_best(mlflow_server, tmp_path):
+    """Through the tracking server's artifact proxy: `keep` bounds what a run stores."""
+    from stargan_core.tracking import BEST_TAG, RunTracker
+
+    client = MlflowClient()
+    run_id = client.create_run(client.create_experiment("retention")).info.run_id
+    tracker = RunTracker(run_id, client, keep=2)
+    accuracy = {2: 0.5, 4: 0.9, 6: 0.6, 8: 0.7}  # the best evaluation: step 4
+    for step in range(2, 13, 2):
+        path = tmp_path / f"step-{step:07d}.ckpt"
+        path.write_bytes(b"weights")
+        tracker.log_checkpoint(path, step)
+        if step in accuracy:  # as in-training evaluation logs it, after the upload
+            client.log_metric(run_id, "eval/translation_accuracy", accuracy[step], step=step)
+    stored = {f.path for f in client.list_artifacts(run_id, "checkpoints")}
+    assert stored == {"checkpoints/step-0000004.ckpt", "checkpoints/step-0000012.ckpt"}
+    assert client.get_run(run_id).data.tags[BEST_TAG] == "checkpoints/step-0000004.ckpt"
+
+    every = RunTracker(client.create_run(client.create_experiment("all")).info.run_id, client)
+    for step in (1, 2, 3):
+        path = tmp_path / f"step-{step:07d}.ckpt"
+        path.write_bytes(b"weights")
+        every.log_checkpoint(path, step)
+    assert len(client.list_artifacts(every.run_id, "checkpoints")) == 3  # keep=0: all
+
+
+def test_credentials_by_reference_reach_s3_and_nothing_records_them(
+        prefect_server, mlflow_store, s3, celeba_root, monkeypatch, tmp_path, capsys):
+    """A secret planted in a Prefect Secret block: the flows reach S3 with it when given the
+    block's name, and it appears nowhere in Prefect's API, the output or the MLflow store."""
+    import json
+    import uuid
+
+    from prefect.blocks.system import Secret
+
+    from flows.preprocess import preprocess_dataset
+
+    planted = f"planted-{uuid.uuid4().hex}"
+    Secret(value={"aws_access_key_id": "AKIAPLANTEDKEY000000", "aws_secret_access_key": planted}
+           ).save("stargan-s3-test", overwrite=True)
+    raw = s3.upload(celeba_root, "raw/celeba")
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):  # a worker with no keys
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    with pytest.raises(Exception, match="credentials"):  # without the reference: no way in
+        preprocess_dataset(source_url=raw, output_root=s3.url("store"), image_size=32)
+
+    storage = {"credentials_secret": "stargan-s3-test"}
+    preprocess_dataset(source_url=raw, output_root=s3.url("store"), image_size=32,
+                       rows_per_shard=50, storage=storage)
+    result = train_stargan(manifest_url=s3.url("store/datasets/celeba/v1"), experiment="faces",
+                           storage=storage, **SMALL | {"num_iters": 5})
+    assert result["version"] == "1"
+
+    with get_client(sync_client=True) as client:
+        recorded = [client.read_flow_runs(), client.read_task_runs(), client.read_logs(),
+                    client.read_artifacts(), client.read_deployments()]
+    text = json.dumps([[item.model_dump(mode="json") for item in found] for found in recorded])
+    assert "stargan-s3-test" in text  # the reference is there, in the flow runs' parameters
+    assert planted not in text
+    out = capsys.readouterr()
+    assert planted not in out.out + out.err
+    # The MLflow store: its database (params, tags, metrics, model versions) and artifacts.
+    for path in tmp_path.rglob("*"):
+        if path.is_file():
+            assert planted.encode() not in path.read_bytes(), path

@@ -105,7 +105,7 @@ def test_training_streams_shards_across_epochs(prepared, tmp_path):
                          num_iters=7, num_iters_decay=0, checkpoint_every=5)
     result = train(config, spec, [ds], tmp_path)  # 108 rows: 3 batches an epoch
     assert result.step == 7 and seen == [0, 1, 2]
-    # Resumed from step 5, the stream restarts at the start of epoch 5 // 3 = 1.
+    # Resumed from step 5: in epoch 1 (steps 3-5) past its first two batches, then epoch 2.
     seen.clear()
     (tmp_path / "checkpoints" / "step-0000007.ckpt").unlink()
-    assert train(config, spec, [ds], tmp_path).step == 7 and seen == [1]
+    assert train(config, spec, [ds], tmp_path).step == 7 and seen == [1, 2]
