@@ -80,15 +80,14 @@ class RunTracker:
         best = best_checkpoint_step(self.client, self.run_id, steps)
         kept = set(steps[-(self.keep - 1):] if self.keep > 1 else steps[-1:])
         kept |= {best} if best is not None else set(steps[-self.keep:])
-        gone = [s for s in steps if s not in kept]
-        if not gone:
-            return
-        repo = get_artifact_repository(self.client.get_run(self.run_id).info.artifact_uri,
-                                       self.client.tracking_uri)
-        for s in gone:
-            repo.delete_artifacts(f"{CHECKPOINTS}/{checkpoint_path('', s).name}")
         if best is not None:
             self.client.set_tag(self.run_id, BEST_TAG, checkpoint_path(CHECKPOINTS, best))
+        gone = [s for s in steps if s not in kept]
+        if gone:
+            repo = get_artifact_repository(self.client.get_run(self.run_id).info.artifact_uri,
+                                           self.client.tracking_uri)
+            for s in gone:
+                repo.delete_artifacts(str(checkpoint_path(CHECKPOINTS, s)))
 
 
 def best_checkpoint_step(client: MlflowClient, run_id: str, steps: list[int]) -> int | None:
