@@ -160,6 +160,7 @@ def cmd_translate(args: argparse.Namespace) -> int:
             g, d, spec, data_format, config.image_size, args.input, args.target or [],
             args.out, batch_size=args.batch_size, grid_rows=args.grid_rows, device=device,
             progress=bar.update, output_size=args.output_size, quality=args.quality,
+            file_format=args.format,
         )
     for path, reason in result.skipped:
         print(f"skipped {path}: {reason}", file=sys.stderr)
@@ -310,16 +311,22 @@ def build_parser() -> argparse.ArgumentParser:
                        "expression=happy\n(default: every single-domain target of the model)")
     p.add_argument("--checkpoint", required=True,
                    help="a .ckpt file, or a run folder (its latest checkpoint)")
-    p.add_argument("--input", required=True, nargs="+", help="image files and/or folders")
+    p.add_argument("--input", required=True, nargs="+",
+                   help="image files and/or folders, local or s3://")
     p.add_argument("--target", action="append", help="a target domain; repeat for several")
-    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--out", required=True, help="output folder, local or s3://")
     p.add_argument("--batch-size", type=int, default=16, help="images per forward pass")
     p.add_argument("--grid-rows", type=int, default=8, help="inputs shown in grid.png")
     p.add_argument("--output-size", choices=("input", "model"), default="input",
                    help="input: each photo at its own size with the edit in it (default); "
                    "model: the model's square crop")
-    p.add_argument("--quality", type=int, default=95,
-                   help="JPEG quality of JPEG outputs (4:4:4 chroma; default: 95)")
+    p.add_argument("--format", choices=("auto", "png", "jpeg", "webp"), default="auto",
+                   help="file type of the outputs: auto, the input's own (GIF, TIFF: PNG; the "
+                   "default); png for lossless; jpeg; webp. An output of another type than its "
+                   "input gets the type's suffix added: photo.png.jpg")
+    p.add_argument("--quality", type=int, choices=range(1, 101), default=95, metavar="1-100",
+                   help="quality of JPEG (4:4:4 chroma) and WebP outputs; 100 makes WebP "
+                   "lossless (default: 95)")
     p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda")
     p.set_defaults(func=cmd_translate)
 

@@ -200,6 +200,11 @@ def remove_empty_folders(fs: fsspec.AbstractFileSystem, path: str) -> None:
                 os.rmdir(folder)
 
 
+def read_bytes(url: str, options: dict[str, Any] | None = None) -> bytes:
+    fs, path = filesystem(url, options)
+    return fs.cat_file(path)
+
+
 def read_json(url: str, options: dict[str, Any] | None = None) -> dict[str, Any] | None:
     """The JSON document at `url`, or None when there is none."""
     fs, path = filesystem(url, options)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import posixpath
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -14,11 +15,12 @@ from torchvision.transforms.v2 import functional as TF
 from torchvision.transforms.v2.functional import to_pil_image
 from torchvision.utils import make_grid
 
-from stargan_core.data.images import RejectedImage, encode, output_name, read_rgb
+from stargan_core.data.images import RejectedImage, decode_rgb, encode, output_name
 from stargan_core.data.sample import IMAGE_SUFFIXES
 from stargan_core.domains import DomainSpec, Target
 from stargan_core.editing import Editor, to_uint8, translate_batch
 from stargan_core.model import Discriminator, Generator
+from stargan_core.storage import filesystem, join, read_bytes, url_of, write_bytes
 
 
 def denorm(x: torch.Tensor) -> torch.Tensor:
@@ -72,25 +74,27 @@ def save_grid(grid: torch.Tensor, columns: Sequence[str], path: str | Path) -> P
     return path
 
 
-def collect_inputs(paths: Sequence[str | Path]) -> list[tuple[Path, Path]]:
-    """(image file, output name relative to a target folder) for files and folders.
+def collect_inputs(paths: Sequence[str | Path]) -> list[tuple[str, str]]:
+    """(image file's path or URL, output name relative to a target folder) for files and
+    folders, local or s3://.
 
     A file keeps its name; a folder's images keep their path below the folder.
     """
-    found: list[tuple[Path, Path]] = []
-    for raw in paths:
-        path = Path(raw)
-        if path.is_dir():
-            files = sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+    found: list[tuple[str, str]] = []
+    for raw in map(str, paths):
+        fs, path = filesystem(raw)
+        if fs.isdir(path):
+            files = sorted(p for p in fs.find(path)
+                           if posixpath.splitext(p)[1].lower() in IMAGE_SUFFIXES)
             if not files:
-                raise FileNotFoundError(f"no images ({', '.join(IMAGE_SUFFIXES)}) under {path}")
-            found += [(p, p.relative_to(path)) for p in files]
-        elif path.is_file():
-            if path.suffix.lower() not in IMAGE_SUFFIXES:
-                raise ValueError(f"{path} is not an image file ({', '.join(IMAGE_SUFFIXES)})")
-            found.append((path, Path(path.name)))
+                raise FileNotFoundError(f"no images ({', '.join(IMAGE_SUFFIXES)}) under {raw}")
+            found += [(url_of(fs, p), posixpath.relpath(p, path)) for p in files]
+        elif fs.isfile(path):
+            if posixpath.splitext(path)[1].lower() not in IMAGE_SUFFIXES:
+                raise ValueError(f"{raw} is not an image file ({', '.join(IMAGE_SUFFIXES)})")
+            found.append((url_of(fs, path), posixpath.basename(path)))
         else:
-            raise FileNotFoundError(f"input {path} does not exist")
+            raise FileNotFoundError(f"input {raw} does not exist")
     clashes = sorted(str(n) for n, k in Counter(name for _, name in found).items() if k > 1)
     if clashes:
         raise ValueError(
@@ -102,9 +106,9 @@ def collect_inputs(paths: Sequence[str | Path]) -> list[tuple[Path, Path]]:
 
 @dataclass
 class TranslationResult:
-    outputs: list[Path]
-    grid: Path
-    skipped: list[tuple[Path, str]]
+    outputs: list[str]  # paths, or URLs of an s3:// output
+    grid: str
+    skipped: list[tuple[str, str]]  # (input, reason)
 
 
 def fit_cell(image: torch.Tensor, cell: int) -> torch.Tensor:
@@ -145,26 +149,29 @@ def translate_files(
     progress: Callable[[int], object] | None = None,
     output_size: str = "input",
     quality: int = 95,
+    file_format: str = "auto",
 ) -> TranslationResult:
-    """Write `out_dir/<target>/<input name>` for every input and target, and `out_dir/grid.png`.
+    """Write `out_dir/<target>/<input name>` for every input and target, and `out_dir/grid.png`
+    (inputs and `out_dir`: local or s3://).
 
     Each output is its input photo at its own size with the edit in it (`output_size="model"`:
-    the model's square), in the input's file type (JPEG at `quality`, 4:4:4). The source
+    the model's square), in the input's file type or `file_format` (png, jpeg, webp; JPEG and
+    WebP at `quality`, JPEG with 4:4:4 chroma). The source
     domains of each input, which the targets leave unchanged, come from D's domain classifier.
     Inputs that the input rule rejects (`stargan_core.data.images`: not an image, damaged, over
     40 MP, under half the model's size) are skipped with the reason, not fatal. GIF and TIFF
-    inputs are written as `<name>.png`.
+    inputs are written as `<name>.png` (`output_name`).
     """
     parsed = [spec.parse_target(t) for t in targets] if targets else spec.single_targets()
     files = collect_inputs(inputs)
-    out_dir = Path(out_dir)
+    fs, out = filesystem(str(out_dir))
     editor = Editor(g.to(device), d.to(device), spec, data_format, image_size)
     outputs, skipped, grid_rows_done = [], [], []
     for start in range(0, len(files), batch_size):
         photos, names = [], []
         for path, name in files[start:start + batch_size]:
             try:
-                photos.append(read_rgb(path, editor.min_side))
+                photos.append(decode_rgb(read_bytes(path), editor.min_side))
                 names.append(name)
             except (RejectedImage, OSError) as error:
                 skipped.append((path, str(error)))
@@ -173,10 +180,10 @@ def translate_files(
         edited = editor.edit(photos, parsed, output_size)
         for target, images in zip(parsed, edited, strict=True):
             for name, image in zip(names, images, strict=True):
-                path = out_dir / target.slug / output_name(str(name))
-                path.parent.mkdir(parents=True, exist_ok=True)
-                path.write_bytes(encode(to_pil_image(image), path.suffix, quality))
-                outputs.append(path)
+                path = join(out, target.slug, output_name(name, file_format))
+                data = encode(to_pil_image(image), posixpath.splitext(path)[1], quality)
+                write_bytes(fs, path, data)
+                outputs.append(url_of(fs, path))
         for i, photo in enumerate(photos[:grid_rows - len(grid_rows_done)]):
             shown = photo if output_size == "input" else to_uint8(editor.framing(photo)[None])[0]
             grid_rows_done.append([shown, *(images[i] for images in edited)])
@@ -186,6 +193,6 @@ def translate_files(
         reasons = "; ".join(f"{path}: {reason}" for path, reason in skipped[:3])
         raise ValueError(f"none of the {len(files)} inputs could be translated ({reasons})")
     grid = photo_grid(grid_rows_done, ["input", *(t.text for t in parsed)])
-    grid_path = out_dir / "grid.png"
-    grid.save(grid_path)
-    return TranslationResult(outputs, grid_path, skipped)
+    grid_path = join(out, "grid.png")
+    write_bytes(fs, grid_path, encode(grid, ".png"))
+    return TranslationResult(outputs, url_of(fs, grid_path), skipped)

@@ -67,9 +67,9 @@ def _rows(config: BulkConfig, ids: list[str], sources: list[str],
     """(output row, encoded image) per (target, input) of a batch's translations."""
     for target, images in zip(config.targets, edited, strict=True):
         for image_id, source, pixels in zip(ids, sources, images, strict=True):
-            # Each translation keeps its input's name and file type (GIF, TIFF: `<name>.png`).
-            name = output_name(image_id)
-            data = encode(to_pil_image(pixels), posixpath.splitext(name)[1])
+            # Each translation keeps its input's name and type, or takes the asked-for type.
+            name = output_name(image_id, config.file_format)
+            data = encode(to_pil_image(pixels), posixpath.splitext(name)[1], config.quality)
             image = {"bytes": None if config.output_format == "files" else data,
                      "path": f"{target.slug}/{name}"}
             yield {"image": image, "image_id": image_id, "source": source, "target": target.text,

@@ -12,7 +12,7 @@ The rule for inputs that are not plain 8-bit RGB:
   composited over white;
 - the EXIF orientation is applied, so phone photos are stored upright;
 - JPEG, PNG, WebP, BMP, GIF and TIFF are read (animations: their first frame); outputs keep
-  their input's file type, except GIF and TIFF, which are written as PNG (`output_name`).
+  their input's file type (GIF and TIFF: PNG), or take the one asked for (`output_name`).
 """
 
 from __future__ import annotations
@@ -31,6 +31,8 @@ from torchvision.transforms.v2.functional import pil_to_tensor
 
 ENCODINGS = {"jpeg": ("JPEG", ".jpg"), "png": ("PNG", ".png")}
 SUFFIX_FORMATS = {".jpg": "JPEG", ".jpeg": "JPEG", ".png": "PNG", ".webp": "WEBP", ".bmp": "BMP"}
+# What translations are written as: the input's own type (auto), or one for every output.
+FILE_FORMATS = {"auto": None, "png": ".png", "jpeg": ".jpg", "webp": ".webp"}
 MAX_UPSCALE = 2.0  # no input is enlarged more than this: it would invent the picture
 MAX_PIXELS = 40_000_000  # 40 MP: far above any face photo, far below a decompression bomb
 SIXTEEN_BIT = ("I;16", "I;16B", "I;16L", "I;16N", "I")
@@ -128,10 +130,16 @@ def min_input_side(image_size: int) -> int:
     return math.ceil(image_size / MAX_UPSCALE)
 
 
-def output_name(name: str) -> str:
-    """The name of an input's translation: the same name, or `<name>.png` for a file type
-    that is read but not written (GIF, TIFF)."""
-    return name if posixpath.splitext(name)[1].lower() in SUFFIX_FORMATS else f"{name}.png"
+def output_name(name: str, file_format: str = "auto") -> str:
+    """The name of an input's translation: the input's name when its suffix is the type
+    written, else the name with that type's suffix added (`face.gif.png`, `photo.png.jpg`), so
+    that two inputs never share an output."""
+    suffix = posixpath.splitext(name)[1].lower()
+    wanted = FILE_FORMATS[file_format]
+    if wanted is None:
+        return name if suffix in SUFFIX_FORMATS else f"{name}.png"
+    same = SUFFIX_FORMATS.get(suffix) == SUFFIX_FORMATS[wanted]
+    return name if same else f"{name}{wanted}"
 
 
 def prepare_image(data: bytes, rule: ImageRule, crop: int | None = None) -> bytes:
@@ -155,12 +163,14 @@ def prepare_image(data: bytes, rule: ImageRule, crop: int | None = None) -> byte
 
 
 def encode(image: Image.Image, suffix: str, quality: int = 95) -> bytes:
-    """`image` as the bytes of a file named `*<suffix>`: JPEG, PNG, lossless WebP or BMP."""
+    """`image` as the bytes of a file named `*<suffix>`: JPEG or WebP at `quality` (WebP at
+    100: lossless), PNG or BMP."""
     kind = SUFFIX_FORMATS.get(suffix.lower())
     if kind is None:
         raise ValueError(f"cannot write a '{suffix}' image (known: {', '.join(SUFFIX_FORMATS)})")
     # JPEG with 4:4:4 chroma: hair colour is one of the attributes the model learns.
-    options = {"JPEG": {"quality": quality, "subsampling": 0}, "WEBP": {"lossless": True}}
+    options = {"JPEG": {"quality": quality, "subsampling": 0},
+               "WEBP": {"lossless": True} if quality >= 100 else {"quality": quality}}
     out = io.BytesIO()
     image.save(out, kind, **options.get(kind, {}))
     return out.getvalue()

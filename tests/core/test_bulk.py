@@ -131,6 +131,22 @@ def test_bad_inputs_are_listed_with_their_reason_and_every_photo_is_translated(
     assert (output / "contact-sheet.png").exists()
 
 
+def test_image_files_in_the_type_asked_for(registered_model, photos, tmp_path):
+    model = resolve_model("models:/stargan-celeba@champion")
+    config = job(model, photos / "png", tmp_path / "out", targets=["Male"],
+                 output_format="both", file_format="jpeg", quality=90)
+    run(config, load_registered(model.uri, "cpu"))
+    output = Path(config.output)
+    row = next(r for r in rows_of(output) if r["image_id"] == "1.png")
+    assert row["image"]["path"] == "Male/1.png.jpg"
+    with Image.open(output / "Male" / "1.png.jpg") as image:
+        assert image.format == "JPEG" and image.size == (178, 218)
+    # Another type is another job: the folder's job is not silently replaced.
+    with pytest.raises(JobClash):
+        committed_job(plan_job(job(model, photos / "png", tmp_path / "out", targets=["Male"],
+                                   output_format="both", file_format="png")))
+
+
 def test_a_rerun_writes_nothing_and_changed_inputs_rewrite_only_their_partitions(
         registered_model, photos, tmp_path):
     model = resolve_model("models:/stargan-celeba/1")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 
 import mlflow
 import pandas as pd
@@ -26,3 +27,57 @@ def test_the_registered_model_decodes_every_photo_and_names_each_bad_input(regis
                 model.predict(request)
     with pytest.raises(mlflow.exceptions.MlflowException, match="bytes of an image file"):
         model.predict(pd.DataFrame({"image": ["a path, not bytes"], "target": ["Male"]}))
+
+
+def test_a_served_version_translates_a_photo_sent_over_http(registered_model, tmp_path):
+    """`mlflow models serve` on loopback, and the README's curl line against it."""
+    import os
+    import signal
+    import socket
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+    from pathlib import Path
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    bin_dir = Path(sys.executable).parent
+    log = tmp_path / "serve.log"
+    server = subprocess.Popen(
+        [str(bin_dir / "mlflow"), "models", "serve", "-m", "models:/stargan-celeba@champion",
+         "--env-manager", "local", "--host", "127.0.0.1", "--port", str(port)],
+        stdout=log.open("w"), stderr=subprocess.STDOUT, start_new_session=True,
+        env=os.environ | {"PATH": f"{bin_dir}:{os.environ['PATH']}"})
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/ping", timeout=2)
+                break
+            except OSError:
+                assert server.poll() is None and time.monotonic() < deadline, log.read_text()
+                time.sleep(0.5)
+        Image.new("RGB", (178, 218), (120, 90, 60)).save(tmp_path / "photo.jpg")
+        # As in the README: the photo as base64 in JSON, the PNG back out of the answer.
+        curl = (
+            "printf '{\"dataframe_split\": {\"columns\": [\"image\", \"target\"], \"data\": "
+            "[[\"%s\", \"Blond_Hair\"]]}}' \"$(base64 -w0 photo.jpg)\" > request.json && "
+            f"curl -s http://127.0.0.1:{port}/invocations -H 'Content-Type: application/json' "
+            "-d @request.json | python -c 'import base64, json, sys; sys.stdout.buffer.write("
+            "base64.b64decode(json.load(sys.stdin)[\"predictions\"][0][\"image\"]))' > blond.png")
+        done = subprocess.run(["bash", "-c", curl], cwd=tmp_path, capture_output=True, text=True,
+                              env=os.environ | {"PATH": f"{bin_dir}:{os.environ['PATH']}"})
+        assert done.returncode == 0, done.stderr
+        assert Image.open(tmp_path / "blond.png").size == (178, 218)  # the photo's own size
+        bad = json.dumps({"dataframe_split": {"columns": ["image", "target"],
+                                              "data": [["bm9wZQ==", "Male"]]}}).encode()
+        with pytest.raises(urllib.error.HTTPError) as answer:
+            urllib.request.urlopen(urllib.request.Request(
+                f"http://127.0.0.1:{port}/invocations", bad,
+                {"Content-Type": "application/json"}), timeout=60)
+        assert answer.value.code == 400 and b"row 0: not an image" in answer.value.read()
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=30)

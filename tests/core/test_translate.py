@@ -1,4 +1,6 @@
+import io
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -74,12 +76,12 @@ def test_bad_inputs_are_skipped_with_their_reason_and_every_photo_is_translated(
     g, d, spec, _ = nets
     folder, expected = bad_photos
     result = translate_files(g, d, spec, "celeba", 32, [folder], ["Male"], tmp_path / "out")
-    reasons = {path.name: reason for path, reason in result.skipped}
+    reasons = {Path(path).name: reason for path, reason in result.skipped}
     assert reasons.keys() == {name for name, reason in expected.items() if reason}
     assert all(reasons[name].startswith(expected[name]) for name in reasons), reasons
     assert "30000x30000" in reasons["bomb.png"] or "too many pixels" in reasons["bomb.png"]
     # Every photo comes back at its own size, in its own file type (GIF, TIFF: as PNG).
-    written = {p.name: p for p in result.outputs}
+    written = {Path(p).name: p for p in result.outputs}
     assert written.keys() == {"phone.jpg", "face.bmp", "face.gif.png", "face.tiff.png",
                               "face.webp", "face.png"}
     with Image.open(written["face.bmp"]) as image:
@@ -122,3 +124,52 @@ def test_sample_grid_has_an_input_column_and_one_column_per_target(nets):
     assert grid.shape == (3, 2 + 2 * 34, 2 + columns * 34)
     # The first cell is the input itself.
     torch.testing.assert_close(grid[:, 2:34, 2:34], (x[0] + 1) / 2)
+
+
+@pytest.mark.parametrize("file_format, kind, names", [
+    ("png", "PNG", {"face.png", "face.jpg.png", "face.webp.png"}),
+    ("jpeg", "JPEG", {"face.png.jpg", "face.jpg", "face.webp.jpg"}),
+    ("webp", "WEBP", {"face.png.webp", "face.jpg.webp", "face.webp"}),
+])
+def test_outputs_in_the_file_type_asked_for(nets, tmp_path, file_format, kind, names):
+    g, d, spec, _ = nets
+    rng = np.random.default_rng(0)
+    photo = Image.fromarray(rng.integers(0, 255, (90, 70, 3), dtype=np.uint8))
+    for suffix in ("png", "jpg", "webp"):
+        photo.save(tmp_path / f"face.{suffix}")
+    result = translate_files(g, d, spec, "celeba", 32, [tmp_path / f"face.{s}" for s in
+                                                         ("png", "jpg", "webp")],
+                             ["Male"], tmp_path / "out", file_format=file_format, quality=80)
+    assert {Path(p).name for p in result.outputs} == names  # never two inputs on one output
+    for path in result.outputs:
+        with Image.open(path) as image:
+            assert image.format == kind and image.size == (70, 90)
+    if kind == "JPEG":  # 4:4:4 chroma at the quality asked for
+        from PIL import JpegImagePlugin
+
+        with Image.open(result.outputs[0]) as image:
+            assert JpegImagePlugin.get_sampling(image) == 0
+
+
+def test_webp_is_lossless_at_quality_100_and_lossy_below():
+    from stargan_core.data.images import decode_rgb, encode
+
+    rng = np.random.default_rng(1)
+    pixels = rng.integers(0, 255, (40, 40, 3), dtype=np.uint8)
+    image = Image.fromarray(pixels)
+    lossless = decode_rgb(encode(image, ".webp", 100)).permute(1, 2, 0).numpy()
+    assert (lossless == pixels).all()
+    assert len(encode(image, ".webp", 60)) < len(encode(image, ".webp", 100))
+
+
+def test_reads_and_writes_s3(nets, celeba_root, s3, tmp_path):
+    g, d, spec, _ = nets
+    inputs = s3.upload(celeba_root / "img_align_celeba", "photos")
+    out = s3.url("translated")
+    result = translate_files(g, d, spec, "celeba", 32, [inputs], ["Male=0"], out, grid_rows=2)
+    keys = {k for k in s3.versions() if k.startswith("translated/")}
+    assert len(result.outputs) == len(list((celeba_root / "img_align_celeba").iterdir()))
+    assert "translated/Male=0/000001.jpg" in keys and "translated/grid.png" in keys
+    assert result.grid == out + "/grid.png"
+    photo = s3.client.get_object(Bucket=s3.name, Key="translated/Male=0/000001.jpg")["Body"]
+    assert Image.open(io.BytesIO(photo.read())).size == (178, 218)

@@ -19,6 +19,7 @@ SMALL = {"batch_size": 8, "n_critic": 1, "checkpoint_every": 5, "sample_every": 
 def store(tmp_path, monkeypatch):
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
     monkeypatch.setenv("STARGAN_STORAGE_URL", str(tmp_path / "storage"))
+    monkeypatch.chdir(tmp_path)  # a SQLite store keeps new experiments' artifacts in ./mlruns
     return tmp_path
 
 
