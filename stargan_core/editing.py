@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torchvision.transforms.v2 import functional as TF
 
-from stargan_core.data.celeba import CROP
+from stargan_core.data.celeba import celeba_square
 from stargan_core.data.images import min_input_side
 from stargan_core.domains import DomainSpec, Target
 from stargan_core.model import Discriminator, Generator
@@ -25,8 +25,8 @@ OUTPUT_SIZES = ("input", "model")  # the photo's own size, or the model's square
 
 @dataclass(frozen=True)
 class Box:
-    """The square of a photo that the model sees; it may reach beyond the photo's edges, where
-    the model sees black (a CelebA crop of a photo narrower than 178 pixels)."""
+    """The square of a photo that the model sees; where it reaches beyond the photo's edges
+    the model sees black, and only the photo's own pixels are edited."""
 
     left: int
     top: int
@@ -34,9 +34,12 @@ class Box:
 
 
 def frame_box(data_format: str, width: int, height: int) -> Box:
-    """CelebA models see the reference code's 178-pixel centre square; any other model, and a
-    prepared shard's square images, the centre square of the shorter side."""
-    side = CROP if data_format == "celeba" else min(width, height)
+    """CelebA models see the reference code's 178-pixel centre square of an aligned face, at
+    the photo's scale (`celeba_square`); any other model, and a prepared shard's square images,
+    the centre square of the shorter side."""
+    if data_format == "celeba":
+        return Box(*celeba_square(width, height))
+    side = min(width, height)
     return Box((width - side) // 2, (height - side) // 2, side)
 
 

@@ -12,6 +12,15 @@ ATTR_FILE = "list_attr_celeba.txt"
 PARTITION_FILE = "list_eval_partition.txt"
 IMAGE_DIR = "img_align_celeba"
 CROP = 178  # the reference's centre crop of the 178x218 aligned images
+ALIGNED = (178, 218)  # width and height of an aligned face
+
+
+def celeba_square(width: int, height: int) -> tuple[int, int, int]:
+    """(left, top, side) of the reference's 178-pixel centre square at the photo's own scale:
+    an aligned face at 356x436 is framed exactly as one at 178x218 (scaled by the smaller of
+    width / 178 and height / 218), and a small image is never padded."""
+    side = max(1, round(CROP * min(width / ALIGNED[0], height / ALIGNED[1])))
+    return (width - side) // 2, (height - side) // 2, side
 
 
 def parse_attribute_file(

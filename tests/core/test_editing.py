@@ -22,6 +22,20 @@ def test_the_framing_of_a_celeba_photo_is_the_reference_codes_crop(celeba_root):
                                atol=1e-6, rtol=0)
 
 
+def test_the_celeba_framing_is_scale_invariant_and_never_pads(celeba_root):
+    photo = read_rgb(str(celeba_root / "img_align_celeba" / "000001.jpg"))
+    double = v2.functional.resize(photo, [436, 356], antialias=True)  # the same face, 2x
+    assert frame_box("celeba", 356, 436) == Box(0, 40, 356)
+    framing = image_transform("celeba", 32)
+    assert (framing(double) - framing(photo)).abs().mean() < 0.01  # resampling only
+    # A small image is framed within itself: no black border around 94 % of the input.
+    assert frame_box("celeba", 40, 40) == Box(3, 3, 33)
+    x = framing(torch.full((3, 40, 40), 200, dtype=torch.uint8))
+    assert x.min() > 0.5  # every pixel from the image, none from padding (-1)
+    # A wide photo: the aligned face's square at the photo's height.
+    assert frame_box("celeba", 1024, 768) == Box(198, 70, 627)
+
+
 def test_no_change_at_model_size_returns_the_photo_bit_for_bit():
     photo = torch.randint(0, 256, (3, 218, 178), dtype=torch.uint8)
     box = frame_box("celeba", 178, 218)
@@ -48,7 +62,7 @@ def test_a_local_change_is_carried_back_inside_the_box_only():
 
 def test_a_box_beyond_the_photo_changes_only_what_the_photo_has():
     photo = torch.full((3, 60, 40), 50, dtype=torch.uint8)
-    box = frame_box("celeba", 40, 60)  # 178 px: reaches far beyond a 40 px photo
+    box = Box(-69, -59, 178)  # a square reaching far beyond a 40x60 photo
     x = frame(photo, box, 32)
     out = carry_back(photo, box, x, torch.ones_like(x))
     assert out.shape == photo.shape and (out == 255).all()

@@ -39,9 +39,9 @@ def test_celeba_crop_keeps_the_centre():
     assert (pixels[..., 2] < 10).all(), "the band outside the crop must be cut away"
 
 
-def test_celeba_crop_of_a_larger_image_is_the_fixed_178_square():
-    image = Image.new("RGB", (400, 400), (0, 0, 255))
-    image.paste((255, 0, 0), (111, 111, 289, 289))  # exactly the central 178 px
+def test_celeba_crop_of_a_larger_aligned_face_is_the_178_square_at_its_scale():
+    image = Image.new("RGB", (356, 436), (0, 0, 255))
+    image.paste((255, 0, 0), (0, 40, 356, 396))  # the 178 px square of 178x218, twice as big
     pixels = stored(encode(image), crop=178)
     assert (pixels[..., 0] > 245).all() and (pixels[..., 2] < 10).all()
 
