@@ -160,7 +160,7 @@ def cmd_translate(args: argparse.Namespace) -> int:
             g, d, spec, data_format, config.image_size, args.input, args.target or [],
             args.out, batch_size=args.batch_size, grid_rows=args.grid_rows, device=device,
             progress=bar.update, output_size=args.output_size, quality=args.quality,
-            file_format=args.format,
+            file_format=args.format, framing=args.framing,
         )
     for path, reason in result.skipped:
         print(f"skipped {path}: {reason}", file=sys.stderr)
@@ -320,6 +320,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output-size", choices=("input", "model"), default="input",
                    help="input: each photo at its own size with the edit in it (default); "
                    "model: the model's square crop")
+    p.add_argument("--framing", choices=("model", "face"), default="model",
+                   help="model: frame each photo as the model's training images were (CelebA: "
+                   "the centre of an aligned face; the default); face: find every face, align "
+                   "each from its eyes, edit it and blend it back into the photo, which keeps "
+                   "every other pixel (a photo without a face is skipped)")
     p.add_argument("--format", choices=("auto", "png", "jpeg", "webp"), default="auto",
                    help="file type of the outputs: auto, the input's own (GIF, TIFF: PNG; the "
                    "default); png for lossless; jpeg; webp. An output of another type than its "

@@ -16,11 +16,15 @@ import torch.nn.functional as F
 from torchvision.transforms.v2 import functional as TF
 
 from stargan_core.data.celeba import celeba_square
-from stargan_core.data.images import min_input_side
+from stargan_core.data.images import RejectedImage, min_input_side
 from stargan_core.domains import DomainSpec, Target
+from stargan_core.faces import AlignedFace, FaceDetector
 from stargan_core.model import Discriminator, Generator
 
 OUTPUT_SIZES = ("input", "model")  # the photo's own size, or the model's square
+# How photos are framed for the model: as the model's training data were (`model`), or every
+# face found, aligned from its eyes (`face`, `stargan_core.faces`).
+FRAMINGS = ("model", "face")
 
 
 @dataclass(frozen=True)
@@ -31,6 +35,12 @@ class Box:
     left: int
     top: int
     side: int
+
+    def cut(self, photo: torch.Tensor, size: int) -> torch.Tensor:
+        return frame(photo, self, size)
+
+    def paste(self, photo: torch.Tensor, x: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
+        return carry_back(photo, self, x, fake)
 
 
 def frame_box(data_format: str, width: int, height: int) -> Box:
@@ -108,9 +118,14 @@ class Editor:
     each photo by D's domain classifier unless the caller knows them."""
 
     def __init__(self, g: Generator, d: Discriminator | None, spec: DomainSpec,
-                 data_format: str, image_size: int) -> None:
+                 data_format: str, image_size: int, framing: str = "model") -> None:
+        if framing not in FRAMINGS:
+            raise ValueError(f"framing '{framing}' is not one of {', '.join(FRAMINGS)}")
         self.g, self.d, self.spec = g.eval(), d.eval() if d is not None else None, spec
         self.framing = Framing(data_format, image_size)
+        self.faces = None
+        if framing == "face":
+            self.faces = FaceDetector()
 
     @property
     def device(self) -> torch.device:
@@ -125,6 +140,17 @@ class Editor:
         """The same networks, framing photos as `data_format` does (`prepared`: squares)."""
         return Editor(self.g, self.d, self.spec, data_format, self.framing.image_size)
 
+    def locate(self, photo: torch.Tensor) -> list[Box] | list[AlignedFace]:
+        """Where the model looks in a photo: its framed square, or each face found (a photo
+        without one is a RejectedImage)."""
+        if self.faces is None:
+            return [self.framing.box(photo)]
+        found = self.faces(photo)
+        if not found:
+            raise RejectedImage("no face", f"no face found in the {photo.shape[-1]}x"
+                                f"{photo.shape[-2]} photo")
+        return found
+
     def to(self, device: torch.device | str) -> Editor:
         self.g = self.g.to(device)
         self.d = self.d.to(device) if self.d is not None else None
@@ -132,24 +158,37 @@ class Editor:
 
     @torch.inference_mode()
     def edit(self, photos: Sequence[torch.Tensor], targets: Sequence[Target],
-             output_size: str = "input", c_org: torch.Tensor | None = None
+             output_size: str = "input", c_org: torch.Tensor | None = None,
+             regions: Sequence[Sequence[Box | AlignedFace]] | None = None
              ) -> list[list[torch.Tensor]]:
-        """uint8 (3, H, W) photos -> per target, per photo, the uint8 translation."""
+        """uint8 (3, H, W) photos -> per target, per photo, the uint8 translation (with
+        `output_size="model"`: the model's square of the photo's first region). `regions`:
+        each photo's `locate`, when the caller has it already."""
         if output_size not in OUTPUT_SIZES:
             raise ValueError(f"output size '{output_size}' is not one of "
                              f"{', '.join(OUTPUT_SIZES)}")
-        boxes = [self.framing.box(p) for p in photos]
-        x = torch.stack([frame(p, b, self.framing.image_size) for p, b in zip(
-            photos, boxes, strict=True)]).to(self.device)
+        regions = regions if regions is not None else [self.locate(p) for p in photos]
+        owners = [i for i, found in enumerate(regions) for _ in found]
+        flat = [r for found in regions for r in found]
+        x = torch.stack([r.cut(photos[i], self.framing.image_size)
+                         for i, r in zip(owners, flat, strict=True)]).to(self.device)
         if c_org is None:
             if self.d is None:
                 raise ValueError("the source labels are needed: give c_org or a discriminator")
             c_org = source_labels(self.d, self.spec, x)
+        else:  # one row per photo: one per region
+            c_org = c_org[torch.tensor(owners)]
         fakes = translate_batch(self.g, self.spec, x, c_org.to(self.device), targets)
         if output_size == "model":
-            return [list(to_uint8(f)) for f in fakes]
-        return [[carry_back(p, b, xi, fi).cpu() for p, b, xi, fi in zip(
-            photos, boxes, x, fake, strict=True)] for fake in fakes]
+            first = [owners.index(i) for i in range(len(photos))]
+            return [list(to_uint8(f[first])) for f in fakes]
+        out = []
+        for fake in fakes:
+            edited = [p.cpu() for p in photos]
+            for i, r, xi, fi in zip(owners, flat, x, fake, strict=True):
+                edited[i] = r.paste(edited[i], xi, fi).cpu()
+            out.append(edited)
+        return out
 
 
 def to_uint8(images: torch.Tensor) -> torch.Tensor:

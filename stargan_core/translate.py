@@ -150,6 +150,7 @@ def translate_files(
     output_size: str = "input",
     quality: int = 95,
     file_format: str = "auto",
+    framing: str = "model",
 ) -> TranslationResult:
     """Write `out_dir/<target>/<input name>` for every input and target, and `out_dir/grid.png`
     (inputs and `out_dir`: local or s3://).
@@ -160,24 +161,28 @@ def translate_files(
     domains of each input, which the targets leave unchanged, come from D's domain classifier.
     Inputs that the input rule rejects (`stargan_core.data.images`: not an image, damaged, over
     40 MP, under half the model's size) are skipped with the reason, not fatal. GIF and TIFF
-    inputs are written as `<name>.png` (`output_name`).
+    inputs are written as `<name>.png` (`output_name`). `framing="face"` edits every face
+    found, aligned from its eyes, and skips a photo without one.
     """
     parsed = [spec.parse_target(t) for t in targets] if targets else spec.single_targets()
     files = collect_inputs(inputs)
     fs, out = filesystem(str(out_dir))
-    editor = Editor(g.to(device), d.to(device), spec, data_format, image_size)
+    editor = Editor(g.to(device), d.to(device), spec, data_format, image_size, framing)
     outputs, skipped, grid_rows_done = [], [], []
     for start in range(0, len(files), batch_size):
-        photos, names = [], []
+        photos, names, regions = [], [], []
         for path, name in files[start:start + batch_size]:
             try:
-                photos.append(decode_rgb(read_bytes(path), editor.min_side))
-                names.append(name)
+                photo = decode_rgb(read_bytes(path), editor.min_side)
+                regions.append(editor.locate(photo))
             except (RejectedImage, OSError) as error:
                 skipped.append((path, str(error)))
+                continue
+            photos.append(photo)
+            names.append(name)
         if not photos:
             continue
-        edited = editor.edit(photos, parsed, output_size)
+        edited = editor.edit(photos, parsed, output_size, regions=regions)
         for target, images in zip(parsed, edited, strict=True):
             for name, image in zip(names, images, strict=True):
                 path = join(out, target.slug, output_name(name, file_format))
@@ -185,7 +190,8 @@ def translate_files(
                 write_bytes(fs, path, data)
                 outputs.append(url_of(fs, path))
         for i, photo in enumerate(photos[:grid_rows - len(grid_rows_done)]):
-            shown = photo if output_size == "input" else to_uint8(editor.framing(photo)[None])[0]
+            shown = photo if output_size == "input" else to_uint8(
+                regions[i][0].cut(photo, image_size)[None])[0]
             grid_rows_done.append([shown, *(images[i] for images in edited)])
         if progress is not None:
             progress(len(photos))

@@ -1,0 +1,141 @@
+"""Faces in photos: found in a real photograph, aligned as CelebA's faces are, edited and put
+back with every pixel away from the faces unchanged."""
+
+from __future__ import annotations
+
+import io
+import math
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from skimage import data
+from torchvision.transforms.v2 import functional as TF
+
+from stargan_core.data.images import decode_rgb
+from stargan_core.domains import DomainSpec
+from stargan_core.editing import Editor
+from stargan_core.faces import CELEBA_EYES, FaceDetector
+from stargan_core.model import Discriminator, Generator
+from stargan_core.translate import translate_files
+
+
+@pytest.fixture(scope="module")
+def astronaut() -> torch.Tensor:
+    """A real photograph (scikit-image's, 512x512) with one face."""
+    return torch.from_numpy(data.astronaut()).permute(2, 0, 1).contiguous()
+
+
+@pytest.fixture(scope="module")
+def detector() -> FaceDetector:
+    return FaceDetector()
+
+
+def place(photo: torch.Tensor, scale: float, angle: float, offset: tuple[int, int],
+          canvas: tuple[int, int] = (1024, 768)) -> tuple[torch.Tensor, np.ndarray]:
+    """`photo` scaled, rotated by `angle` degrees about its centre and put at `offset` on a grey
+    canvas (width, height); with the 2x3 map from the photo's pixels to the canvas's."""
+    turned = TF.rotate(TF.resize(photo, [round(photo.shape[1] * scale)] * 2, antialias=True),
+                       angle, expand=True, fill=[128, 128, 128])
+    out = torch.full((3, canvas[1], canvas[0]), 128, dtype=torch.uint8)
+    h, w = turned.shape[-2:]
+    out[:, offset[1]:offset[1] + h, offset[0]:offset[0] + w] = turned
+    # Pixel centres: scale about (0, 0), rotate about the scaled photo's centre (counter-
+    # clockwise on screen for a positive angle), then move to where the rotated image lands.
+    side = photo.shape[1] * scale
+    c = (side - 1) / 2
+    a = math.radians(angle)
+    rot = np.array([[math.cos(a), math.sin(a)], [-math.sin(a), math.cos(a)]])
+    shift = np.array([offset[0] + (w - 1) / 2, offset[1] + (h - 1) / 2]) - rot @ [c, c]
+    return out, np.hstack([rot * scale, shift[:, None]])
+
+
+def square_corners(face) -> np.ndarray:
+    """The corners of the square the model sees, in photo pixels."""
+    m = np.linalg.inv(np.vstack([np.array(face.matrix), [0, 0, 1]]))
+    return (m @ np.array([[0, 20, 1], [178, 20, 1], [0, 198, 1], [178, 198, 1]]).T)[:2].T
+
+
+def eyes_of(face) -> np.ndarray:
+    """Where the face's transform puts CelebA's eye positions back in the photo."""
+    m = np.vstack([np.array(face.matrix), [0, 0, 1]])
+    return (np.linalg.inv(m) @ np.array([[*e, 1] for e in CELEBA_EYES]).T)[:2].T
+
+
+def test_faces_are_found_and_aligned_wherever_they_are_placed(astronaut, detector):
+    reference = detector(astronaut)
+    assert len(reference) == 1
+    eyes = eyes_of(reference[0])
+    errors = []
+    for scale, angle, offset in [(1.0, 0, (300, 120)), (0.6, 0, (40, 400)), (1.4, 0, (250, 20)),
+                                 (1.0, 15, (200, 80)), (0.8, -15, (420, 150))]:
+        canvas, to_canvas = place(astronaut, scale, angle, offset)
+        found = detector(canvas)
+        assert len(found) == 1, (scale, angle)
+        expected = (to_canvas @ np.hstack([eyes, np.ones((2, 1))]).T).T
+        errors.append(np.abs(eyes_of(found[0]) - expected).max() / scale)
+        # The aligned square is the same face whatever the placement.
+        same = (found[0].cut(canvas, 64) - reference[0].cut(astronaut, 64)).abs().mean()
+        assert same < 0.1, (scale, angle, float(same))
+    assert max(errors) < 4, errors  # pixels of the original photo
+
+
+def test_two_faces_are_both_edited_and_nothing_else(astronaut, detector):
+    canvas = torch.full((3, 600, 1100), 90, dtype=torch.uint8)
+    small = TF.resize(astronaut, [420, 420], antialias=True)
+    canvas[:, 100:520, 40:460] = small
+    canvas[:, 150:570, 640:1060] = small
+    g = Painter()
+    editor = Editor(g, None, DomainSpec.celeba(), "celeba", 32, framing="face")
+    regions = editor.locate(canvas)
+    assert len(regions) == 2
+    out = editor.edit([canvas], DomainSpec.celeba().single_targets()[:1],
+                      c_org=torch.zeros(1, 5))[0][0]
+    assert out.shape == canvas.shape
+    changed = (out != canvas).any(0)
+    assert changed[:, :550].any() and changed[:, 550:].any()  # both faces
+    inside = torch.zeros_like(changed)
+    for face in regions:  # every changed pixel lies in a face's square
+        corners = square_corners(face)
+        x0, y0 = np.floor(corners.min(0)).astype(int).clip(0)
+        x1, y1 = np.ceil(corners.max(0)).astype(int) + 1
+        inside[y0:y1, x0:x1] = True
+    assert not (changed & ~inside).any() and not changed[:, 500:600].any()
+
+
+class Painter(Generator):
+    """A generator that makes its whole square brighter: shows where an edit lands."""
+
+    def __init__(self):
+        super().__init__(5, 8, 1)
+
+    def forward_with_mask(self, x, c_trg, c_org=None):
+        return (x + 0.5).clamp(-1, 1), None
+
+
+def test_a_photo_is_edited_at_its_own_size_and_far_pixels_stay(astronaut, tmp_path):
+    buffer = io.BytesIO()
+    Image.fromarray(astronaut.permute(1, 2, 0).numpy()).rotate(90, expand=True).save(
+        buffer, "JPEG", quality=95, exif=_exif_rotated())  # a portrait on its side
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "astronaut.jpg").write_bytes(buffer.getvalue())
+    Image.fromarray(data.coffee()).save(tmp_path / "in" / "coffee.png")  # no face
+    spec = DomainSpec.celeba()
+    result = translate_files(Painter(), Discriminator(32, 5, 8, 3), spec, "celeba", 32,
+                             [tmp_path / "in"], ["Male"], tmp_path / "out", framing="face",
+                             file_format="png")
+    assert [p.split("/")[-1] for p in result.outputs] == ["astronaut.jpg.png"]
+    assert result.skipped[0][0].endswith("coffee.png") and "no face" in result.skipped[0][1]
+    photo = decode_rgb((tmp_path / "in" / "astronaut.jpg").read_bytes())  # upright
+    out = decode_rgb((tmp_path / "out" / "Male" / "astronaut.jpg.png").read_bytes())
+    assert out.shape == photo.shape == (3, 512, 512)
+    changed = (out != photo).any(0)
+    assert changed[60:190, 160:310].float().mean() > 0.9  # the face
+    assert not changed[300:].any() and not changed[:, :100].any()  # suit, flag: as they were
+
+
+def _exif_rotated() -> bytes:
+    exif = Image.Exif()
+    exif[0x0112] = 6  # view rotated 90 degrees clockwise
+    return exif.tobytes()
