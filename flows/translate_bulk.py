@@ -131,6 +131,7 @@ def translate_bulk(
     job: str | None = None,
     output_format: Literal["parquet", "files", "both"] = "parquet",
     output_size: Literal["input", "model"] = "input",
+    framing: Literal["model", "face"] = "model",
     file_format: Literal["auto", "png", "jpeg", "webp"] = "auto",
     quality: Annotated[int, Field(ge=1, le=100)] = 95,
     cluster_address: str = "",
@@ -157,6 +158,9 @@ def translate_bulk(
     output_format: parquet shards, image files `<target>/<input name>`, or both.
     output_size: each input at its own size with the edit carried back into it (input), or
         the model's square crop (model).
+    framing: each photo as the model's training images were framed (model), or every face
+        found, aligned from its eyes and blended back (face; for folders of photos: a photo
+        without a face is listed as rejected, `no face`).
     file_format, quality: the image files' type (auto: each input's own; png, jpeg, webp: an
         input of another type gets that suffix added, `photo.png.jpg`) and JPEG/WebP quality
         (JPEG with 4:4:4 chroma; WebP at 100: lossless).
@@ -180,7 +184,7 @@ def translate_bulk(
         input_url, job_url(output_root or default_root(), job, model),
         model, parse_targets(model, targets), output_format, batch_size, files_per_partition,
         storage_options=storage_options(storage), overwrite=overwrite, split=split,
-        output_size=output_size, file_format=file_format, quality=quality,
+        output_size=output_size, framing=framing, file_format=file_format, quality=quality,
     )
     work = plan_task(config)
     manifest = committed_job(work)

@@ -136,9 +136,10 @@ class Editor:
         """The shortest side a photo may have: a smaller one would be enlarged over 2x."""
         return min_input_side(self.framing.image_size)
 
-    def framed_as(self, data_format: str) -> Editor:
-        """The same networks, framing photos as `data_format` does (`prepared`: squares)."""
-        return Editor(self.g, self.d, self.spec, data_format, self.framing.image_size)
+    def framed_as(self, data_format: str, framing: str = "model") -> Editor:
+        """The same networks, framing photos as `data_format` does (`prepared`: squares), or
+        every face (`framing="face"`)."""
+        return Editor(self.g, self.d, self.spec, data_format, self.framing.image_size, framing)
 
     def locate(self, photo: torch.Tensor) -> list[Box] | list[AlignedFace]:
         """Where the model looks in a photo: its framed square, or each face found (a photo

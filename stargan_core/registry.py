@@ -39,7 +39,7 @@ from stargan_core.checkpoint import (
 from stargan_core.config import EDITING_OPTIONS
 from stargan_core.data.images import RejectedImage, decode_rgb, encode
 from stargan_core.domains import DomainSpec, Target
-from stargan_core.editing import OUTPUT_SIZES, Editor
+from stargan_core.editing import FRAMINGS, OUTPUT_SIZES, Editor
 from stargan_core.evaluation.metrics import summarize
 from stargan_core.storage import redact
 
@@ -52,7 +52,8 @@ MODEL_NAME = "generator"  # the model's name within its run
 SIGNATURE = ModelSignature(
     inputs=Schema([ColSpec("binary", "image"), ColSpec("string", "target")]),
     outputs=Schema([ColSpec("binary", "image")]),
-    params=ParamSchema([ParamSpec("output_size", "string", "input")]),
+    params=ParamSchema([ParamSpec("output_size", "string", "input"),
+                        ParamSpec("framing", "string", "model")]),
 )
 
 
@@ -64,7 +65,8 @@ def default_model_name(spec: DomainSpec) -> str:
 class StarGANModel(mlflow.pyfunc.PythonModel):
     """Input: `image` (JPEG/PNG/WebP bytes) and `target` (`Blond_Hair`, `Male=0,Young`, `happy`)
     per row. Output: `image`, the translation as PNG bytes: the input photo at its own size
-    with the edit in it, or the model's square with the parameter `output_size="model"`."""
+    with the edit in it, or the model's square with the parameter `output_size="model"`. The
+    parameter `framing="face"` edits every face of the photo instead of the model's framing."""
 
     def load_context(self, context: mlflow.pyfunc.PythonModelContext) -> None:
         from stargan_core.train import resolve_device
@@ -90,16 +92,29 @@ class StarGANModel(mlflow.pyfunc.PythonModel):
         return self
 
     def edit(self, photos: Sequence[torch.Tensor], targets: Sequence[Target],
-             output_size: str = "input") -> list[list[torch.Tensor]]:
+             output_size: str = "input", framing: str = "model") -> list[list[torch.Tensor]]:
         """uint8 (3, H, W) photos -> per target, per photo, the uint8 translation."""
-        return self.editor.edit(photos, targets, output_size)
+        return self.framed(framing).edit(photos, targets, output_size)
+
+    def framed(self, framing: str) -> Editor:
+        """The editor of `framing` (the face detector is made once, when first needed)."""
+        if framing == "model":
+            return self.editor
+        if not hasattr(self, "_face_editor"):
+            self._face_editor = self.editor.framed_as(self.editor.framing.data_format, "face")
+        return self._face_editor
 
     def predict(self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None
                 ) -> pd.DataFrame:
         output_size = (params or {}).get("output_size", "input")
+        framing = (params or {}).get("framing", "model")
         if output_size not in OUTPUT_SIZES:
             raise MlflowException.invalid_parameter_value(
                 f"output_size '{output_size}' is not one of {', '.join(OUTPUT_SIZES)}")
+        if framing not in FRAMINGS:
+            raise MlflowException.invalid_parameter_value(
+                f"framing '{framing}' is not one of {', '.join(FRAMINGS)}")
+        editor = self.framed(framing)
         missing = model_input.index[model_input["target"].isna()].tolist()
         if missing:
             raise MlflowException.invalid_parameter_value(
@@ -111,10 +126,19 @@ class StarGANModel(mlflow.pyfunc.PythonModel):
             for start in range(0, len(group), BATCH):  # bounded memory for any request size
                 chunk = group.iloc[start:start + BATCH]
                 photos = [self._decode(row, data) for row, data in chunk["image"].items()]
-                edited = self.edit(photos, [target], output_size)[0]
+                regions = [self._locate(editor, row, photo) for row, photo in
+                           zip(chunk.index, photos, strict=True)]
+                edited = editor.edit(photos, [target], output_size, regions=regions)[0]
                 for row, image in zip(chunk.index, edited, strict=True):
                     outputs[row] = encode(to_pil_image(image), ".png")
         return pd.DataFrame({"image": outputs}, index=model_input.index)
+
+    @staticmethod
+    def _locate(editor: Editor, row: object, photo: torch.Tensor) -> list:
+        try:
+            return editor.locate(photo)
+        except RejectedImage as error:
+            raise MlflowException.invalid_parameter_value(f"row {row}: {error}") from None
 
     def _decode(self, row: object, data: object) -> torch.Tensor:
         try:

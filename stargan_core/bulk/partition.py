@@ -17,6 +17,7 @@ from stargan_core.bulk.plan import BulkConfig, Partition, input_format, read_inp
 from stargan_core.data.images import RejectedImage, decode_rgb, encode, output_name
 from stargan_core.data.parquet import ShardWriter, image_schema, read_record
 from stargan_core.data.prepare import Rejection
+from stargan_core.editing import Editor
 from stargan_core.registry import StarGANModel
 from stargan_core.storage import filesystem, join, write_files
 
@@ -42,24 +43,28 @@ class PartitionResult:
     worker: str = ""
 
 
-def _batches(config: BulkConfig, partition: Partition, min_side: int, rejected: list[Rejection]
-             ) -> Iterator[tuple[list[str], list[str], list[torch.Tensor]]]:
-    """Decoded inputs in batches of (ids, sources, photos); undecodable ones go to `rejected`."""
-    ids, sources, photos = [], [], []
+def _batches(config: BulkConfig, partition: Partition, editor: Editor,
+             rejected: list[Rejection]
+             ) -> Iterator[tuple[list[str], list[str], list[torch.Tensor], list[list]]]:
+    """Decoded inputs in batches of (ids, sources, photos, where the model looks in each);
+    undecodable ones, and with face framing photos without a face, go to `rejected`."""
+    ids, sources, photos, regions = [], [], [], []
     for image_id, source, data in read_inputs(partition, config.batch_size,
                                               config.storage_options):
         try:
-            photos.append(decode_rgb(data, min_side))
+            photo = decode_rgb(data, editor.min_side)
+            regions.append(editor.locate(photo))
         except RejectedImage as error:
             rejected.append(Rejection(source, partition.split, error.reason, error.detail))
             continue
+        photos.append(photo)
         ids.append(image_id)
         sources.append(source)
         if len(photos) == config.batch_size:
-            yield ids, sources, photos
-            ids, sources, photos = [], [], []
+            yield ids, sources, photos, regions
+            ids, sources, photos, regions = [], [], [], []
     if photos:
-        yield ids, sources, photos
+        yield ids, sources, photos, regions
 
 
 def _rows(config: BulkConfig, ids: list[str], sources: list[str],
@@ -92,11 +97,11 @@ def translate_partition(config: BulkConfig, partition: Partition, model: StarGAN
     start = time.perf_counter()
     rejected: list[Rejection] = []
     translated = 0
-    editor = model.editor.framed_as(input_format(config, partition))
+    editor = model.editor.framed_as(input_format(config, partition), config.framing)
     with ShardWriter(SCHEMA, config.row_group_rows) as writer:
-        for ids, sources, photos in _batches(config, partition, editor.min_side, rejected):
+        for ids, sources, photos, regions in _batches(config, partition, editor, rejected):
             translated += len(ids)
-            edited = editor.edit(photos, config.targets, config.output_size)
+            edited = editor.edit(photos, config.targets, config.output_size, regions=regions)
             rows = list(_rows(config, ids, sources, edited))
             if config.writes_files:
                 write_files(fs, {join(base, row["image"]["path"]): data for row, data in rows})

@@ -36,6 +36,7 @@ class BulkConfig:
     overwrite: bool = False  # replace a job of other inputs, targets or format in the folder
     split: str | None = None  # of a prepared data set: translate this split only
     output_size: str = "input"  # the input's own size, or the model's square ("model")
+    framing: str = "model"  # the model's own framing, or every face found ("face")
     file_format: str = "auto"  # image files: the input's own type, or png, jpeg, webp
     quality: int = 95  # of JPEG and WebP files
 
@@ -47,7 +48,8 @@ class BulkConfig:
         """What makes two runs the same job (the model version is in the folder's name)."""
         return {"input": self.input_url, "split": self.split,
                 "targets": [t.text for t in self.targets], "output_format": self.output_format,
-                "output_size": self.output_size, "file_format": self.file_format,
+                "output_size": self.output_size, "framing": self.framing,
+                "file_format": self.file_format,
                 "quality": self.quality}
 
 

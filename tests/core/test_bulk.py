@@ -10,6 +10,7 @@ from collections import Counter
 from pathlib import Path
 
 import datasets
+import numpy as np
 import pyarrow.parquet as pq
 import pytest
 from PIL import Image
@@ -342,3 +343,29 @@ def test_a_worker_keeps_a_bounded_number_of_versions_and_never_drops_one_in_use(
             assert again is first  # loaded once
     with cache.use(v2):
         assert list(cache.models) == [v2]
+
+
+def test_face_framing_edits_the_faces_of_photos_and_lists_photos_without_one(
+        registered_model, tmp_path):
+    from skimage import data
+
+    folder = tmp_path / "wild"
+    folder.mkdir()
+    Image.fromarray(data.astronaut()).save(folder / "astronaut.jpg", quality=95)
+    Image.fromarray(data.coffee()).save(folder / "coffee.png")
+    model = resolve_model("models:/stargan-celeba@champion")
+    config = job(model, folder, tmp_path / "out", targets=["Male"], output_format="both",
+                 framing="face")
+    _, _, manifest = run(config, load_registered(model.uri, "cpu"))
+    output = Path(config.output)
+    rows = rows_of(output)
+    assert [r["image_id"] for r in rows] == ["astronaut.jpg"]
+    rejected = pq.read_table(output / "rejected.parquet").to_pylist()
+    assert [(r["source"].rsplit("/", 1)[-1], r["reason"]) for r in rejected] == [
+        ("coffee.png", "no face")]
+    with Image.open(output / "Male" / "astronaut.jpg") as image:
+        out = np.asarray(image.convert("RGB"), dtype=int)
+    original = np.asarray(Image.open(folder / "astronaut.jpg").convert("RGB"), dtype=int)
+    assert out.shape == original.shape  # the whole photo, at its size
+    assert np.abs(out[320:] - original[320:]).mean() < 2  # far from the face: as it was
+    assert manifest["framing"] == "face"

@@ -6,6 +6,7 @@ import io
 import json
 
 import mlflow
+import numpy as np
 import pandas as pd
 import pytest
 from PIL import Image
@@ -81,3 +82,27 @@ def test_a_served_version_translates_a_photo_sent_over_http(registered_model, tm
     finally:
         os.killpg(server.pid, signal.SIGTERM)
         server.wait(timeout=30)
+
+
+def test_the_registered_model_edits_every_face_when_asked(registered_model):
+    from skimage import data
+
+    model = mlflow.pyfunc.load_model("models:/stargan-celeba@champion")
+
+    def png(pixels) -> bytes:
+        buffer = io.BytesIO()
+        Image.fromarray(pixels).save(buffer, "PNG")
+        return buffer.getvalue()
+
+    out = model.predict(pd.DataFrame({"image": [png(data.astronaut())], "target": ["Male"]}),
+                        params={"framing": "face"})
+    edited = np.asarray(Image.open(io.BytesIO(out["image"][0])))
+    assert edited.shape == data.astronaut().shape
+    assert (edited[320:] == data.astronaut()[320:]).all()  # far from the face: bit for bit
+    assert (edited[60:190, 160:310] != data.astronaut()[60:190, 160:310]).any()
+    with pytest.raises(mlflow.exceptions.MlflowException, match="row 0: no face"):
+        model.predict(pd.DataFrame({"image": [png(data.coffee())], "target": ["Male"]}),
+                      params={"framing": "face"})
+    with pytest.raises(mlflow.exceptions.MlflowException, match="framing 'faces' is not one"):
+        model.predict(pd.DataFrame({"image": [png(data.astronaut())], "target": ["Male"]}),
+                      params={"framing": "faces"})
