@@ -2,7 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -10,6 +19,37 @@ import pytest
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("DO_NOT_TRACK", "1")
+
+
+@contextlib.contextmanager
+def serving(command: list[str], ping: str, log: Path, env: dict[str, str] | None = None
+            ) -> Iterator[None]:
+    """Run a server (`{port}` in `command` and `ping` is a free loopback port) until `ping`
+    answers; stop its whole process group at the end."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = str(s.getsockname()[1])
+    bin_dir = Path(sys.executable).parent  # the servers' own commands (uvicorn, ...)
+    with log.open("w") as out:
+        server = subprocess.Popen(
+            [part.replace("{port}", port) for part in command], stdout=out,
+            stderr=subprocess.STDOUT, start_new_session=True,
+            env=os.environ | {"PATH": f"{bin_dir}:{os.environ['PATH']}"} | (env or {}))
+        try:
+            deadline = time.monotonic() + 120
+            while True:
+                try:
+                    urllib.request.urlopen(ping.replace("{port}", port), timeout=2)
+                    break
+                except OSError:
+                    if server.poll() is not None or time.monotonic() > deadline:
+                        raise RuntimeError(f"{command[0]} did not start: {log.read_text()}"
+                                           ) from None
+                    time.sleep(0.5)
+            yield port
+        finally:
+            os.killpg(server.pid, signal.SIGTERM)
+            server.wait(timeout=30)
 
 
 @pytest.fixture(scope="session")

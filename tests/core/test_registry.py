@@ -33,33 +33,18 @@ def test_the_registered_model_decodes_every_photo_and_names_each_bad_input(regis
 def test_a_served_version_translates_a_photo_sent_over_http(registered_model, tmp_path):
     """`mlflow models serve` on loopback, and the README's curl line against it."""
     import os
-    import signal
-    import socket
     import subprocess
     import sys
-    import time
     import urllib.request
     from pathlib import Path
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    from tests.conftest import serving
+
     bin_dir = Path(sys.executable).parent
-    log = tmp_path / "serve.log"
-    server = subprocess.Popen(
-        [str(bin_dir / "mlflow"), "models", "serve", "-m", "models:/stargan-celeba@champion",
-         "--env-manager", "local", "--host", "127.0.0.1", "--port", str(port)],
-        stdout=log.open("w"), stderr=subprocess.STDOUT, start_new_session=True,
-        env=os.environ | {"PATH": f"{bin_dir}:{os.environ['PATH']}"})
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/ping", timeout=2)
-                break
-            except OSError:
-                assert server.poll() is None and time.monotonic() < deadline, log.read_text()
-                time.sleep(0.5)
+    with serving([str(bin_dir / "mlflow"), "models", "serve", "-m",
+                  "models:/stargan-celeba@champion", "--env-manager", "local",
+                  "--host", "127.0.0.1", "--port", "{port}"],
+                 "http://127.0.0.1:{port}/ping", tmp_path / "serve.log") as port:
         Image.new("RGB", (178, 218), (120, 90, 60)).save(tmp_path / "photo.jpg")
         # As in the README: the photo as base64 in JSON, the PNG back out of the answer.
         curl = (
@@ -79,9 +64,6 @@ def test_a_served_version_translates_a_photo_sent_over_http(registered_model, tm
                 f"http://127.0.0.1:{port}/invocations", bad,
                 {"Content-Type": "application/json"}), timeout=60)
         assert answer.value.code == 400 and b"row 0: not an image" in answer.value.read()
-    finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        server.wait(timeout=30)
 
 
 def test_the_registered_model_edits_every_face_when_asked(registered_model):

@@ -30,40 +30,18 @@ def flow_artifacts(flow_run_id) -> list:
 def mlflow_server(tmp_path, monkeypatch):
     """An MLflow tracking server on loopback (SQLite backend, artifacts proxied to a folder),
     stopped at the end; MLFLOW_TRACKING_URI points at it."""
-    import os
-    import socket
-    import subprocess
     import sys
-    import time
-    import urllib.request
     from pathlib import Path
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    url = f"http://127.0.0.1:{port}"
-    log = open(tmp_path / "mlflow-server.log", "w")  # noqa: SIM115
-    server = subprocess.Popen(
-        [str(Path(sys.executable).parent / "mlflow"), "server", "--host", "127.0.0.1",
-         "--port", str(port), "--workers", "1",
-         "--backend-store-uri", f"sqlite:///{tmp_path / 'server.db'}",
-         "--artifacts-destination", str(tmp_path / "server-artifacts")],
-        stdout=log, stderr=subprocess.STDOUT, env=os.environ | {"MLFLOW_DISABLE_TELEMETRY": "true",
-                                   "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"},
-    )
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                urllib.request.urlopen(f"{url}/health", timeout=2)
-                break
-            except OSError:
-                if server.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"mlflow server did not start: see {log.name}") from None
-                time.sleep(0.5)
+    from tests.conftest import serving
+
+    with serving([str(Path(sys.executable).parent / "mlflow"), "server", "--host", "127.0.0.1",
+                  "--port", "{port}", "--workers", "1",
+                  "--backend-store-uri", f"sqlite:///{tmp_path / 'server.db'}",
+                  "--artifacts-destination", str(tmp_path / "server-artifacts")],
+                 "http://127.0.0.1:{port}/health", tmp_path / "mlflow-server.log",
+                 {"MLFLOW_DISABLE_TELEMETRY": "true",
+                  "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}) as port:
+        url = f"http://127.0.0.1:{port}"
         monkeypatch.setenv("MLFLOW_TRACKING_URI", url)
         yield url
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
-        log.close()
