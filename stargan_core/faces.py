@@ -19,8 +19,8 @@ from torchvision.transforms.v2 import functional as TF
 
 from stargan_core.data.celeba import ALIGNED, CROP
 
-# Mean eye centres of CelebA's aligned 178x218 faces (list_landmarks_align_celeba.txt), the
-# image's left eye first: where an aligned face's eyes are.
+# Where the eyes of CelebA's aligned 178x218 faces are, the image's left eye first: about the
+# means of list_landmarks_align_celeba.txt (not on this machine to check; rounded).
 CELEBA_EYES = ((69.0, 111.5), (107.5, 111.5))
 FEATHER = 0.12  # of the square's side: the width of the blend at the edge of a pasted face
 
@@ -107,9 +107,10 @@ def align(eyes: np.ndarray) -> AlignedFace:
 class FaceDetector:
     """dlib's HOG frontal face detector with its 5-point landmarks (eye corners and nose).
 
-    Detections scoring under `threshold` are dropped: on the test photographs false faces (a
-    round badge, a pattern) scored up to 0.22 and real ones 0.69 and more. Small faces are
-    looked for again at twice the resolution only when none was found.
+    Detections scoring under `threshold` are dropped: on the test photographs, at the photo's
+    own resolution, false faces (a round badge) scored up to 0.22 and real ones 0.69 and more.
+    Small faces are looked for again at twice the resolution only when none was found (where
+    the badge can score higher).
     """
 
     def __init__(self, threshold: float = 0.3) -> None:
