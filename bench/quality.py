@@ -27,6 +27,7 @@ from stargan_core.data.dataset import FaceDataset, held_out, preload
 from stargan_core.data.images import read_rgb
 from stargan_core.editing import Editor
 from stargan_core.evaluation import evaluate, ground_truth_for, train_classifier
+from stargan_core.preprocessing import Preprocessing
 from stargan_core.synthetic import write_celeba
 from stargan_core.train import train
 from stargan_core.translate import photo_grid
@@ -93,8 +94,8 @@ def main() -> None:
         g, d, *_ = load_models(result.checkpoint)
         truth = ground_truth_for(str(data), config.image_size)
         evaluation = evaluate(g, classifiers[config.image_size], spec, test_set, truth=truth)
-        contact_sheet(Editor(g, d, spec, raw.format, config.image_size), sheet_photos,
-                      test_set.labels[:6], out / f"{name}-contact-sheet.png")
+        editor = Editor(g, d, spec, Preprocessing.of(raw.format, config.image_size))
+        contact_sheet(editor, sheet_photos, test_set.labels[:6], out / f"{name}-contact-sheet.png")
         results[name] = (evaluation.metrics(), seconds / config.num_iters, seconds)
         (out / name / "metrics.json").write_text(json.dumps(results[name][0], indent=1))
 

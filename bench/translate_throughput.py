@@ -49,7 +49,7 @@ def register_untrained(preset_name: str, folder: Path) -> str:
     state = {"G": build_generator(spec, config).state_dict(),
              "D": build_discriminator(spec, config).state_dict(),
              "spec": spec.to_json(), "config": dataclasses.asdict(config),
-             "data_format": "celeba"}
+             "preprocessing": {"framing": "celeba", "image_size": config.image_size}}
     with mlflow.start_run():
         info = log_generator(save_checkpoint(folder / "generator.ckpt", state))
     return f"models:/stargan-celeba/{register(info.model_uri, 'stargan-celeba', 'bench')}"
@@ -63,7 +63,7 @@ def baseline(model_uri: str, files: list[Path], targets: list, batch: int
 
     model = load_registered(model_uri, "cpu")
     g, d, spec = model.editor.g, model.editor.d, model.spec
-    images = torch.stack([model.editor.framing(read_rgb(str(f))) for f in files])
+    images = torch.stack([model.editor.preprocessing(read_rgb(str(f))) for f in files])
     batches = list(images.split(batch))
 
     def forward(x: torch.Tensor) -> None:

@@ -40,6 +40,7 @@ from stargan_core.bulk import (
 )
 from stargan_core.bulk.cluster import connect, gpus, load_model, run_partitions
 from stargan_core.bulk.job import CONTACT_SHEET
+from stargan_core.preprocessing import FRAMINGS
 from stargan_core.registry import RegisteredModel, resolve_model
 from stargan_core.storage import default_root, filesystem, join
 
@@ -131,7 +132,7 @@ def translate_bulk(
     job: str | None = None,
     output_format: Literal["parquet", "files", "both"] = "parquet",
     output_size: Literal["input", "model"] = "input",
-    framing: Literal["model", "face"] = "model",
+    framing: Literal[FRAMINGS] = "auto",  # type: ignore[valid-type]
     file_format: Literal["auto", "png", "jpeg", "webp"] = "auto",
     quality: Annotated[int, Field(ge=1, le=100)] = 95,
     cluster_address: str = "",
@@ -158,9 +159,13 @@ def translate_bulk(
     output_format: parquet shards, image files `<target>/<input name>`, or both.
     output_size: each input at its own size with the edit carried back into it (input), or
         the model's square crop (model).
-    framing: each photo as the model's training images were framed (model), or every face
-        found, aligned from its eyes and blended back (face; for folders of photos: a photo
-        without a face is listed as rejected, `no face`).
+    framing: where the model looks in each photo of a folder: every face found, aligned as
+        CelebA's faces are and blended back (face; a photo without one is listed as rejected,
+        `no face`), the centre of an aligned face (celeba), the centre square (center), the
+        whole photo (full) or as the model's training images (model). auto: a model trained on
+        aligned faces frames photos of their 178:218 shape as celeba, any other as face;
+        other models as they were trained. A prepared data set's squares are always framed
+        as they are.
     file_format, quality: the image files' type (auto: each input's own; png, jpeg, webp: an
         input of another type gets that suffix added, `photo.png.jpg`) and JPEG/WebP quality
         (JPEG with 4:4:4 chroma; WebP at 100: lossless).

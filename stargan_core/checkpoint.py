@@ -10,6 +10,7 @@ import torch
 from stargan_core.config import TrainConfig
 from stargan_core.domains import DomainSpec
 from stargan_core.model import Discriminator, Generator
+from stargan_core.preprocessing import Preprocessing
 
 
 def checkpoint_path(folder: str | Path, step: int) -> Path:
@@ -98,11 +99,17 @@ def resolve_checkpoint(path: str | Path) -> Path:
 
 def load_models(
     path: str | Path, device: str | torch.device = "cpu"
-) -> tuple[Generator, Discriminator, DomainSpec, TrainConfig, str]:
-    """G and D in eval mode, with the spec, config and data format they were trained with."""
+) -> tuple[Generator, Discriminator, DomainSpec, TrainConfig, Preprocessing]:
+    """G and D in eval mode, with the spec, config and preprocessing they were trained with."""
     state = load_checkpoint(path, device)
     spec, config = spec_and_config(state)
     g, d = build_generator(spec, config), build_discriminator(spec, config)
     g.load_state_dict(inference_weights(state))
     d.load_state_dict(state["D"])
-    return g.to(device).eval(), d.to(device).eval(), spec, config, state["data_format"]
+    return g.to(device).eval(), d.to(device).eval(), spec, config, preprocessing_of(state)
+
+
+def preprocessing_of(state: dict) -> Preprocessing:
+    """The preprocessing a checkpoint was trained with (older ones name a data format)."""
+    saved = state.get("preprocessing") or {"data_format": state["data_format"]}
+    return Preprocessing.from_dict({"image_size": state["config"]["image_size"], **saved})

@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 from stargan_core.config import DEFAULT_CPU_PRESET, PRESETS, TrainConfig
+from stargan_core.preprocessing import FRAMINGS
 from stargan_core.synthetic.faces import STYLES
 
 EXAMPLES = """\
@@ -153,11 +154,11 @@ def cmd_translate(args: argparse.Namespace) -> int:
 
     device = resolve_device(args.device)
     path = resolve_checkpoint(args.checkpoint)
-    g, d, spec, config, data_format = load_models(path, device)
+    g, d, spec, _, preprocessing = load_models(path, device)
     total = len(collect_inputs(args.input))
     with tqdm(total=total, desc="translate", unit="img", dynamic_ncols=True) as bar:
         result = translate_files(
-            g, d, spec, data_format, config.image_size, args.input, args.target or [],
+            g, d, spec, preprocessing, args.input, args.target or [],
             args.out, batch_size=args.batch_size, grid_rows=args.grid_rows, device=device,
             progress=bar.update, output_size=args.output_size, quality=args.quality,
             file_format=args.format, framing=args.framing,
@@ -320,11 +321,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output-size", choices=("input", "model"), default="input",
                    help="input: each photo at its own size with the edit in it (default); "
                    "model: the model's square crop")
-    p.add_argument("--framing", choices=("model", "face"), default="model",
-                   help="model: frame each photo as the model's training images were (CelebA: "
-                   "the centre of an aligned face; the default); face: find every face, align "
-                   "each from its eyes, edit it and blend it back into the photo, which keeps "
-                   "every other pixel (a photo without a face is skipped)")
+    p.add_argument("--framing", choices=FRAMINGS, default="auto",
+                   help="where the model looks in each photo. face: find every face, align it "
+                   "as CelebA's faces are, edit it and blend it back into the photo, keeping "
+                   "every other pixel (a photo without a face is skipped); celeba: the centre "
+                   "of an aligned face; center: the centre square; full: the whole photo; "
+                   "model: as the model's training images were. auto (default): a model "
+                   "trained on aligned faces frames a photo of their 178:218 shape as celeba "
+                   "and any other photo as face; other models as they were trained")
     p.add_argument("--format", choices=("auto", "png", "jpeg", "webp"), default="auto",
                    help="file type of the outputs: auto, the input's own (GIF, TIFF: PNG; the "
                    "default); png for lossless; jpeg; webp. An output of another type than its "

@@ -9,87 +9,16 @@ is zero (a masked generator's untouched region) so are the pixels inside it.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
-from torchvision.transforms.v2 import functional as TF
 
-from stargan_core.data.celeba import celeba_square
-from stargan_core.data.images import RejectedImage, min_input_side
+from stargan_core.data.images import RejectedImage
 from stargan_core.domains import DomainSpec, Target
 from stargan_core.faces import AlignedFace, FaceDetector
 from stargan_core.model import Discriminator, Generator
+from stargan_core.preprocessing import FRAMINGS, Box, Preprocessing
 
 OUTPUT_SIZES = ("input", "model")  # the photo's own size, or the model's square
-# How photos are framed for the model: as the model's training data were (`model`), or every
-# face found, aligned from its eyes (`face`, `stargan_core.faces`).
-FRAMINGS = ("model", "face")
-
-
-@dataclass(frozen=True)
-class Box:
-    """The square of a photo that the model sees; where it reaches beyond the photo's edges
-    the model sees black, and only the photo's own pixels are edited."""
-
-    left: int
-    top: int
-    side: int
-
-    def cut(self, photo: torch.Tensor, size: int) -> torch.Tensor:
-        return frame(photo, self, size)
-
-    def paste(self, photo: torch.Tensor, x: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
-        return carry_back(photo, self, x, fake)
-
-
-def frame_box(data_format: str, width: int, height: int) -> Box:
-    """CelebA models see the reference code's 178-pixel centre square of an aligned face, at
-    the photo's scale (`celeba_square`); any other model, and a prepared shard's square images,
-    the centre square of the shorter side."""
-    if data_format == "celeba":
-        return Box(*celeba_square(width, height))
-    side = min(width, height)
-    return Box((width - side) // 2, (height - side) // 2, side)
-
-
-def frame(image: torch.Tensor, box: Box, size: int) -> torch.Tensor:
-    """The model's input: `box` of a uint8 (3, H, W) image as `size` square in [-1, 1].
-
-    The square is cut before resizing, so that the resampling filter sees no pixel outside it.
-    """
-    square = TF.crop(image, box.top, box.left, box.side, box.side)  # zero-padded beyond edges
-    return TF.resize(square, [size, size], antialias=True).float() / 127.5 - 1
-
-
-class Framing:
-    """uint8 (3, H, W) -> the model's input in [-1, 1]: the transform of every data set."""
-
-    def __init__(self, data_format: str, image_size: int) -> None:
-        self.data_format, self.image_size = data_format, image_size
-
-    def box(self, image: torch.Tensor) -> Box:
-        return frame_box(self.data_format, image.shape[-1], image.shape[-2])
-
-    def __call__(self, image: torch.Tensor) -> torch.Tensor:
-        return frame(image, self.box(image), self.image_size)
-
-
-def carry_back(image: torch.Tensor, box: Box, x: torch.Tensor, fake: torch.Tensor
-               ) -> torch.Tensor:
-    """`image` (uint8, 3 x H x W) with the change `fake - x` (model resolution, [-1, 1]) resized
-    to `box` and added to its pixels; pixels outside the box are returned untouched."""
-    delta = (fake.float() - x.float())[None]
-    delta = F.interpolate(delta, size=(box.side, box.side), mode="bilinear", align_corners=False,
-                          antialias=box.side < delta.size(-1))[0]
-    height, width = image.shape[-2:]
-    x0, y0 = max(box.left, 0), max(box.top, 0)
-    x1, y1 = min(box.left + box.side, width), min(box.top + box.side, height)
-    out = image.clone()
-    region = image[:, y0:y1, x0:x1].float() + 127.5 * delta[
-        :, y0 - box.top:y1 - box.top, x0 - box.left:x1 - box.left].to(image.device)
-    out[:, y0:y1, x0:x1] = region.round().clamp(0, 255).to(torch.uint8)
-    return out
 
 
 @torch.inference_mode()
@@ -112,44 +41,52 @@ def translate_batch(
 
 
 class Editor:
-    """Translates photos of any size with one generator: frames each photo, translates it at
-    model resolution and returns it at its own size with the edit in it (or, with
-    `output_size="model"`, the model's square). The domains a target leaves alone are read off
-    each photo by D's domain classifier unless the caller knows them."""
+    """Translates photos of any size with one generator: frames each photo (`framing`, one of
+    `preprocessing.FRAMINGS`), translates it at model resolution and returns it at its own
+    size with the edit in it (or, with `output_size="model"`, the model's square). The domains
+    a target leaves alone are read off each photo by D's domain classifier unless the caller
+    knows them."""
 
     def __init__(self, g: Generator, d: Discriminator | None, spec: DomainSpec,
-                 data_format: str, image_size: int, framing: str = "model") -> None:
+                 preprocessing: Preprocessing, framing: str = "auto") -> None:
         if framing not in FRAMINGS:
             raise ValueError(f"framing '{framing}' is not one of {', '.join(FRAMINGS)}")
         self.g, self.d, self.spec = g.eval(), d.eval() if d is not None else None, spec
-        self.framing = Framing(data_format, image_size)
-        self.faces = None
-        if framing == "face":
-            self.faces = FaceDetector()
+        self.preprocessing, self.framing = preprocessing, framing
+        self._faces: FaceDetector | None = None
 
     @property
     def device(self) -> torch.device:
         return next(self.g.parameters()).device
 
     @property
+    def image_size(self) -> int:
+        return self.preprocessing.image_size
+
+    @property
     def min_side(self) -> int:
         """The shortest side a photo may have: a smaller one would be enlarged over 2x."""
-        return min_input_side(self.framing.image_size)
+        return self.preprocessing.min_side
 
-    def framed_as(self, data_format: str, framing: str = "model") -> Editor:
-        """The same networks, framing photos as `data_format` does (`prepared`: squares), or
-        every face (`framing="face"`)."""
-        return Editor(self.g, self.d, self.spec, data_format, self.framing.image_size, framing)
+    def framed_as(self, framing: str) -> Editor:
+        """The same networks (and face detector), framing photos as `framing` says."""
+        editor = Editor(self.g, self.d, self.spec, self.preprocessing, framing)
+        editor._faces = self._faces
+        return editor
 
     def locate(self, photo: torch.Tensor) -> list[Box] | list[AlignedFace]:
         """Where the model looks in a photo: its framed square, or each face found (a photo
         without one is a RejectedImage)."""
-        if self.faces is None:
-            return [self.framing.box(photo)]
-        found = self.faces(photo)
+        width, height = photo.shape[-1], photo.shape[-2]
+        mode = self.preprocessing.mode(self.framing, width, height)
+        if mode != "face":
+            return [self.preprocessing.box(mode, width, height)]
+        if self._faces is None:
+            self._faces = FaceDetector()
+        found = self._faces(photo)
         if not found:
-            raise RejectedImage("no face", f"no face found in the {photo.shape[-1]}x"
-                                f"{photo.shape[-2]} photo")
+            raise RejectedImage("no face", f"no face found in the {width}x{height} photo (to "
+                                "translate it anyway, frame it as celeba, center or full)")
         return found
 
     def to(self, device: torch.device | str) -> Editor:
@@ -171,7 +108,7 @@ class Editor:
         regions = regions if regions is not None else [self.locate(p) for p in photos]
         owners = [i for i, found in enumerate(regions) for _ in found]
         flat = [r for found in regions for r in found]
-        x = torch.stack([r.cut(photos[i], self.framing.image_size)
+        x = torch.stack([r.cut(photos[i], self.image_size)
                          for i, r in zip(owners, flat, strict=True)]).to(self.device)
         if c_org is None:
             if self.d is None:

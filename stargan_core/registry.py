@@ -33,14 +33,17 @@ from stargan_core.checkpoint import (
     inference_weights,
     load_checkpoint,
     load_models,
+    preprocessing_of,
     save_checkpoint,
     spec_and_config,
 )
 from stargan_core.config import EDITING_OPTIONS
+from stargan_core.data.celeba import ALIGNED
 from stargan_core.data.images import RejectedImage, decode_rgb, encode
 from stargan_core.domains import DomainSpec, Target
-from stargan_core.editing import FRAMINGS, OUTPUT_SIZES, Editor
+from stargan_core.editing import OUTPUT_SIZES, Editor
 from stargan_core.evaluation.metrics import summarize
+from stargan_core.preprocessing import FRAMINGS, Preprocessing
 from stargan_core.storage import redact
 
 CHALLENGER, CHAMPION = "challenger", "champion"
@@ -53,7 +56,7 @@ SIGNATURE = ModelSignature(
     inputs=Schema([ColSpec("binary", "image"), ColSpec("string", "target")]),
     outputs=Schema([ColSpec("binary", "image")]),
     params=ParamSchema([ParamSpec("output_size", "string", "input"),
-                        ParamSpec("framing", "string", "model")]),
+                        ParamSpec("framing", "string", "auto")]),
 )
 
 
@@ -66,7 +69,8 @@ class StarGANModel(mlflow.pyfunc.PythonModel):
     """Input: `image` (JPEG/PNG/WebP bytes) and `target` (`Blond_Hair`, `Male=0,Young`, `happy`)
     per row. Output: `image`, the translation as PNG bytes: the input photo at its own size
     with the edit in it, or the model's square with the parameter `output_size="model"`. The
-    parameter `framing="face"` edits every face of the photo instead of the model's framing."""
+    parameter `framing` (`preprocessing.FRAMINGS`; default `auto`: every face of a photo that
+    is not an aligned face) says where in the photo the model looks."""
 
     def load_context(self, context: mlflow.pyfunc.PythonModelContext) -> None:
         from stargan_core.train import resolve_device
@@ -80,34 +84,36 @@ class StarGANModel(mlflow.pyfunc.PythonModel):
         return model
 
     def _load(self, path: str | Path, device: torch.device) -> None:
-        g, d, self.spec, config, data_format = load_models(path, device)
-        self.editor = Editor(g, d, self.spec, data_format, config.image_size)
+        g, d, self.spec, _, preprocessing = load_models(path, device)
+        self.editors = {"auto": Editor(g, d, self.spec, preprocessing)}
+
+    @property
+    def editor(self) -> Editor:
+        return self.editors["auto"]
 
     @property
     def device(self) -> torch.device:
         return self.editor.device
 
     def to(self, device: torch.device) -> StarGANModel:
-        self.editor.to(device)
+        self.editor.to(device)  # the networks every framing's editor shares
         return self
 
     def edit(self, photos: Sequence[torch.Tensor], targets: Sequence[Target],
-             output_size: str = "input", framing: str = "model") -> list[list[torch.Tensor]]:
+             output_size: str = "input", framing: str = "auto") -> list[list[torch.Tensor]]:
         """uint8 (3, H, W) photos -> per target, per photo, the uint8 translation."""
         return self.framed(framing).edit(photos, targets, output_size)
 
     def framed(self, framing: str) -> Editor:
-        """The editor of `framing` (the face detector is made once, when first needed)."""
-        if framing == "model":
-            return self.editor
-        if not hasattr(self, "_face_editor"):
-            self._face_editor = self.editor.framed_as(self.editor.framing.data_format, "face")
-        return self._face_editor
+        """The editor of `framing`, made once (with it, the face detector when needed)."""
+        if framing not in self.editors:
+            self.editors[framing] = self.editor.framed_as(framing)
+        return self.editors[framing]
 
     def predict(self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None
                 ) -> pd.DataFrame:
         output_size = (params or {}).get("output_size", "input")
-        framing = (params or {}).get("framing", "model")
+        framing = (params or {}).get("framing", "auto")
         if output_size not in OUTPUT_SIZES:
             raise MlflowException.invalid_parameter_value(
                 f"output_size '{output_size}' is not one of {', '.join(OUTPUT_SIZES)}")
@@ -154,28 +160,27 @@ class StarGANModel(mlflow.pyfunc.PythonModel):
 def log_generator(checkpoint: str | Path) -> mlflow.models.model.ModelInfo:
     """Log the checkpoint's G and D as the active run's `generator` pyfunc model."""
     state = load_checkpoint(checkpoint)
-    spec, config = DomainSpec.from_json(state["spec"]), state["config"]
-    preprocessing = {"data_format": state["data_format"], "image_size": config["image_size"],
-                     "crop": 178 if state["data_format"] == "celeba" else None,
-                     "normalisation": "x / 127.5 - 1 (RGB in [-1, 1])",
-                     "output": "PNG, RGB: the input's size with the edit carried back "
-                               "(output_size=model: the image_size square)"}
-    options = spec_and_config(state)[1]
+    spec, options = spec_and_config(state)
+    preprocessing = preprocessing_of(state)
+    described = preprocessing.to_dict() | {
+        "output": "PNG, RGB: the input's size with the edit carried back (output_size=model: "
+                  "the image_size square)"}
     generator = {k: getattr(options, k) for k in EDITING_OPTIONS}
     example = io.BytesIO()
-    Image.new("RGB", (config["image_size"],) * 2, (128, 128, 128)).save(example, "JPEG")
+    Image.new("RGB", ALIGNED, (128, 128, 128)).save(example, "JPEG")  # an aligned face's shape
     with tempfile.TemporaryDirectory() as tmp:
         # The generator that translates (G's moving average when there is one) as "G".
         weights = save_checkpoint(Path(tmp) / "weights.pt", {
             "G": inference_weights(state),
-            **{k: state[k] for k in ("D", "spec", "config", "data_format")}})
+            **{k: state[k] for k in ("D", "spec", "config")},
+            "preprocessing": preprocessing.to_dict()})
         return mlflow.pyfunc.log_model(
             name=MODEL_NAME, python_model=StarGANModel(), artifacts={"weights": str(weights)},
             signature=SIGNATURE, code_paths=[str(Path(stargan_core.__file__).parent)],
             input_example=pd.DataFrame({"image": [example.getvalue()],
                                         "target": [spec.single_targets()[0].text]}),
             pip_requirements=[f"{p}=={version(p).split('+')[0]}" for p in REQUIREMENTS],
-            metadata={"domain_spec": json.loads(spec.to_json()), "preprocessing": preprocessing,
+            metadata={"domain_spec": json.loads(spec.to_json()), "preprocessing": described,
                       "generator": generator,
                       "targets": [t.text for t in spec.single_targets()]},
         )
@@ -224,8 +229,11 @@ class RegisteredModel:
     requested: str  # the URI it was resolved from, e.g. models:/stargan-celeba@champion
     run_id: str
     spec: DomainSpec
-    image_size: int
-    data_format: str  # how raw inputs are cropped (celeba: the 178 px centre) before resizing
+    preprocessing: Preprocessing
+
+    @property
+    def image_size(self) -> int:
+        return self.preprocessing.image_size
 
     @property
     def uri(self) -> str:
@@ -265,10 +273,10 @@ def resolve_model(model_uri: str, client: MlflowClient | None = None) -> Registe
     if "domain_spec" not in metadata:
         raise LookupError(f"models:/{name}/{version} is not a StarGAN generator logged by this "
                           "project (its metadata has no domain_spec)")
-    preprocessing = metadata["preprocessing"]
+    preprocessing = Preprocessing.from_dict(metadata["preprocessing"])
     return RegisteredModel(name, version, model_uri, found.run_id,
                            DomainSpec.from_json(json.dumps(metadata["domain_spec"])),
-                           preprocessing["image_size"], preprocessing["data_format"])
+                           preprocessing)
 
 
 def load_registered(model_uri: str, device: str = "auto", tracking_uri: str | None = None,

@@ -24,6 +24,7 @@ from stargan_core.config import TrainConfig
 from stargan_core.domains import DomainSpec
 from stargan_core.losses import classification_loss, gradient_penalty, reconstruction_loss
 from stargan_core.model import Discriminator, Generator
+from stargan_core.preprocessing import Preprocessing
 from stargan_core.translate import sample_grid, save_grid
 
 LOSS_NAMES = (
@@ -287,7 +288,8 @@ def train(
     Checkpoints go to `out_dir/checkpoints`, sample grids of `sample_images` x every single
     target to `out_dir/samples`. With `resume`, training continues from the last checkpoint;
     without, the folder's old checkpoints are deleted first.
-    `data_format` names the preprocessing (`image_transform`) that translation must repeat.
+    `data_format` (the data's layout) sets the `Preprocessing` saved with every checkpoint,
+    which every later use of the model repeats.
     `on_log`, `on_sample` and `on_checkpoint` let a tracker follow the run (metrics per logging
     step, each sample grid and each checkpoint file, with its step).
     """
@@ -306,8 +308,10 @@ def train(
     last = latest_checkpoint(ckpt_dir)
     start = restore(nets, load_checkpoint(last, dev), spec, config, dev) if last else 0
 
+    preprocessing = Preprocessing.of(data_format, config.image_size).to_dict()
+
     def save(step: int) -> Path:
-        state = training_state(nets, step, spec, config, dev) | {"data_format": data_format}
+        state = training_state(nets, step, spec, config, dev) | {"preprocessing": preprocessing}
         return save_checkpoint(checkpoint_path(ckpt_dir, step), state)
 
     loaders = [endless_batches(ds, config, config.seed + i, start, pin_memory=dev.type == "cuda")

@@ -20,6 +20,7 @@ from stargan_core.data.sample import IMAGE_SUFFIXES
 from stargan_core.domains import DomainSpec, Target
 from stargan_core.editing import Editor, to_uint8, translate_batch
 from stargan_core.model import Discriminator, Generator
+from stargan_core.preprocessing import Preprocessing
 from stargan_core.storage import filesystem, join, read_bytes, url_of, write_bytes
 
 
@@ -138,8 +139,7 @@ def translate_files(
     g: Generator,
     d: Discriminator,
     spec: DomainSpec,
-    data_format: str,
-    image_size: int,
+    preprocessing: Preprocessing,
     inputs: Sequence[str | Path],
     targets: Sequence[str],
     out_dir: str | Path,
@@ -150,7 +150,7 @@ def translate_files(
     output_size: str = "input",
     quality: int = 95,
     file_format: str = "auto",
-    framing: str = "model",
+    framing: str = "auto",
 ) -> TranslationResult:
     """Write `out_dir/<target>/<input name>` for every input and target, and `out_dir/grid.png`
     (inputs and `out_dir`: local or s3://).
@@ -161,13 +161,13 @@ def translate_files(
     domains of each input, which the targets leave unchanged, come from D's domain classifier.
     Inputs that the input rule rejects (`stargan_core.data.images`: not an image, damaged, over
     40 MP, under half the model's size) are skipped with the reason, not fatal. GIF and TIFF
-    inputs are written as `<name>.png` (`output_name`). `framing="face"` edits every face
-    found, aligned from its eyes, and skips a photo without one.
+    inputs are written as `<name>.png` (`output_name`). `framing` (`preprocessing.FRAMINGS`)
+    says where the model looks; with face framing, a photo without a face is skipped.
     """
     parsed = [spec.parse_target(t) for t in targets] if targets else spec.single_targets()
     files = collect_inputs(inputs)
     fs, out = filesystem(str(out_dir))
-    editor = Editor(g.to(device), d.to(device), spec, data_format, image_size, framing)
+    editor = Editor(g.to(device), d.to(device), spec, preprocessing, framing)
     outputs, skipped, grid_rows_done = [], [], []
     for start in range(0, len(files), batch_size):
         photos, names, regions = [], [], []
@@ -191,7 +191,7 @@ def translate_files(
                 outputs.append(url_of(fs, path))
         for i, photo in enumerate(photos[:grid_rows - len(grid_rows_done)]):
             shown = photo if output_size == "input" else to_uint8(
-                regions[i][0].cut(photo, image_size)[None])[0]
+                regions[i][0].cut(photo, editor.image_size)[None])[0]
             grid_rows_done.append([shown, *(images[i] for images in edited)])
         if progress is not None:
             progress(len(photos))

@@ -13,7 +13,7 @@ import pyarrow as pa
 import torch
 from torchvision.transforms.v2.functional import to_pil_image
 
-from stargan_core.bulk.plan import BulkConfig, Partition, input_format, read_inputs
+from stargan_core.bulk.plan import BulkConfig, Partition, input_framing, read_inputs
 from stargan_core.data.images import RejectedImage, decode_rgb, encode, output_name
 from stargan_core.data.parquet import ShardWriter, image_schema, read_record
 from stargan_core.data.prepare import Rejection
@@ -97,7 +97,7 @@ def translate_partition(config: BulkConfig, partition: Partition, model: StarGAN
     start = time.perf_counter()
     rejected: list[Rejection] = []
     translated = 0
-    editor = model.editor.framed_as(input_format(config, partition), config.framing)
+    editor = model.framed(input_framing(config, partition))
     with ShardWriter(SCHEMA, config.row_group_rows) as writer:
         for ids, sources, photos, regions in _batches(config, partition, editor, rejected):
             translated += len(ids)

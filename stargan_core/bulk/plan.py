@@ -36,7 +36,7 @@ class BulkConfig:
     overwrite: bool = False  # replace a job of other inputs, targets or format in the folder
     split: str | None = None  # of a prepared data set: translate this split only
     output_size: str = "input"  # the input's own size, or the model's square ("model")
-    framing: str = "model"  # the model's own framing, or every face found ("face")
+    framing: str = "auto"  # where the model looks in a photo (preprocessing.FRAMINGS)
     file_format: str = "auto"  # image files: the input's own type, or png, jpeg, webp
     quality: int = 95  # of JPEG and WebP files
 
@@ -178,9 +178,9 @@ def read_inputs(partition: Partition, batch_size: int, options: dict[str, Any] |
             yield name, join(partition.root, name), data
 
 
-def input_format(config: BulkConfig, partition: Partition) -> str:
+def input_framing(config: BulkConfig, partition: Partition) -> str:
     """How the partition's images are framed: a prepared shard's images are the model's square
-    already; raw files get the model's own framing (CelebA: the 178 px centre)."""
-    return "prepared" if partition.shard else config.model.data_format
+    already (`center`); raw files as the job asks."""
+    return "center" if partition.shard else config.framing
 
 

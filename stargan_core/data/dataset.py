@@ -13,17 +13,7 @@ from tqdm import tqdm
 from stargan_core.data.images import read_rgb
 from stargan_core.data.sample import Sample
 from stargan_core.domains import DomainSpec
-from stargan_core.editing import Framing
-
-
-def image_transform(format: str, image_size: int) -> Framing:
-    """uint8 CHW image -> float in [-1, 1] of `image_size` square (`editing.Framing`).
-
-    CelebA's aligned 178x218 images are centre-cropped to 178 first, as in the reference code;
-    other images (and the square images of prepared shards, format `prepared`) to the centre
-    square of their shorter side.
-    """
-    return Framing(format, image_size)
+from stargan_core.preprocessing import Preprocessing
 
 
 class FaceDataset(Dataset):
@@ -38,7 +28,7 @@ class FaceDataset(Dataset):
         label_set: int = 0,
     ) -> None:
         self.samples = list(samples)
-        self.transform = image_transform(format, image_size)
+        self.transform = Preprocessing.of(format, image_size)
         self.labels = torch.stack([spec.label_vector(s.labels, label_set) for s in self.samples])
 
     def __len__(self) -> int:

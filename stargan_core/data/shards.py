@@ -16,11 +16,11 @@ import torch
 import torch.distributed as dist
 from torch.utils.data import IterableDataset, get_worker_info
 
-from stargan_core.data.dataset import image_transform
 from stargan_core.data.images import decode_rgb
 from stargan_core.data.manifest import manifest_url, read_manifest
 from stargan_core.data.sample import DataFormatError
 from stargan_core.domains import DomainSpec
+from stargan_core.preprocessing import Preprocessing
 from stargan_core.storage import filesystem, join
 
 
@@ -63,7 +63,7 @@ class ShardDataset(IterableDataset):
             raise DataFormatError(f"{self.url} has no label column {', '.join(missing)} "
                                   f"(it has: {', '.join(self.manifest['label_columns'])})")
         self.image_size = image_size or self.manifest["image"]["size"]
-        self.transform = image_transform("prepared", self.image_size)
+        self.transform = Preprocessing("center", self.image_size)  # squares already
         self.shuffle_buffer, self.seed, self.epoch = shuffle_buffer, seed, 0
         self.storage_options = storage_options
         if rank is None or world_size is None:

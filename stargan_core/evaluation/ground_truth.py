@@ -10,11 +10,11 @@ from typing import Any
 
 import torch
 
-from stargan_core.data.dataset import image_transform
 from stargan_core.data.folders import detect_format
 from stargan_core.data.images import ImageRule, decode_rgb, prepare_image
 from stargan_core.data.manifest import is_prepared, read_manifest
 from stargan_core.domains import DomainSpec, Target
+from stargan_core.preprocessing import Preprocessing
 from stargan_core.synthetic import SyntheticCeleba
 
 
@@ -50,7 +50,7 @@ def ground_truth_for(url: str, image_size: int, format: str = "auto",
         if synthetic is None or manifest["format"] != "celeba":
             return None
         rule = ImageRule(**manifest["parameters"]["rule"])
-        crop, square = manifest["image"]["crop"], image_transform("prepared", image_size)
+        crop, square = manifest["image"]["crop"], Preprocessing("center", image_size)
 
         def preprocess(data: bytes) -> torch.Tensor:  # as preparation, then as training did
             return square(decode_rgb(prepare_image(data, rule, crop)))
@@ -61,5 +61,5 @@ def ground_truth_for(url: str, image_size: int, format: str = "auto",
     synthetic = SyntheticCeleba.read(url, storage_options)
     if synthetic is None:
         return None
-    transform = image_transform("celeba", image_size)
+    transform = Preprocessing("celeba", image_size)
     return GroundTruth(synthetic, lambda data: transform(decode_rgb(data)))

@@ -28,6 +28,7 @@ from stargan_core.domains import DomainSpec, Target
 from stargan_core.editing import Editor
 from stargan_core.evaluation.classifier import predict_labels
 from stargan_core.evaluation.ground_truth import GroundTruth
+from stargan_core.preprocessing import Preprocessing
 
 # Fidelity measures, each for the translation and for doing nothing, at model and full size.
 FIDELITY = ("psnr", "l1", "psnr_full", "l1_full")
@@ -179,8 +180,8 @@ def evaluate(
     scores = {t.text: TargetScores() for t in targets}
     correct = torch.zeros(span.stop - span.start)
     seen, rec_sum, rec_count = 0, 0.0, 0
-    editor = Editor(g, None, spec, truth.raw_format, dataset.images.size(-1)) if (
-        truth is not None and full_size) else None
+    editor = Editor(g, None, spec, Preprocessing.of(truth.raw_format, dataset.images.size(-1)),
+                    framing="model") if truth is not None and full_size else None
     for start, (x, c_org) in zip(range(0, len(dataset), batch_size),
                                  DataLoader(dataset, batch_size), strict=True):
         ids = dataset.ids[start:start + batch_size]

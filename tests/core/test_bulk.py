@@ -114,7 +114,8 @@ def test_bad_inputs_are_listed_with_their_reason_and_every_photo_is_translated(
         registered_model, bad_photos, tmp_path):
     folder, expected = bad_photos
     model = resolve_model("models:/stargan-celeba@champion")
-    config = job(model, folder, tmp_path / "out", targets=["Male"], output_format="both")
+    config = job(model, folder, tmp_path / "out", targets=["Male"], output_format="both",
+                 framing="celeba")  # noise photos, not faces
     plan, _, manifest = run(config, load_registered(model.uri, "cpu"))
     output = Path(config.output)
     rejected = {r["source"].rsplit("/", 1)[-1]: r["reason"]

@@ -20,12 +20,12 @@ def test_the_registered_model_decodes_every_photo_and_names_each_bad_input(regis
         request = pd.DataFrame({"image": [(folder / name).read_bytes()], "target": ["Male"]},
                                index=[index])
         if reason is None:
-            out = model.predict(request)["image"][index]
+            out = model.predict(request, params={"framing": "celeba"})["image"][index]
             upright = (40, 60) if name == "phone.jpg" else (60, 40)  # EXIF applied
             assert Image.open(io.BytesIO(out)).size == upright, name
         else:  # a clear error naming the row and why, never a crash of the process
             with pytest.raises(mlflow.exceptions.MlflowException, match=f"row {index}: {reason}"):
-                model.predict(request)
+                model.predict(request, params={"framing": "celeba"})
     with pytest.raises(mlflow.exceptions.MlflowException, match="bytes of an image file"):
         model.predict(pd.DataFrame({"image": ["a path, not bytes"], "target": ["Male"]}))
 

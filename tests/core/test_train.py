@@ -10,6 +10,7 @@ from stargan_core.data.dataset import FaceDataset
 from stargan_core.data.images import ImageRule
 from stargan_core.data.prepare import PrepareConfig, prepare_dataset
 from stargan_core.data.shards import ShardDataset
+from stargan_core.preprocessing import Preprocessing
 from stargan_core.train import StepSampler, lr_factor, train
 
 SMALL = dict(image_size=16, g_conv_dim=4, d_conv_dim=4, g_repeat_num=1, d_repeat_num=4,
@@ -110,8 +111,14 @@ def test_checkpoints_load_with_weights_only(celeba_train, tmp_path):
           data_format="celeba")
     path = latest_checkpoint(tmp_path / "checkpoints")
     torch.load(path, weights_only=True)  # plain data only: no pickled objects
-    g, d, loaded_spec, cfg, data_format = load_models(path)
-    assert loaded_spec == spec and cfg.image_size == 16 and data_format == "celeba"
+    g, d, loaded_spec, cfg, preprocessing = load_models(path)
+    assert loaded_spec == spec and cfg.image_size == 16
+    assert preprocessing == Preprocessing("celeba", 16)
+    # Checkpoints from before the preprocessing was saved name their data format.
+    state = torch.load(path, weights_only=True)
+    legacy = {k: v for k, v in state.items() if k != "preprocessing"} | {"data_format": "rafd"}
+    torch.save(legacy, tmp_path / "legacy.ckpt")
+    assert load_models(tmp_path / "legacy.ckpt")[4] == Preprocessing("center", 16)
     assert not g.training and not d.training
 
 

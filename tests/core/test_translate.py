@@ -13,7 +13,10 @@ from stargan_core.data.dataset import FaceDataset
 from stargan_core.domains import DomainSpec
 from stargan_core.editing import source_labels
 from stargan_core.model import Discriminator, Generator
+from stargan_core.preprocessing import Preprocessing
 from stargan_core.translate import collect_inputs, sample_grid, translate_files
+
+CELEBA = Preprocessing("celeba", 32)
 
 
 @pytest.fixture
@@ -29,7 +32,7 @@ def nets():
 def test_one_output_per_input_and_target_named_after_the_input(nets, celeba_root, tmp_path):
     g, d, spec, cfg = nets
     images = sorted((celeba_root / "img_align_celeba").iterdir())[:5]
-    result = translate_files(g, d, spec, "celeba", 32, images, ["Blond_Hair", "Male=0,Young"],
+    result = translate_files(g, d, spec, CELEBA, images, ["Blond_Hair", "Male=0,Young"],
                              tmp_path, batch_size=2, grid_rows=3)
     names = sorted(p.name for p in images)
     assert sorted(p.name for p in (tmp_path / "Blond_Hair").iterdir()) == names
@@ -46,11 +49,11 @@ def test_outputs_at_the_models_size_on_request_and_the_photo_outside_the_crop_un
         nets, celeba_root, tmp_path):
     g, d, spec, _ = nets
     image = celeba_root / "img_align_celeba" / "000003.jpg"
-    translate_files(g, d, spec, "celeba", 32, [image], ["Male"], tmp_path / "model",
+    translate_files(g, d, spec, CELEBA, [image], ["Male"], tmp_path / "model",
                     output_size="model")
     with Image.open(tmp_path / "model" / "Male" / image.name) as im:
         assert im.size == (32, 32)
-    translate_files(g, d, spec, "celeba", 32, [image], ["Male"], tmp_path / "full", quality=100)
+    translate_files(g, d, spec, CELEBA, [image], ["Male"], tmp_path / "full", quality=100)
     with Image.open(tmp_path / "full" / "Male" / image.name) as out, Image.open(image) as src:
         out_pixels, src_pixels = np.asarray(out, dtype=float), np.asarray(src, dtype=float)
     # The CelebA crop is the centre 178 px square: the top and bottom 20 rows are the input's
@@ -66,7 +69,7 @@ def test_folder_inputs_keep_their_relative_paths(nets, celeba_root, tmp_path):
         (src / sub).mkdir(parents=True)
         shutil.copy(celeba_root / "img_align_celeba" / "000001.jpg", src / sub / "x.jpg")
     (src / "notes.txt").write_text("not an image")
-    translate_files(g, d, spec, "celeba", 32, [src], ["Young=0"], tmp_path / "out")
+    translate_files(g, d, spec, CELEBA, [src], ["Young=0"], tmp_path / "out")
     assert sorted(p.relative_to(tmp_path / "out" / "Young=0").as_posix()
                   for p in (tmp_path / "out" / "Young=0").rglob("*.jpg")) == ["a/x.jpg", "b/x.jpg"]
 
@@ -75,7 +78,8 @@ def test_bad_inputs_are_skipped_with_their_reason_and_every_photo_is_translated(
         nets, bad_photos, tmp_path):
     g, d, spec, _ = nets
     folder, expected = bad_photos
-    result = translate_files(g, d, spec, "celeba", 32, [folder], ["Male"], tmp_path / "out")
+    result = translate_files(g, d, spec, CELEBA, [folder], ["Male"], tmp_path / "out",
+                             framing="celeba")  # noise, not faces
     reasons = {Path(path).name: reason for path, reason in result.skipped}
     assert reasons.keys() == {name for name, reason in expected.items() if reason}
     assert all(reasons[name].startswith(expected[name]) for name in reasons), reasons
@@ -103,7 +107,7 @@ def test_input_errors_say_what_to_do(nets, celeba_root, tmp_path):
     with pytest.raises(ValueError, match="pass their folder instead"):
         collect_inputs([img, tmp_path / "other" / img.name])
     with pytest.raises(ValueError, match="unknown domain 'Purple_Hair'"):
-        translate_files(g, d, spec, "celeba", 32, [img], ["Purple_Hair"], tmp_path / "out")
+        translate_files(g, d, spec, CELEBA, [img], ["Purple_Hair"], tmp_path / "out")
 
 
 def test_source_labels_come_from_the_domain_classifier(nets, celeba_root):
@@ -137,9 +141,10 @@ def test_outputs_in_the_file_type_asked_for(nets, tmp_path, file_format, kind, n
     photo = Image.fromarray(rng.integers(0, 255, (90, 70, 3), dtype=np.uint8))
     for suffix in ("png", "jpg", "webp"):
         photo.save(tmp_path / f"face.{suffix}")
-    result = translate_files(g, d, spec, "celeba", 32, [tmp_path / f"face.{s}" for s in
+    result = translate_files(g, d, spec, CELEBA, [tmp_path / f"face.{s}" for s in
                                                          ("png", "jpg", "webp")],
-                             ["Male"], tmp_path / "out", file_format=file_format, quality=80)
+                             ["Male"], tmp_path / "out", file_format=file_format, quality=80,
+                             framing="center")
     assert {Path(p).name for p in result.outputs} == names  # never two inputs on one output
     for path in result.outputs:
         with Image.open(path) as image:
@@ -166,7 +171,7 @@ def test_reads_and_writes_s3(nets, celeba_root, s3, tmp_path):
     g, d, spec, _ = nets
     inputs = s3.upload(celeba_root / "img_align_celeba", "photos")
     out = s3.url("translated")
-    result = translate_files(g, d, spec, "celeba", 32, [inputs], ["Male=0"], out, grid_rows=2)
+    result = translate_files(g, d, spec, CELEBA, [inputs], ["Male=0"], out, grid_rows=2)
     keys = {k for k in s3.versions() if k.startswith("translated/")}
     assert len(result.outputs) == len(list((celeba_root / "img_align_celeba").iterdir()))
     assert "translated/Male=0/000001.jpg" in keys and "translated/grid.png" in keys

@@ -10,9 +10,10 @@ from stargan_core.data import (
     read_imagefolder,
     read_rafd,
 )
-from stargan_core.data.dataset import FaceDataset, image_transform
+from stargan_core.data.dataset import FaceDataset
 from stargan_core.data.sample import DataFormatError
 from stargan_core.domains import CELEBA_ATTRIBUTES
+from stargan_core.preprocessing import Preprocessing
 
 
 def test_celeba_reader_uses_the_partition_file(celeba_root):
@@ -123,7 +124,7 @@ def test_celeba_transform_crops_178_then_resizes():
     image = torch.zeros(3, 218, 178, dtype=torch.uint8)
     image[:, :20] = 255  # the 20 rows that CelebA's centre crop removes
     image[:, -20:] = 255
-    out = image_transform("celeba", 64)(image)
+    out = Preprocessing("celeba", 64)(image)
     assert out.shape == (3, 64, 64)
     assert out.max() == -1.0  # only the white bands were white: all cropped away
 
