@@ -173,14 +173,21 @@ def cmd_translate(args: argparse.Namespace) -> int:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from stargan_core.checkpoint import load_models, resolve_checkpoint
     from stargan_core.evaluation import Harness, flat_metrics, summarize
+    from stargan_core.preprocessing import Framer
     from stargan_core.train import resolve_device
 
     device = resolve_device(args.device)
-    g, _, spec, config, _ = load_models(resolve_checkpoint(args.checkpoint), device)
+    g, _, spec, config, preprocessing = load_models(resolve_checkpoint(args.checkpoint), device)
     print("reading held-out images and training the attribute classifier ...", file=sys.stderr)
+    framer = Framer(preprocessing, args.framing) if args.framing else None
     harness = Harness.build([args.data], spec, config.image_size, images=args.images,
                             classifier_steps=args.classifier_steps, device=device,
-                            format=args.format)
+                            format=args.format, framer=framer)
+    for evaluation_set in harness.sets:
+        if evaluation_set.rejected:
+            path, reason = evaluation_set.rejected[0]
+            print(f"left out {len(evaluation_set.rejected)} images the framing rejects "
+                  f"(first: {path}: {reason})", file=sys.stderr)
     results = harness.evaluate(g)
     metrics = flat_metrics(results, joint=False)
     print(json.dumps(metrics, indent=2))
@@ -353,6 +360,11 @@ def build_parser() -> argparse.ArgumentParser:
                    "or a prepared one (its folder or manifest.json), local or s3://")
     p.add_argument("--format", choices=("auto", "celeba", "rafd", "imagefolder"), default="auto",
                    help="the raw folder's layout (default: detected)")
+    p.add_argument("--framing", choices=FRAMINGS,
+                   help="frame a raw folder's images as `translate --framing` does, for the "
+                   "classifier and the held-out images alike (face: each photo's largest face; "
+                   "photos without one are left out and counted). Default: as the data set's "
+                   "training images are framed, with its ground truth where it has one")
     p.add_argument("--classifier-steps", type=int, default=600, help="classifier training steps")
     p.add_argument("--images", type=int, default=2000, help="held-out images evaluated")
     p.add_argument("--device", default="auto")

@@ -12,11 +12,10 @@ from collections.abc import Sequence
 
 import torch
 
-from stargan_core.data.images import RejectedImage
 from stargan_core.domains import DomainSpec, Target
-from stargan_core.faces import AlignedFace, FaceDetector
+from stargan_core.faces import AlignedFace
 from stargan_core.model import Discriminator, Generator
-from stargan_core.preprocessing import FRAMINGS, Box, Preprocessing
+from stargan_core.preprocessing import Box, Framer, Preprocessing
 
 OUTPUT_SIZES = ("input", "model")  # the photo's own size, or the model's square
 
@@ -49,15 +48,16 @@ class Editor:
 
     def __init__(self, g: Generator, d: Discriminator | None, spec: DomainSpec,
                  preprocessing: Preprocessing, framing: str = "auto") -> None:
-        if framing not in FRAMINGS:
-            raise ValueError(f"framing '{framing}' is not one of {', '.join(FRAMINGS)}")
         self.g, self.d, self.spec = g.eval(), d.eval() if d is not None else None, spec
-        self.preprocessing, self.framing = preprocessing, framing
-        self._faces: FaceDetector | None = None
+        self.framer = Framer(preprocessing, framing)
 
     @property
     def device(self) -> torch.device:
         return next(self.g.parameters()).device
+
+    @property
+    def preprocessing(self) -> Preprocessing:
+        return self.framer.preprocessing
 
     @property
     def image_size(self) -> int:
@@ -70,24 +70,14 @@ class Editor:
 
     def framed_as(self, framing: str) -> Editor:
         """The same networks (and face detector), framing photos as `framing` says."""
-        editor = Editor(self.g, self.d, self.spec, self.preprocessing, framing)
-        editor._faces = self._faces
+        editor = Editor(self.g, self.d, self.spec, self.preprocessing)
+        editor.framer = self.framer.framed_as(framing)
         return editor
 
     def locate(self, photo: torch.Tensor) -> list[Box] | list[AlignedFace]:
         """Where the model looks in a photo: its framed square, or each face found (a photo
         without one is a RejectedImage)."""
-        width, height = photo.shape[-1], photo.shape[-2]
-        mode = self.preprocessing.mode(self.framing, width, height)
-        if mode != "face":
-            return [self.preprocessing.box(mode, width, height)]
-        if self._faces is None:
-            self._faces = FaceDetector()
-        found = self._faces(photo)
-        if not found:
-            raise RejectedImage("no face", f"no face found in the {width}x{height} photo (to "
-                                "translate it anyway, frame it as celeba, center or full)")
-        return found
+        return self.framer.locate(photo)
 
     def to(self, device: torch.device | str) -> Editor:
         self.g = self.g.to(device)

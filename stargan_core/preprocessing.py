@@ -29,7 +29,8 @@ import torch.nn.functional as F
 from torchvision.transforms.v2 import functional as TF
 
 from stargan_core.data.celeba import ALIGNED, celeba_square
-from stargan_core.data.images import min_input_side
+from stargan_core.data.images import RejectedImage, min_input_side
+from stargan_core.faces import AlignedFace, FaceDetector
 
 FRAMINGS = ("auto", "model", "celeba", "center", "full", "face")
 TRAINING_FRAMINGS = ("celeba", "center")
@@ -139,3 +140,42 @@ class Preprocessing:
         [-1, 1]: the transform of every data set."""
         box = self.box(self.framing, image.shape[-1], image.shape[-2])
         return box.cut(image, self.image_size)
+
+
+class Framer:
+    """Where a model looks in photos: `framing` (one of FRAMINGS) resolved for each photo under
+    the model's `preprocessing`. The face detector is made when a photo first needs it."""
+
+    def __init__(self, preprocessing: Preprocessing, framing: str = "auto") -> None:
+        if framing not in FRAMINGS:
+            raise ValueError(f"framing '{framing}' is not one of {', '.join(FRAMINGS)}")
+        self.preprocessing, self.framing = preprocessing, framing
+        self._faces: FaceDetector | None = None
+
+    def framed_as(self, framing: str) -> Framer:
+        """The same preprocessing (and face detector) with another framing."""
+        framer = Framer(self.preprocessing, framing)
+        framer._faces = self._faces
+        return framer
+
+    def locate(self, photo: torch.Tensor) -> list[Box] | list[AlignedFace]:
+        """The squares a uint8 (3, H, W) photo is seen in: one, or one per face found (a photo
+        without a face is a RejectedImage)."""
+        width, height = photo.shape[-1], photo.shape[-2]
+        mode = self.preprocessing.mode(self.framing, width, height)
+        if mode != "face":
+            return [self.preprocessing.box(mode, width, height)]
+        if self._faces is None:
+            self._faces = FaceDetector()
+        found = self._faces(photo)
+        if not found:
+            raise RejectedImage("no face", f"no face found in the {width}x{height} photo (to "
+                                "translate it anyway, frame it as celeba, center or full)")
+        return found
+
+    def __call__(self, photo: torch.Tensor) -> torch.Tensor:
+        """The model's input of a photo of one subject, in [-1, 1]: its square, or its largest
+        face (labelled data sets: the person the labels describe)."""
+        regions = self.locate(photo)
+        region = min(regions, key=lambda f: f.scale) if len(regions) > 1 else regions[0]
+        return region.cut(photo, self.preprocessing.image_size)

@@ -3,21 +3,22 @@
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 import torch
 from torch.utils.data import Dataset, TensorDataset
 from tqdm import tqdm
 
-from stargan_core.data.images import read_rgb
+from stargan_core.data.images import RejectedImage, read_rgb
 from stargan_core.data.sample import Sample
 from stargan_core.domains import DomainSpec
 from stargan_core.preprocessing import Preprocessing
 
 
 class FaceDataset(Dataset):
-    """(image in [-1, 1], label vector of `spec` for label set `label_set`) per sample."""
+    """(image in [-1, 1], label vector of `spec` for label set `label_set`) per sample, framed
+    as the layout `format`'s training images are, or by `framer` (a `preprocessing.Framer`)."""
 
     def __init__(
         self,
@@ -26,9 +27,11 @@ class FaceDataset(Dataset):
         format: str,
         image_size: int,
         label_set: int = 0,
+        framer: Callable[[torch.Tensor], torch.Tensor] | None = None,
     ) -> None:
         self.samples = list(samples)
-        self.transform = Preprocessing.of(format, image_size)
+        self.transform = framer or Preprocessing.of(format, image_size)
+        self.rejected: list[tuple[str, str]] = []  # (path, reason) met by `iter_with_ids`
         self.labels = torch.stack([spec.label_vector(s.labels, label_set) for s in self.samples])
 
     def __len__(self) -> int:
@@ -38,9 +41,15 @@ class FaceDataset(Dataset):
         return self.transform(read_rgb(self.samples[index].path)), self.labels[index]
 
     def iter_with_ids(self) -> Iterator[tuple[torch.Tensor, torch.Tensor, str]]:
-        """(image, labels, image id: its path) in order."""
+        """(image, labels, image id: its path) in order; images the framing rejects (face
+        framing: a photo without a face) are left out and listed in `rejected`."""
         for index, sample in enumerate(self.samples):
-            yield *self[index], sample.path
+            try:
+                image, labels = self[index]
+            except RejectedImage as error:
+                self.rejected.append((sample.path, str(error)))
+                continue
+            yield image, labels, sample.path
 
 
 @dataclass
@@ -62,7 +71,10 @@ def held_out(dataset: Dataset, count: int) -> HeldOut:
     """The first `count` images of a data set (one that has `iter_with_ids`), in memory."""
     items = list(itertools.islice(dataset.iter_with_ids(), count))
     if not items:
-        raise ValueError("no held-out images to evaluate on")
+        rejected = getattr(dataset, "rejected", [])
+        raise ValueError("no images to evaluate on" + (
+            f": the framing rejected all {len(rejected)} (first: {rejected[0][0]}: "
+            f"{rejected[0][1]})" if rejected else ""))
     return HeldOut(torch.stack([x for x, _, _ in items]), torch.stack([c for _, c, _ in items]),
                    [i for _, _, i in items])
 

@@ -29,8 +29,6 @@ import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 from torchvision.transforms.v2.functional import pil_to_tensor
 
-from stargan_core.data.celeba import celeba_square
-
 ENCODINGS = {"jpeg": ("JPEG", ".jpg"), "png": ("PNG", ".png")}
 SUFFIX_FORMATS = {".jpg": "JPEG", ".jpeg": "JPEG", ".png": "PNG", ".webp": "WEBP", ".bmp": "BMP"}
 # What translations are written as: the input's own type (auto), or one for every output.
@@ -142,30 +140,6 @@ def output_name(name: str, file_format: str = "auto") -> str:
         return name if suffix in SUFFIX_FORMATS else f"{name}.png"
     same = SUFFIX_FORMATS.get(suffix) == SUFFIX_FORMATS[wanted]
     return name if same else f"{name}{wanted}"
-
-
-def prepare_image(data: bytes, rule: ImageRule, crop: int | None = None) -> bytes:
-    """The encoded, square `rule.image_size` image of an input file's bytes, or RejectedImage.
-
-    `crop`: CelebA's framing, the reference's 178-pixel centre square of an aligned 178x218
-    face (`celeba.celeba_square`, at the image's scale); None: the centre square of the
-    shorter side.
-    """
-    image = open_rgb(data, rule.max_pixels)
-    # The square is cut before resizing, so that the resampling filter sees no pixel outside.
-    if crop:
-        left, top, side = celeba_square(*image.size)
-    else:
-        side = min(image.size)
-        left, top = (image.width - side) // 2, (image.height - side) // 2
-    if side * rule.max_upscale < rule.image_size:
-        raise RejectedImage(
-            "too small", f"{image.width}x{image.height} would need more than "
-            f"{rule.max_upscale:g}x enlargement to {rule.image_size} px"
-        )
-    image = image.crop((left, top, left + side, top + side))
-    image = image.resize((rule.image_size, rule.image_size), Image.Resampling.LANCZOS)
-    return encode(image, rule.suffix, rule.quality)
 
 
 def encode(image: Image.Image, suffix: str, quality: int = 95) -> bytes:

@@ -19,6 +19,7 @@ from stargan_core.data.celeba import CROP
 from stargan_core.data.parquet import write_table
 from stargan_core.data.sample import DataFormatError
 from stargan_core.domains import DomainSpec
+from stargan_core.preprocessing import Preprocessing
 from stargan_core.storage import filesystem, join, read_json, write_json
 
 if TYPE_CHECKING:
@@ -64,7 +65,8 @@ def finish(plan: Plan, results: list[ShardResult]) -> dict[str, Any]:
         "image": {"size": config.rule.image_size, "encoding": config.rule.encoding,
                   "quality": config.rule.quality if config.rule.encoding == "jpeg" else None,
                   "crop": CROP if config.format == "celeba" else None,
-                  "resize": "centre crop to a square, Lanczos resize"},
+                  "framing": Preprocessing.of(config.format, config.rule.image_size).framing,
+                  "resize": "the framed square, antialiased bilinear (as translation)"},
         "label_columns": {f.name: str(f.type) for f in plan.label_schema},
         "splits": splits,
         "shards": [{"path": r.path, "split": r.split, "rows": r.rows,

@@ -20,13 +20,15 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import pyarrow as pa
+import torch
+from torchvision.transforms.v2.functional import pil_to_tensor, to_pil_image
 
-from stargan_core.data.celeba import CROP
 from stargan_core.data.folders import read_dataset
-from stargan_core.data.images import ImageRule, RejectedImage, prepare_image
+from stargan_core.data.images import ImageRule, RejectedImage, encode, open_rgb
 from stargan_core.data.manifest import committed, finish
 from stargan_core.data.parquet import ShardWriter, image_schema, read_record
 from stargan_core.data.sample import DataFormatError, Sample
+from stargan_core.preprocessing import Preprocessing
 from stargan_core.storage import check_reachable, filesystem, is_local, join, url_of
 
 RAFD_COLUMNS = {"expression": pa.string(), "identity": pa.int16(), "ethnicity": pa.string(),
@@ -107,7 +109,24 @@ class Plan:
 
 # Part of every fingerprint: bump it when a change to the code changes the bytes written, so
 # that existing versions are recognised as out of date.
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: framed and resized as translation frames photos (was Lanczos)
+
+
+def prepare_image(data: bytes, rule: ImageRule, framing: str = "center") -> bytes:
+    """The encoded, square `rule.image_size` image of an input file's bytes, or RejectedImage.
+
+    Framed (`celeba`: the reference's 178-pixel centre square of an aligned face, at the
+    image's scale; `center`: the centre square of the shorter side) and resized exactly as
+    training and translation frame photos (`Preprocessing`), so that a model sees the same
+    pixels from a shard as from the raw file.
+    """
+    photo = pil_to_tensor(open_rgb(data, rule.max_pixels))
+    box = Preprocessing(framing, rule.image_size).box(framing, photo.shape[-1], photo.shape[-2])
+    if box.side * rule.max_upscale < rule.image_size:
+        raise RejectedImage("too small", f"{photo.shape[-1]}x{photo.shape[-2]} would need more "
+                            f"than {rule.max_upscale:g}x enlargement to {rule.image_size} px")
+    square = ((box.cut(photo, rule.image_size) + 1) * 127.5).round().to(torch.uint8)
+    return encode(to_pil_image(square), rule.suffix, rule.quality)
 
 
 def digest(document: object) -> str:
@@ -198,12 +217,12 @@ def write_shard(config: PrepareConfig, label_schema: pa.Schema, task: ShardTask)
     schema = image_schema([("image_id", pa.string()), ("height", pa.int32()),
                            ("width", pa.int32()), *zip(label_schema.names, label_schema.types,
                                                        strict=True)])
-    crop = CROP if config.format == "celeba" else None
+    framing = Preprocessing.of(config.format, config.rule.image_size).framing
     rows, rejected = [], []
     for sample in task.inputs:
         image_id = _image_id(sample, config.source)
         try:
-            data = prepare_image(_read(sample, config.storage_options), config.rule, crop)
+            data = prepare_image(_read(sample, config.storage_options), config.rule, framing)
         except RejectedImage as error:
             rejected.append(Rejection(sample.path, task.split, error.reason, error.detail))
             continue
@@ -231,7 +250,11 @@ def prepare_dataset(
     if manifest is not None:
         return manifest
     results: list[ShardResult] = []
-    with ProcessPoolExecutor(workers) if workers > 1 else nullcontext() as pool:
+    # One thread per worker process: they are one per core, and torch's thread pool, forked
+    # from a parent that used it, would hang the child if it were entered.
+    pool_context = ProcessPoolExecutor(workers, initializer=torch.set_num_threads,
+                                       initargs=(1,)) if workers > 1 else nullcontext()
+    with pool_context as pool:
         if pool is None:
             done: Iterable[ShardResult] = (write_shard(work.config, work.label_schema, t)
                                            for t in work.tasks)

@@ -11,8 +11,9 @@ from typing import Any
 import torch
 
 from stargan_core.data.folders import detect_format
-from stargan_core.data.images import ImageRule, decode_rgb, prepare_image
+from stargan_core.data.images import ImageRule, decode_rgb
 from stargan_core.data.manifest import is_prepared, read_manifest
+from stargan_core.data.prepare import prepare_image
 from stargan_core.domains import DomainSpec, Target
 from stargan_core.preprocessing import Preprocessing
 from stargan_core.synthetic import SyntheticCeleba
@@ -50,10 +51,11 @@ def ground_truth_for(url: str, image_size: int, format: str = "auto",
         if synthetic is None or manifest["format"] != "celeba":
             return None
         rule = ImageRule(**manifest["parameters"]["rule"])
-        crop, square = manifest["image"]["crop"], Preprocessing("center", image_size)
+        framing = "celeba" if manifest["image"]["crop"] else "center"
+        square = Preprocessing("center", image_size)
 
         def preprocess(data: bytes) -> torch.Tensor:  # as preparation, then as training did
-            return square(decode_rgb(prepare_image(data, rule, crop)))
+            return square(decode_rgb(prepare_image(data, rule, framing)))
 
         return GroundTruth(synthetic, preprocess)
     if (detect_format(url, storage_options) if format == "auto" else format) != "celeba":

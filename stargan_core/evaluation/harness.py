@@ -5,7 +5,7 @@ any number of generators on exactly the same evidence (a champion and its challe
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -20,6 +20,7 @@ from stargan_core.domains import DomainSpec
 from stargan_core.evaluation.classifier import train_classifier
 from stargan_core.evaluation.ground_truth import GroundTruth, ground_truth_for
 from stargan_core.evaluation.metrics import Evaluation, evaluate
+from stargan_core.preprocessing import Framer
 
 
 @dataclass
@@ -31,14 +32,21 @@ class EvaluationSet:
     train: HeldOut
     test: HeldOut
     truth: GroundTruth | None
+    rejected: list[tuple[str, str]] = field(default_factory=list)  # left out by the framing
 
 
 def evaluation_set(url: str, spec: DomainSpec, image_size: int, *, format: str = "auto",
-                   limit: int = 2000, storage_options: dict[str, Any] | None = None
-                   ) -> EvaluationSet:
+                   limit: int = 2000, storage_options: dict[str, Any] | None = None,
+                   framer: Framer | None = None) -> EvaluationSet:
     """Up to `limit` training and held-out images of a data set (raw or prepared), as the
-    label set of `spec` that the data set's labels belong to."""
-    if is_prepared(url, storage_options):
+    label set of `spec` that the data set's labels belong to. Raw images are framed as the
+    data set's training images are, or by `framer` (then without ground truth, which is
+    drawn in the data set's own framing; images the framer rejects are left out)."""
+    prepared = is_prepared(url, storage_options)
+    if prepared and framer is not None:
+        raise ValueError(f"{url} is a prepared data set, whose images are framed already: "
+                         "give its raw folder to frame them otherwise")
+    if prepared:
         manifest = read_manifest(url, storage_options)
         dataset = manifest_spec(manifest).label_sets[0].dataset
         label_set = spec.index_of(dataset)
@@ -56,11 +64,12 @@ def evaluation_set(url: str, spec: DomainSpec, image_size: int, *, format: str =
         has_test = bool(raw.split("test"))
 
         def open_split(split: str) -> Dataset:
-            return FaceDataset(raw.split(split), spec, raw.format, image_size, label_set)
+            return FaceDataset(raw.split(split), spec, raw.format, image_size, label_set, framer)
 
-    return EvaluationSet(label_set, held_out(open_split("train"), limit),
-                         held_out(open_split("test" if has_test else "train"), limit),
-                         ground_truth_for(url, image_size, format, storage_options))
+    train, test = open_split("train"), open_split("test" if has_test else "train")
+    truth = ground_truth_for(url, image_size, format, storage_options) if framer is None else None
+    return EvaluationSet(label_set, held_out(train, limit), held_out(test, limit), truth,
+                         getattr(train, "rejected", []) + getattr(test, "rejected", []))
 
 
 class Harness:
@@ -74,10 +83,11 @@ class Harness:
     def build(cls, urls: Sequence[str], spec: DomainSpec, image_size: int, *,
               images: int = 2000, classifier_steps: int = 600,
               device: str | torch.device = "cpu", format: str = "auto",
-              storage_options: dict[str, Any] | None = None) -> Harness:
+              storage_options: dict[str, Any] | None = None, framer: Framer | None = None
+              ) -> Harness:
         """Read the evaluation sets of `urls` and train one classifier per set."""
         sets = [evaluation_set(u, spec, image_size, format=format, limit=images,
-                               storage_options=storage_options) for u in urls]
+                               storage_options=storage_options, framer=framer) for u in urls]
         classifiers = [train_classifier(s.train, spec, s.label_set, steps=classifier_steps,
                                         device=device) for s in sets]
         return cls(spec, sets, classifiers, torch.device(device))

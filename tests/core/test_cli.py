@@ -128,3 +128,7 @@ def test_train_from_prepared_shards(celeba_root, tmp_path):
     proc = run("evaluate", "--checkpoint", str(tmp_path / "run"), "--data",
                str(tmp_path / "nothing-here"), check=False)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+    # A prepared set's squares are framed already: reframing them is asked of the raw folder.
+    proc = run("evaluate", "--checkpoint", str(tmp_path / "run"), "--data",
+               str(manifest.parent), "--framing", "face", check=False)
+    assert proc.returncode == 2 and "give its raw folder" in proc.stderr, proc.stderr

@@ -118,3 +118,32 @@ def _exif_rotated() -> bytes:
     exif = Image.Exif()
     exif[0x0112] = 6  # view rotated 90 degrees clockwise
     return exif.tobytes()
+
+
+def test_evaluation_sets_of_photos_from_the_wild_are_framed_by_their_faces(astronaut,
+                                                                           tmp_path):
+    """`stargan evaluate --framing face`: an image folder of unaligned photos is seen as the
+    model sees them when translating, each photo's largest face; a photo without one is left
+    out and listed."""
+    from stargan_core.data import read_dataset
+    from stargan_core.evaluation.harness import evaluation_set
+    from stargan_core.preprocessing import Framer
+
+    for domain, angle in (("smiling", 0), ("neutral", 15)):
+        (tmp_path / domain).mkdir()
+        for i, offset in enumerate([(100, 80), (400, 200)]):
+            photo, _ = place(astronaut, 0.7, angle, offset)
+            Image.fromarray(photo.permute(1, 2, 0).numpy()).save(tmp_path / domain / f"{i}.png")
+    Image.fromarray(data.coffee()).save(tmp_path / "neutral" / "coffee.png")
+    spec = read_dataset(str(tmp_path), "imagefolder").spec
+    framer = Framer(Preprocessing("center", 32), "face")
+    found = evaluation_set(str(tmp_path), spec, 32, format="imagefolder", framer=framer)
+    assert len(found.train) == len(found.test) == 4  # no test split: the training images
+    assert {(p.rsplit("/", 1)[-1], r.split(":")[0]) for p, r in found.rejected} == {
+        ("coffee.png", "no face")}
+    assert found.truth is None
+    # Each image is the aligned face, wherever the photo had it.
+    reference = FaceDetector()(astronaut)[0].cut(astronaut, 32)
+    assert (found.train.images - reference).abs().mean(dim=(1, 2, 3)).max() < 0.12
+    with pytest.raises(ValueError, match="framing 'faces' is not one of"):
+        Framer(Preprocessing("center", 32), "faces")

@@ -6,9 +6,12 @@ import io
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
-from stargan_core.data.images import ImageRule, RejectedImage, prepare_image
+from stargan_core.data.images import ImageRule, RejectedImage, decode_rgb
+from stargan_core.data.prepare import prepare_image
+from stargan_core.preprocessing import Preprocessing
 
 PNG = ImageRule(image_size=32, encoding="png")
 
@@ -19,8 +22,8 @@ def encode(image: Image.Image, format: str = "PNG", **options) -> bytes:
     return out.getvalue()
 
 
-def stored(data: bytes, rule: ImageRule = PNG, crop: int | None = None) -> np.ndarray:
-    image = Image.open(io.BytesIO(prepare_image(data, rule, crop)))
+def stored(data: bytes, rule: ImageRule = PNG, framing: str = "center") -> np.ndarray:
+    image = Image.open(io.BytesIO(prepare_image(data, rule, framing)))
     assert image.mode == "RGB"
     return np.asarray(image)
 
@@ -35,15 +38,26 @@ def test_rgb_is_resized_to_a_square_of_the_stored_size():
 def test_celeba_crop_keeps_the_centre():
     image = Image.new("RGB", (178, 218), (255, 0, 0))
     image.paste((0, 0, 255), (0, 0, 178, 20))  # a band above the central 178x178 square
-    pixels = stored(encode(image), crop=178)
+    pixels = stored(encode(image), framing="celeba")
     assert (pixels[..., 2] < 10).all(), "the band outside the crop must be cut away"
 
 
 def test_celeba_crop_of_a_larger_aligned_face_is_the_178_square_at_its_scale():
     image = Image.new("RGB", (356, 436), (0, 0, 255))
     image.paste((255, 0, 0), (0, 40, 356, 396))  # the 178 px square of 178x218, twice as big
-    pixels = stored(encode(image), crop=178)
+    pixels = stored(encode(image), framing="celeba")
     assert (pixels[..., 0] > 245).all() and (pixels[..., 2] < 10).all()
+
+
+def test_a_stored_image_is_what_the_model_sees_of_the_raw_file(celeba_root):
+    """One preprocessing: a model reading a lossless shard of its own size sees exactly the
+    pixels it sees when it frames the raw file itself (training on raw folders, translation).
+    """
+    for name in ("000001.jpg", "000002.jpg"):
+        data = (celeba_root / "img_align_celeba" / name).read_bytes()
+        raw = Preprocessing("celeba", 32)(decode_rgb(data))
+        shard = Preprocessing("center", 32)(decode_rgb(prepare_image(data, PNG, "celeba")))
+        assert torch.equal(raw, shard)
 
 
 @pytest.mark.parametrize(

@@ -18,8 +18,8 @@ import pytest
 from PIL import Image
 
 from stargan_core.data import DataFormatError
-from stargan_core.data.images import ImageRule, prepare_image
-from stargan_core.data.prepare import PrepareConfig, prepare_dataset
+from stargan_core.data.images import ImageRule
+from stargan_core.data.prepare import PrepareConfig, prepare_dataset, prepare_image
 from stargan_core.storage import StorageError
 
 RULE = ImageRule(image_size=48)
@@ -93,9 +93,9 @@ def test_shards_manifest_and_rejected_list(messy_celeba, celeba_root, tmp_path):
     rows = [r for s in manifest["shards"] for r in pq.read_table(out / s["path"]).to_pylist()]
     big = next(r for r in rows if r["image_id"].endswith("000009.jpg"))
     raw = (messy_celeba / big["image_id"]).read_bytes()
-    assert big["image"]["bytes"] == prepare_image(raw, RULE, crop=178)
+    assert big["image"]["bytes"] == prepare_image(raw, RULE, framing="celeba")
     usual = prepare_image((celeba_root / "img_align_celeba" / "000009.jpg").read_bytes(), RULE,
-                          crop=178)
+                          framing="celeba")
     pixels = [np.asarray(Image.open(io.BytesIO(b)), dtype=float) for b in
               (big["image"]["bytes"], usual)]
     assert np.abs(pixels[0] - pixels[1]).mean() < 3  # resampling and JPEG only
