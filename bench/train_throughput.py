@@ -21,9 +21,10 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.flop_counter import flop_registry
 
+from stargan_core.checkpoint import build_networks
 from stargan_core.config import preset
 from stargan_core.domains import DomainSpec
-from stargan_core.train import build_networks, training_step
+from stargan_core.train import training_step
 
 
 class FlopCount(TorchDispatchMode):

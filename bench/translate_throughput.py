@@ -42,7 +42,8 @@ def register_untrained(preset_name: str, folder: Path) -> str:
     depend on the weights)."""
     import mlflow
 
-    from stargan_core.registry import log_generator, register
+    from stargan_core.registry import register
+    from stargan_core.serving import log_generator
 
     spec, config = DomainSpec.celeba(), preset(preset_name)
     torch.manual_seed(0)
@@ -59,7 +60,7 @@ def baseline(model_uri: str, files: list[Path], targets: list, batch: int
              ) -> tuple[float, float]:
     """(translations/s of the bare forward passes on one thread, G's GFLOP per translation)."""
     from stargan_core.editing import source_labels, translate_batch
-    from stargan_core.registry import load_registered
+    from stargan_core.serving import load_registered
 
     model = load_registered(model_uri, "cpu")
     g, d, spec = model.editor.g, model.editor.d, model.spec

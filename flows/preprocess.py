@@ -25,12 +25,13 @@ from pydantic import Field
 
 from flows.common import StorageAccess, artifact_key, storage_options, warn_local_paths
 from stargan_core.data.images import ImageRule
-from stargan_core.data.manifest import committed, finish
 from stargan_core.data.prepare import (
     Plan,
     PrepareConfig,
     ShardResult,
+    committed_version,
     dataset_url,
+    finish_version,
     plan,
     write_shard,
 )
@@ -50,7 +51,7 @@ def write_shard_task(config: PrepareConfig, label_schema: Any, task: Any) -> Sha
 
 @task(name="write-manifest", cache_policy=NO_CACHE)
 def finish_task(work: Plan, results: list[ShardResult]) -> dict[str, Any]:
-    return finish(work, results)
+    return finish_version(work, results)
 
 
 def summary_table(manifest: dict[str, Any]) -> list[dict[str, Any]]:
@@ -102,7 +103,7 @@ def preprocess_dataset(
         rows_per_shard, row_group_size, storage_options(storage), overwrite,
     )
     work = plan_task(config)
-    manifest = committed(work)
+    manifest = committed_version(work)
     if manifest is not None:
         logger.info("%s is complete and up to date: nothing to write", output)
     else:

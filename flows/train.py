@@ -33,8 +33,9 @@ from stargan_core.data.loading import chosen_domains, training_data
 from stargan_core.data.manifest import manifest_spec, read_manifest
 from stargan_core.domains import DomainSpec
 from stargan_core.evaluation import Harness, flat_metrics, summarize
-from stargan_core.registry import default_model_name, log_generator, model_card, register
+from stargan_core.registry import default_model_name, model_card, register
 from stargan_core.review import Review, promote_reviewed, record_review, review
+from stargan_core.serving import log_generator
 from stargan_core.tracking import (
     FLOW_RUN_TAG,
     OUTCOME_TAG,

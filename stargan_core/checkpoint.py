@@ -1,8 +1,11 @@
-"""Checkpoints: both networks, both optimisers, the schedule position and the RNG state."""
+"""Checkpoints: both networks (and G's moving average), both optimisers, the schedule position
+and the RNG state; written during training, restored to resume it, loaded to translate."""
 
 from __future__ import annotations
 
+import copy
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -113,3 +116,76 @@ def preprocessing_of(state: dict) -> Preprocessing:
     """The preprocessing a checkpoint was trained with (older ones name a data format)."""
     saved = state.get("preprocessing") or {"data_format": state["data_format"]}
     return Preprocessing.from_dict({"image_size": state["config"]["image_size"], **saved})
+
+
+@dataclass
+class Networks:
+    G: Generator
+    D: Discriminator
+    g_opt: torch.optim.Adam
+    d_opt: torch.optim.Adam
+    G_ema: Generator | None = None  # the moving average of G, when the config keeps one
+
+    @property
+    def inference_G(self) -> Generator:
+        """The generator that translations use: the average when there is one."""
+        return self.G_ema if self.G_ema is not None else self.G
+
+
+def build_networks(spec: DomainSpec, config: TrainConfig, device: torch.device) -> Networks:
+    g = build_generator(spec, config).to(device)
+    d = build_discriminator(spec, config).to(device)
+    betas = (config.beta1, config.beta2)
+    ema = copy.deepcopy(g).requires_grad_(False) if config.ema_beta else None
+    return Networks(
+        g, d, torch.optim.Adam(g.parameters(), config.g_lr, betas),
+        torch.optim.Adam(d.parameters(), config.d_lr, betas), ema,
+    )
+
+
+ARCHITECTURE = ("image_size", "g_conv_dim", "d_conv_dim", "g_repeat_num", "d_repeat_num",
+                "g_output", "g_conditioning")
+
+
+def training_state(
+    nets: Networks, step: int, spec: DomainSpec, config: TrainConfig, device: torch.device
+) -> dict:
+    """Everything a resumed run needs, as plain data that loads with `weights_only=True`."""
+    rng = {"torch": torch.get_rng_state()}
+    if device.type == "cuda":
+        rng["cuda"] = torch.cuda.get_rng_state(device)
+    state = {
+        "step": step, "G": nets.G.state_dict(), "D": nets.D.state_dict(),
+        "g_opt": nets.g_opt.state_dict(), "d_opt": nets.d_opt.state_dict(), "rng": rng,
+        "config": config.to_dict(), "spec": spec.to_json(),
+    }
+    if nets.G_ema is not None:
+        state["G_ema"] = nets.G_ema.state_dict()
+    return state
+
+
+def restore(
+    nets: Networks, state: dict, spec: DomainSpec, config: TrainConfig, device: torch.device
+) -> int:
+    """Load a training state into `nets` and the RNG; returns the step to continue from."""
+    saved = state["config"]
+    paper = TrainConfig()  # checkpoints from before an option existed had the paper's value
+    changed = [f"{k}={saved.get(k, getattr(paper, k))} (now {getattr(config, k)})"
+               for k in ARCHITECTURE if saved.get(k, getattr(paper, k)) != getattr(config, k)]
+    if changed or state["spec"] != spec.to_json():
+        old_domains = DomainSpec.from_json(state["spec"]).domains
+        what = ", ".join(changed) if changed else f"other domains {old_domains}"
+        raise ValueError(
+            f"the run folder's checkpoint was trained with {what}: use a new run folder, or "
+            "start over with resume off (--no-resume)"
+        )
+    nets.G.load_state_dict(state["G"])
+    nets.D.load_state_dict(state["D"])
+    if nets.G_ema is not None:  # a run that starts averaging late starts from G itself
+        nets.G_ema.load_state_dict(state.get("G_ema", state["G"]))
+    nets.g_opt.load_state_dict(state["g_opt"])
+    nets.d_opt.load_state_dict(state["d_opt"])
+    torch.set_rng_state(state["rng"]["torch"].cpu())
+    if device.type == "cuda" and "cuda" in state["rng"]:
+        torch.cuda.set_rng_state(state["rng"]["cuda"].cpu(), device)
+    return state["step"]

@@ -15,7 +15,8 @@ from stargan_core.domains import DomainSpec
 from stargan_core.evaluation.compare import Comparison, compare
 from stargan_core.evaluation.harness import Harness
 from stargan_core.evaluation.metrics import Evaluation
-from stargan_core.registry import champion_version, load_registered, promote, resolve_model
+from stargan_core.registry import champion_version, promote, resolve_model
+from stargan_core.serving import load_registered
 
 TAG = "stargan.review"  # promote | keep | first version | not comparable
 PROMOTED_BY_TAG = "stargan.promoted_by"

@@ -2,28 +2,28 @@
 
 from __future__ import annotations
 
-import copy
-import itertools
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from torch.utils.data import DataLoader, Dataset, IterableDataset, Sampler
+from torch.utils.data import Dataset
 
 from stargan_core.checkpoint import (
-    build_discriminator,
-    build_generator,
+    Networks,
+    build_networks,
     checkpoint_path,
     latest_checkpoint,
     load_checkpoint,
+    restore,
     save_checkpoint,
+    training_state,
 )
 from stargan_core.config import TrainConfig
+from stargan_core.data.sampling import endless_batches
 from stargan_core.domains import DomainSpec
 from stargan_core.losses import classification_loss, gradient_penalty, reconstruction_loss
-from stargan_core.model import Discriminator, Generator
 from stargan_core.preprocessing import Preprocessing
 from stargan_core.translate import sample_grid, save_grid
 
@@ -48,91 +48,6 @@ def lr_factor(step: int, config: TrainConfig) -> float:
     if config.num_iters_decay == 0:
         return 1.0
     return min(1.0, (config.num_iters - step) / config.num_iters_decay)
-
-
-class StepSampler(Sampler[list[int]]):
-    """Endless batches of indices; batch k is fixed by (seed, k), so resuming at step k repeats
-    exactly the batches that an uninterrupted run would have drawn."""
-
-    def __init__(self, size: int, batch_size: int, seed: int, start_step: int = 0) -> None:
-        if size < batch_size:
-            raise ValueError(f"data set of {size} images is smaller than a batch ({batch_size})")
-        self.size, self.batch_size, self.seed, self.start = size, batch_size, seed, start_step
-
-    def __iter__(self) -> Iterator[list[int]]:
-        per_epoch = self.size // self.batch_size  # the last partial batch is dropped
-        for step in itertools.count(self.start):
-            epoch, k = divmod(step, per_epoch)
-            order = torch.randperm(self.size, generator=torch.Generator().manual_seed(
-                self.seed * 100_003 + epoch))
-            yield order[k * self.batch_size:(k + 1) * self.batch_size].tolist()
-
-
-def endless_batches(ds: Dataset, config: TrainConfig, seed: int, start: int,
-            pin_memory: bool = False) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """Endless batches from step `start` on.
-
-    A map-style data set gets the StepSampler, so a resumed run sees exactly the batches of an
-    uninterrupted one. A streaming data set (shards) goes epoch by epoch, each epoch's order a
-    function of its number; a resumed run finds the epoch that holds step `start` from the
-    shards' row counts and reads past the batches already trained on, so it too sees exactly
-    the batches of an uninterrupted run.
-    """
-    if isinstance(ds, IterableDataset):
-        if len(ds) < config.batch_size:
-            raise ValueError(f"data set of {len(ds)} images is smaller than a batch "
-                             f"({config.batch_size})")
-        first, skip = 0, start
-        while skip and skip >= (n := ds.batches(first, config.batch_size, config.num_workers)) \
-                and n:
-            first, skip = first + 1, skip - n
-        for epoch in itertools.count(first):
-            ds.set_epoch(epoch)
-            loader = DataLoader(ds, batch_size=config.batch_size, drop_last=True,
-                                num_workers=config.num_workers, pin_memory=pin_memory,
-                                # Its own generator: the global RNG stays the training's.
-                                generator=torch.Generator().manual_seed(seed * 100_003 + epoch))
-            yielded = 0
-            for batch in itertools.islice(loader, skip, None):
-                yielded += 1
-                yield batch
-            if not yielded:  # each worker drops its last partial batch: all of them, here
-                raise ValueError(
-                    f"an epoch of {len(ds)} images gave no full batch of {config.batch_size}: "
-                    "use fewer DataLoader workers or a smaller batch")
-            skip = 0
-    yield from DataLoader(
-        ds, batch_sampler=StepSampler(len(ds), config.batch_size, seed, start),
-        num_workers=config.num_workers, pin_memory=pin_memory,
-        persistent_workers=config.num_workers > 0,
-        # Its own generator, so that creating the loader leaves the global RNG untouched.
-        generator=torch.Generator().manual_seed(seed),
-    )
-
-
-@dataclass
-class Networks:
-    G: Generator
-    D: Discriminator
-    g_opt: torch.optim.Adam
-    d_opt: torch.optim.Adam
-    G_ema: Generator | None = None  # the moving average of G, when the config keeps one
-
-    @property
-    def inference_G(self) -> Generator:
-        """The generator that translations use: the average when there is one."""
-        return self.G_ema if self.G_ema is not None else self.G
-
-
-def build_networks(spec: DomainSpec, config: TrainConfig, device: torch.device) -> Networks:
-    g = build_generator(spec, config).to(device)
-    d = build_discriminator(spec, config).to(device)
-    betas = (config.beta1, config.beta2)
-    ema = copy.deepcopy(g).requires_grad_(False) if config.ema_beta else None
-    return Networks(
-        g, d, torch.optim.Adam(g.parameters(), config.g_lr, betas),
-        torch.optim.Adam(d.parameters(), config.d_lr, betas), ema,
-    )
 
 
 @torch.no_grad()
@@ -210,54 +125,6 @@ def training_step(
         losses |= {"G/loss_fake": g_loss_fake, "G/loss_rec": g_loss_rec, "G/loss_cls": g_loss_cls,
                    **extra}
     return {k: v.detach() for k, v in losses.items()}
-
-
-ARCHITECTURE = ("image_size", "g_conv_dim", "d_conv_dim", "g_repeat_num", "d_repeat_num",
-                "g_output", "g_conditioning")
-
-
-def training_state(
-    nets: Networks, step: int, spec: DomainSpec, config: TrainConfig, device: torch.device
-) -> dict:
-    """Everything a resumed run needs, as plain data that loads with `weights_only=True`."""
-    rng = {"torch": torch.get_rng_state()}
-    if device.type == "cuda":
-        rng["cuda"] = torch.cuda.get_rng_state(device)
-    state = {
-        "step": step, "G": nets.G.state_dict(), "D": nets.D.state_dict(),
-        "g_opt": nets.g_opt.state_dict(), "d_opt": nets.d_opt.state_dict(), "rng": rng,
-        "config": config.to_dict(), "spec": spec.to_json(),
-    }
-    if nets.G_ema is not None:
-        state["G_ema"] = nets.G_ema.state_dict()
-    return state
-
-
-def restore(
-    nets: Networks, state: dict, spec: DomainSpec, config: TrainConfig, device: torch.device
-) -> int:
-    """Load a training state into `nets` and the RNG; returns the step to continue from."""
-    saved = state["config"]
-    paper = TrainConfig()  # checkpoints from before an option existed had the paper's value
-    changed = [f"{k}={saved.get(k, getattr(paper, k))} (now {getattr(config, k)})"
-               for k in ARCHITECTURE if saved.get(k, getattr(paper, k)) != getattr(config, k)]
-    if changed or state["spec"] != spec.to_json():
-        old_domains = DomainSpec.from_json(state["spec"]).domains
-        what = ", ".join(changed) if changed else f"other domains {old_domains}"
-        raise ValueError(
-            f"the run folder's checkpoint was trained with {what}: use a new run folder, or "
-            "start over with resume off (--no-resume)"
-        )
-    nets.G.load_state_dict(state["G"])
-    nets.D.load_state_dict(state["D"])
-    if nets.G_ema is not None:  # a run that starts averaging late starts from G itself
-        nets.G_ema.load_state_dict(state.get("G_ema", state["G"]))
-    nets.g_opt.load_state_dict(state["g_opt"])
-    nets.d_opt.load_state_dict(state["d_opt"])
-    torch.set_rng_state(state["rng"]["torch"].cpu())
-    if device.type == "cuda" and "cuda" in state["rng"]:
-        torch.cuda.set_rng_state(state["rng"]["cuda"].cpu(), device)
-    return state["step"]
 
 
 @dataclass

@@ -149,7 +149,8 @@ def registered_model(tmp_path, monkeypatch):
     from stargan_core.checkpoint import build_discriminator, build_generator, save_checkpoint
     from stargan_core.config import TrainConfig
     from stargan_core.domains import DomainSpec
-    from stargan_core.registry import log_generator, promote, register
+    from stargan_core.registry import promote, register
+    from stargan_core.serving import log_generator
 
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
     spec = DomainSpec.celeba()

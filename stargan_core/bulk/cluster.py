@@ -25,7 +25,7 @@ from distributed import Client, LocalCluster, WorkerPlugin, as_completed, get_wo
 
 from stargan_core.bulk.partition import PartitionResult, translate_partition
 from stargan_core.bulk.plan import BulkConfig, BulkPlan, Partition
-from stargan_core.registry import StarGANModel, load_registered
+from stargan_core.serving import StarGANModel, load_registered
 
 PLUGIN = "stargan-models"
 MODELS_PER_WORKER = 2  # loaded versions a worker keeps when no task uses them

@@ -4,26 +4,17 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from dataclasses import asdict
 from typing import Any
 
-import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
 
 from stargan_core.bulk.partition import PartitionResult
 from stargan_core.bulk.plan import FORMAT_VERSION, BulkPlan, Partition, read_inputs
 from stargan_core.data.images import RejectedImage, decode_rgb, encode
-from stargan_core.data.manifest import MANIFEST, REJECTED, REJECTED_SCHEMA
-from stargan_core.data.parquet import open_shard, read_footer, write_table
-from stargan_core.storage import (
-    filesystem,
-    join,
-    read_json,
-    remove_empty_folders,
-    write_bytes,
-    write_json,
-)
+from stargan_core.data.parquet import open_shard, read_footer
+from stargan_core.sharded import MANIFEST, REJECTED, committed, publish
+from stargan_core.storage import filesystem, join
 from stargan_core.translate import photo_grid
 
 CONTACT_SHEET = "contact-sheet.png"
@@ -42,35 +33,31 @@ def committed_job(plan: BulkPlan) -> dict[str, Any] | None:
     is an error unless the configuration says to overwrite it.
     """
     config = plan.config
-    url = join(config.output, MANIFEST)
-    manifest = read_json(url, config.storage_options)
-    if manifest is None or manifest["fingerprint"] == plan.fingerprint:
-        return manifest
-    same = {k: manifest.get(k) for k in config.identity()} == config.identity()
-    if not (same or config.overwrite):
-        raise JobClash(
-            f"{config.output} holds translations of {manifest['input']} into "
-            f"{', '.join(manifest['targets'])} ({manifest['output_format']}): choose another "
-            "job name (job=...), or replace it on purpose (overwrite=True)")
-    fs, path = filesystem(url, config.storage_options)
-    fs.rm_file(path)
-    return None
+
+    def replaceable(found: dict[str, Any]) -> bool:
+        same = {k: found.get(k) for k in config.identity()} == config.identity()
+        return same or config.overwrite
+
+    def clash(found: dict[str, Any]) -> JobClash:
+        return JobClash(
+            f"{config.output} holds translations of {found['input']} into "
+            f"{', '.join(found['targets'])} ({found['output_format']}): choose another job "
+            "name (job=...), or replace it on purpose (overwrite=True)")
+
+    return committed(config.output, plan.fingerprint, config.storage_options,
+                     replaceable=replaceable, clash=clash)
 
 
-def _stale(plan: BulkPlan, results: list[PartitionResult]) -> list[str]:
-    """Paths under the job's folder that the finished job will not have: shards of partitions
-    it no longer has and files left by killed writers; with overwrite, anything else too."""
+def _keep(plan: BulkPlan, results: list[PartitionResult]) -> set[str]:
+    """What the finished job's folder holds; with overwrite, its image files too."""
     config = plan.config
-    fs, base = filesystem(config.output, config.storage_options)
     keep = {MANIFEST, REJECTED, CONTACT_SHEET} | {r.path for r in results}
     if config.overwrite and config.writes_files:
         for result in results:
             with open_shard(join(config.output, result.path), config.storage_options) as shard:
                 paths = shard.read(columns=["image.path"]).column("image").to_pylist()
             keep.update(image["path"] for image in paths)
-    prefix = base.rstrip("/") + "/"
-    return [path for path in fs.find(base) if (name := path[len(prefix):]) not in keep and (
-        config.overwrite or SHARD_NAME.match(name) or ".tmp-" in name)]
+    return keep
 
 
 def finish_job(plan: BulkPlan, results: list[PartitionResult], sample_rows: int = 8
@@ -85,14 +72,8 @@ def finish_job(plan: BulkPlan, results: list[PartitionResult], sample_rows: int 
         if record.get("fingerprint") != partition.fingerprint:
             raise RuntimeError(f"{partition.path} in {config.output} is not this job's: did "
                                "another run write to the same folder? Run the job again")
-    stale = _stale(plan, results)
-    if stale:
-        fs.rm(stale)  # batched deletes on S3
-        remove_empty_folders(fs, base)
+    keep = _keep(plan, results)
     rejected = plan.rejected + [r for result in results for r in result.rejected]
-    write_table(fs, join(base, REJECTED),
-                pa.Table.from_pylist([asdict(r) for r in rejected], schema=REJECTED_SCHEMA))
-    write_bytes(fs, join(base, CONTACT_SHEET), contact_sheet(plan, sample_rows))
     model = config.model
     manifest = config.identity() | {
         "format_version": FORMAT_VERSION,
@@ -110,8 +91,12 @@ def finish_job(plan: BulkPlan, results: list[PartitionResult], sample_rows: int 
         "contact_sheet": CONTACT_SHEET,
         "fingerprint": plan.fingerprint,
     }
-    write_json(join(config.output, MANIFEST), manifest, config.storage_options)
-    return manifest
+    # Shards of partitions the job no longer has and files left by killed writers; with
+    # overwrite, anything else too.
+    return publish(config.output, config.storage_options, rejected=rejected, manifest=manifest,
+                   files={CONTACT_SHEET: contact_sheet(plan, sample_rows)},
+                   stale=lambda name: name not in keep and (
+                       config.overwrite or bool(SHARD_NAME.match(name)) or ".tmp-" in name))
 
 
 def _sample(plan: BulkPlan, partition: Partition, count: int) -> list[list[torch.Tensor]]:

@@ -15,10 +15,10 @@ from torchvision.transforms.v2.functional import to_pil_image
 
 from stargan_core.bulk.plan import BulkConfig, Partition, input_framing, read_inputs
 from stargan_core.data.images import RejectedImage, decode_rgb, encode, output_name
-from stargan_core.data.parquet import ShardWriter, image_schema, read_record
-from stargan_core.data.prepare import Rejection
+from stargan_core.data.parquet import ShardWriter, image_schema
 from stargan_core.editing import Editor
-from stargan_core.registry import StarGANModel
+from stargan_core.serving import StarGANModel
+from stargan_core.sharded import Rejection, finished_shard
 from stargan_core.storage import filesystem, join, write_files
 
 SCHEMA = image_schema([("image_id", pa.string()), ("source", pa.string()),
@@ -86,15 +86,15 @@ def translate_partition(config: BulkConfig, partition: Partition, model: StarGAN
                         ) -> PartitionResult:
     """Translate a partition into every target and publish its shard (after its files, when
     asked for); a partition whose shard is complete already is left as it is."""
-    fs, base = filesystem(config.output, config.storage_options)
-    path = join(base, partition.path)
-    found = read_record(fs, path)
-    if found is not None and found[0].get("fingerprint") == partition.fingerprint:
+    found = finished_shard(config.output, partition.path, partition.fingerprint,
+                           config.storage_options)
+    if found is not None:
         record, facts = found
         return PartitionResult(partition.path, record["inputs"], facts.rows, facts.row_groups,
                                facts.sha256, facts.bytes,
                                [Rejection(**r) for r in record["rejected"]], written=False)
     start = time.perf_counter()
+    fs, base = filesystem(config.output, config.storage_options)
     rejected: list[Rejection] = []
     translated = 0
     editor = model.framed(input_framing(config, partition))
@@ -108,7 +108,7 @@ def translate_partition(config: BulkConfig, partition: Partition, model: StarGAN
             writer.add([row for row, _ in rows])
         record = {"fingerprint": partition.fingerprint, "inputs": translated + len(rejected),
                   "rejected": [asdict(r) for r in rejected]}
-        facts = writer.publish(fs, path, record)
+        facts = writer.publish(fs, join(base, partition.path), record)
     return PartitionResult(partition.path, record["inputs"], facts.rows, facts.row_groups,
                            facts.sha256, facts.bytes, rejected, written=True,
                            seconds=time.perf_counter() - start)

@@ -8,12 +8,12 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from stargan_core.data.folders import Listing
-from stargan_core.data.manifest import MANIFEST, is_prepared, manifest_url, read_manifest
+from stargan_core.data.manifest import is_prepared, manifest_url, read_manifest
 from stargan_core.data.parquet import open_shard
-from stargan_core.data.prepare import Rejection, digest
 from stargan_core.data.sample import IMAGE_SUFFIXES, DataFormatError
 from stargan_core.domains import DomainError, Target
 from stargan_core.registry import RegisteredModel
+from stargan_core.sharded import MANIFEST, Rejection, digest
 from stargan_core.storage import check_reachable, filesystem, join
 
 # Part of every fingerprint: bump it when a change to the code changes the bytes written.

@@ -9,9 +9,8 @@ marker of a version.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import posixpath
+import re
 from collections import Counter
 from collections.abc import Callable, Iterable
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -23,14 +22,23 @@ import pyarrow as pa
 import torch
 from torchvision.transforms.v2.functional import pil_to_tensor, to_pil_image
 
+from stargan_core.data.celeba import CROP
 from stargan_core.data.folders import read_dataset
 from stargan_core.data.images import ImageRule, RejectedImage, encode, open_rgb
-from stargan_core.data.manifest import committed, finish
-from stargan_core.data.parquet import ShardWriter, image_schema, read_record
+from stargan_core.data.parquet import ShardWriter, image_schema
 from stargan_core.data.sample import DataFormatError, Sample
 from stargan_core.preprocessing import Preprocessing
+from stargan_core.sharded import (
+    REJECTED,
+    Rejection,
+    committed,
+    digest,
+    finished_shard,
+    publish,
+)
 from stargan_core.storage import check_reachable, filesystem, is_local, join, url_of
 
+SHARD_NAME = re.compile(r"^[^/]+/part-\d{5}\.parquet$")  # <split>/part-00000.parquet
 RAFD_COLUMNS = {"expression": pa.string(), "identity": pa.int16(), "ethnicity": pa.string(),
                 "gender": pa.string(), "gaze": pa.string(), "angle": pa.int16()}
 
@@ -69,14 +77,6 @@ class ShardTask:
     @property
     def path(self) -> str:
         return f"{self.split}/part-{self.index:05d}.parquet"
-
-
-@dataclass(frozen=True)
-class Rejection:
-    source: str
-    split: str
-    reason: str
-    detail: str = ""
 
 
 @dataclass(frozen=True)
@@ -127,11 +127,6 @@ def prepare_image(data: bytes, rule: ImageRule, framing: str = "center") -> byte
                             f"than {rule.max_upscale:g}x enlargement to {rule.image_size} px")
     square = ((box.cut(photo, rule.image_size) + 1) * 127.5).round().to(torch.uint8)
     return encode(to_pil_image(square), rule.suffix, rule.quality)
-
-
-def digest(document: object) -> str:
-    """The SHA-256 of a JSON-able document: the fingerprint of a piece of work."""
-    return hashlib.sha256(json.dumps(document, sort_keys=True, default=str).encode()).hexdigest()
 
 
 def _label_schema(format: str, samples: list[Sample]) -> pa.Schema:
@@ -206,10 +201,8 @@ def _label_counts(rows: list[dict[str, Any]], label_names: list[str]) -> dict[st
 
 def write_shard(config: PrepareConfig, label_schema: pa.Schema, task: ShardTask) -> ShardResult:
     """Prepare the task's inputs into one shard (or find it already complete)."""
-    fs, base = filesystem(config.output, config.storage_options)
-    path = join(base, task.path)
-    found = read_record(fs, path)
-    if found is not None and found[0].get("fingerprint") == task.fingerprint:
+    found = finished_shard(config.output, task.path, task.fingerprint, config.storage_options)
+    if found is not None:
         record, facts = found
         return ShardResult(task.split, task.path, facts.rows, facts.row_groups, facts.sha256,
                            facts.bytes, record["label_counts"],
@@ -235,9 +228,69 @@ def write_shard(config: PrepareConfig, label_schema: pa.Schema, task: ShardTask)
               "label_counts": label_counts, "rejected": [asdict(r) for r in rejected]}
     with ShardWriter(schema, config.row_group_size) as writer:
         writer.add(rows)
-        facts = writer.publish(fs, path, record)
+        fs, base = filesystem(config.output, config.storage_options)
+        facts = writer.publish(fs, join(base, task.path), record)
     return ShardResult(task.split, task.path, facts.rows, facts.row_groups, facts.sha256,
                        facts.bytes, label_counts, rejected, written=True)
+
+
+def committed_version(plan: Plan) -> dict[str, Any] | None:
+    """The manifest of this exact preparation when it is already complete, else None.
+
+    A version that was completed with other inputs or parameters is an error unless the
+    configuration says to overwrite it: models trained on it name it.
+    """
+    config = plan.config
+    clash = DataFormatError(
+        f"{config.output} already holds a data set prepared from other inputs or with other "
+        "parameters: choose a new version (--version), or replace it on purpose (--overwrite; "
+        "in the flow, overwrite=True)")
+    return committed(config.output, plan.fingerprint, config.storage_options,
+                     replaceable=lambda _: config.overwrite, clash=lambda _: clash)
+
+
+def finish_version(plan: Plan, results: list[ShardResult]) -> dict[str, Any]:
+    """Remove shards that the plan no longer has, write rejected.parquet, then the manifest."""
+    config = plan.config
+    results = sorted(results, key=lambda r: r.path)
+    keep = {r.path for r in results}
+    rejected = plan.rejected + [x for r in results for x in r.rejected]
+    splits = {}
+    for split in sorted({r.split for r in results}):
+        part = [r for r in results if r.split == split]
+        splits[split] = {"rows": sum(r.rows for r in part), "labels": _sum_counts(part)}
+    manifest = {
+        "format_version": 1,
+        "source": config.source,
+        "format": config.format,
+        "image": {"size": config.rule.image_size, "encoding": config.rule.encoding,
+                  "quality": config.rule.quality if config.rule.encoding == "jpeg" else None,
+                  "crop": CROP if config.format == "celeba" else None,
+                  "framing": Preprocessing.of(config.format, config.rule.image_size).framing,
+                  "resize": "the framed square, antialiased bilinear (as translation)"},
+        "label_columns": {f.name: str(f.type) for f in plan.label_schema},
+        "splits": splits,
+        "shards": [{"path": r.path, "split": r.split, "rows": r.rows,
+                    "row_groups": r.row_groups, "sha256": r.sha256, "bytes": r.bytes}
+                   for r in results],
+        "inputs": plan.inputs,
+        "rows": sum(r.rows for r in results),
+        "rejected": {"count": len(rejected), "path": REJECTED,
+                     "by_reason": dict(Counter(r.reason for r in rejected).most_common())},
+        "parameters": config.parameters(),
+        "fingerprint": plan.fingerprint,
+    }
+    return publish(config.output, config.storage_options, rejected=rejected, manifest=manifest,
+                   # a shard of an earlier, overwritten preparation
+                   stale=lambda name: bool(SHARD_NAME.match(name)) and name not in keep)
+
+
+def _sum_counts(results: Iterable[ShardResult]) -> dict[str, dict[str, int]]:
+    total: dict[str, Counter] = {}
+    for r in results:
+        for name, values in r.label_counts.items():
+            total.setdefault(name, Counter()).update(values)
+    return {name: dict(sorted(c.items())) for name, c in total.items()}
 
 
 def prepare_dataset(
@@ -246,7 +299,7 @@ def prepare_dataset(
 ) -> dict[str, Any]:
     """Plan, write the missing shards (`workers` processes), then the manifest; returns it."""
     work = plan(config)
-    manifest = committed(work)
+    manifest = committed_version(work)
     if manifest is not None:
         return manifest
     results: list[ShardResult] = []
@@ -265,4 +318,4 @@ def prepare_dataset(
             results.append(result)
             if on_shard:
                 on_shard(result, len(results), len(work.tasks))
-    return finish(work, results)
+    return finish_version(work, results)

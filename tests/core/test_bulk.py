@@ -31,7 +31,8 @@ from stargan_core.data.images import ImageRule
 from stargan_core.data.prepare import PrepareConfig, prepare_dataset
 from stargan_core.data.sample import DataFormatError
 from stargan_core.domains import DomainError
-from stargan_core.registry import load_registered, resolve_model
+from stargan_core.registry import resolve_model
+from stargan_core.serving import load_registered
 
 
 @pytest.fixture
@@ -278,7 +279,8 @@ def register_another_version(tmp_path: Path) -> str:
     import torch
 
     from stargan_core.checkpoint import load_checkpoint, save_checkpoint
-    from stargan_core.registry import log_generator, register
+    from stargan_core.registry import register
+    from stargan_core.serving import log_generator
 
     state = load_checkpoint(tmp_path / "generator.ckpt")  # version 1's (the fixture's)
     torch.manual_seed(1)

