@@ -38,6 +38,7 @@ from stargan_core.editing import Editor
 from stargan_core.faces import AlignedFace, FaceDetector
 from stargan_core.preprocessing import Preprocessing
 from stargan_core.synthetic.placement import place
+from stargan_core.targets import single_targets
 
 SCALES = (0.3, 0.5, 0.75, 1.0, 1.5, 2.0)
 ANGLES = (0, 15, 30, -15, -30)
@@ -77,7 +78,7 @@ def detection(detector: FaceDetector, astronaut: torch.Tensor) -> None:
 def paste_back(editor: Editor, photo: torch.Tensor, out: Path | None) -> None:
     spec = editor.spec
     faces = editor.locate(photo)
-    edited = editor.edit([photo], spec.single_targets()[:1], regions=[faces])[0][0]
+    edited = editor.edit([photo], single_targets(spec)[:1], regions=[faces])[0][0]
     outside = torch.ones(photo.shape[-2:], dtype=torch.bool)
     for face in faces:
         outside &= ~_square(face, photo.shape[-1], photo.shape[-2])
@@ -108,7 +109,7 @@ def _square(face: AlignedFace, width: int, height: int) -> torch.Tensor:
 def throughput(editor: Editor, photos: dict[str, torch.Tensor], repeats: int) -> None:
     """Face framing against the celeba framing's one square, runs interleaved so that both
     see the same machine; medians."""
-    target = editor.spec.single_targets()[:1]
+    target = single_targets(editor.spec)[:1]
     editors = {"baseline": editor.framed_as("celeba"), "face": editor}
     for name, photo in photos.items():
         times: dict[str, list[float]] = {label: [] for label in editors}

@@ -29,6 +29,7 @@ from stargan_core.editing import Editor
 from stargan_core.evaluation import evaluate, ground_truth_for, train_classifier
 from stargan_core.preprocessing import Preprocessing
 from stargan_core.synthetic import write_celeba
+from stargan_core.targets import single_targets
 from stargan_core.train import train
 from stargan_core.translate import photo_grid
 
@@ -50,7 +51,7 @@ def parse_overrides(items: list[str]) -> dict[str, object]:
 def contact_sheet(editor: Editor, photos: list[torch.Tensor], labels: torch.Tensor,
                   path: Path) -> None:
     """Whole held-out photos, each then translated into every single target."""
-    targets = editor.spec.single_targets()
+    targets = single_targets(editor.spec)
     edited = editor.edit(photos, targets, c_org=labels)
     rows = [[photo, *(per_target[i] for per_target in edited)] for i, photo in enumerate(photos)]
     photo_grid(rows, ["input", *(t.text for t in targets)], cell=128).save(path)

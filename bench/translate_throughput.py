@@ -19,7 +19,6 @@ Parquet shards to a local folder. Worker start-up and model loading are not time
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import os
 import tempfile
 import time
@@ -35,6 +34,7 @@ from stargan_core.config import preset
 from stargan_core.data.images import read_rgb
 from stargan_core.domains import DomainSpec
 from stargan_core.synthetic import write_celeba
+from stargan_core.targets import target_labels
 
 
 def register_untrained(preset_name: str, folder: Path) -> str:
@@ -49,7 +49,7 @@ def register_untrained(preset_name: str, folder: Path) -> str:
     torch.manual_seed(0)
     state = {"G": build_generator(spec, config).state_dict(),
              "D": build_discriminator(spec, config).state_dict(),
-             "spec": spec.to_json(), "config": dataclasses.asdict(config),
+             "spec": spec.to_json(), "config": config.to_dict(),
              "preprocessing": {"framing": "celeba", "image_size": config.image_size}}
     with mlflow.start_run():
         info = log_generator(save_checkpoint(folder / "generator.ckpt", state))
@@ -74,7 +74,7 @@ def baseline(model_uri: str, files: list[Path], targets: list, batch: int
     x = batches[0]
     c_org = source_labels(d, spec, x)
     with torch.inference_mode(), FlopCount() as counter:
-        g(x, spec.target_labels(c_org, targets[0]), c_org)
+        g(x, target_labels(spec, c_org, targets[0]), c_org)
     gflop = counter.total / 1e9 / len(x)
     start = time.perf_counter()
     for x in batches:

@@ -42,7 +42,7 @@ from stargan_core.bulk.cluster import connect, gpus, load_model, run_partitions
 from stargan_core.bulk.job import CONTACT_SHEET
 from stargan_core.preprocessing import FRAMINGS
 from stargan_core.registry import RegisteredModel, resolve_model
-from stargan_core.storage import default_root, filesystem, join
+from stargan_core.storage import default_root, join
 
 PARTITION_RETRIES = 2
 
@@ -200,10 +200,9 @@ def translate_bulk(
     else:
         results, seconds = translate_task(work, cluster_address, workers, device)
         manifest = finish_task(work, results, contact_sheet_rows)
-    fs, base = filesystem(config.output, config.storage_options)
     key = artifact_key(f"{job}-{model.name}-v{model.version}")
     create_image_artifact(
-        preview(fs.cat_file(join(base, CONTACT_SHEET))), key=f"contact-sheet-{key}",
+        preview(config.out.fs.cat_file(config.out.join(CONTACT_SHEET))), key=f"contact-sheet-{key}",
         description=f"inputs x targets, first {contact_sheet_rows} inputs; full size: "
         f"{join(config.output, CONTACT_SHEET)}")
     create_table_artifact(

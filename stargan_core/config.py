@@ -2,76 +2,83 @@
 
 from __future__ import annotations
 
-import dataclasses
-from dataclasses import dataclass
-from typing import Literal
+from typing import Annotated, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    NonNegativeFloat,
+    NonNegativeInt,
+    PositiveFloat,
+    PositiveInt,
+    ValidationError,
+    model_validator,
+)
 
 from stargan_core.model import CONDITIONINGS, OUTPUTS
 
 
-@dataclass(frozen=True)
-class TrainConfig:
+class TrainConfig(BaseModel):
     """Hyper-parameters and schedule of one training run (defaults: the paper's CelebA 128)."""
 
-    image_size: int = 128
-    g_conv_dim: int = 64
-    d_conv_dim: int = 64
-    g_repeat_num: int = 6
-    d_repeat_num: int = 6
-    batch_size: int = 16
-    num_iters: int = 200_000
-    num_iters_decay: int = 100_000
-    g_lr: float = 1e-4
-    d_lr: float = 1e-4
-    beta1: float = 0.5
-    beta2: float = 0.999
-    n_critic: int = 5
-    lambda_cls: float = 1.0
-    lambda_rec: float = 10.0
-    lambda_gp: float = 10.0
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    image_size: PositiveInt = 128
+    g_conv_dim: PositiveInt = 64
+    d_conv_dim: PositiveInt = 64
+    g_repeat_num: NonNegativeInt = 6
+    d_repeat_num: PositiveInt = 6
+    batch_size: PositiveInt = 16
+    num_iters: PositiveInt = 200_000
+    num_iters_decay: NonNegativeInt = 100_000  # at most num_iters
+    g_lr: PositiveFloat = 1e-4
+    d_lr: PositiveFloat = 1e-4
+    beta1: Annotated[float, Field(ge=0, lt=1)] = 0.5
+    beta2: Annotated[float, Field(ge=0, lt=1)] = 0.999
+    n_critic: PositiveInt = 5
+    lambda_cls: NonNegativeFloat = 1.0
+    lambda_rec: NonNegativeFloat = 10.0
+    lambda_gp: NonNegativeFloat = 10.0
     # Options for faithful edits (all off in the paper's setting; see model.Generator):
-    g_output: str = "tanh"  # tanh (the paper) | masked: m * C + (1 - m) * x
-    g_conditioning: str = "target"  # target (the paper) | difference: c_trg - c_org
-    lambda_id: float = 0.0  # identity: L1(G(x, c_org), x), no edit asked, none made
-    lambda_mask: float = 0.0  # L1 of the attention mask: edit no more than the target needs
-    ema_beta: float = 0.0  # exponential moving average of G for inference (0: none)
+    g_output: Literal[OUTPUTS] = "tanh"  # tanh (the paper) | masked: m * C + (1 - m) * x
+    g_conditioning: Literal[CONDITIONINGS] = "target"  # target (the paper) | difference
+    lambda_id: NonNegativeFloat = 0.0  # identity: L1(G(x, c_org), x), no edit asked, none made
+    lambda_mask: NonNegativeFloat = 0.0  # L1 of the mask: edit no more than the target needs
+    ema_beta: Annotated[float, Field(ge=0, lt=1)] = 0.0  # moving average of G (0: none)
     seed: int = 0
-    log_every: int = 10
-    sample_every: int = 1000
-    checkpoint_every: int = 10_000
-    num_workers: int = 2
+    log_every: PositiveInt = 10
+    sample_every: PositiveInt = 1000
+    checkpoint_every: PositiveInt = 10_000
+    num_workers: NonNegativeInt = 2
     mixed_precision: bool = True  # bf16 autocast; only on CUDA
 
-    def __post_init__(self) -> None:
-        if not 0 <= self.num_iters_decay <= self.num_iters:
-            raise ValueError(
-                f"num_iters_decay ({self.num_iters_decay}) must lie in [0, num_iters "
-                f"({self.num_iters})]"
-            )
-        for name in ("batch_size", "num_iters", "n_critic", "log_every", "sample_every",
-                     "checkpoint_every", "image_size"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
-
-        if self.g_output not in OUTPUTS:
-            raise ValueError(f"g_output must be one of {', '.join(OUTPUTS)}, got {self.g_output}")
-        if self.g_conditioning not in CONDITIONINGS:
-            raise ValueError(f"g_conditioning must be one of {', '.join(CONDITIONINGS)}, got "
-                             f"{self.g_conditioning}")
+    @model_validator(mode="after")
+    def _consistent(self) -> TrainConfig:
+        if self.num_iters_decay > self.num_iters:
+            raise ValueError(f"num_iters_decay ({self.num_iters_decay}) must lie in [0, "
+                             f"num_iters ({self.num_iters})]")
         if self.lambda_mask and self.g_output != "masked":
             raise ValueError("lambda_mask needs g_output='masked'")
-        if not 0 <= self.ema_beta < 1:
-            raise ValueError(f"ema_beta must lie in [0, 1), got {self.ema_beta}")
+        return self
 
     def replace(self, **overrides: object) -> TrainConfig:
-        unknown = sorted(set(overrides) - {f.name for f in dataclasses.fields(self)})
+        """A copy with `overrides`, validated as a new config is (an unknown option is an
+        error naming the known ones)."""
+        unknown = sorted(set(overrides) - set(type(self).model_fields))
         if unknown:
-            known = ", ".join(f.name for f in dataclasses.fields(self))
-            raise ValueError(f"unknown training option {unknown} (known: {known})")
-        return dataclasses.replace(self, **overrides)
+            raise ValueError(f"unknown training option {unknown} (known: "
+                             f"{', '.join(type(self).model_fields)})")
+        try:
+            return TrainConfig(**(self.model_dump() | overrides))
+        except ValidationError as error:  # one line per option, without pydantic's URLs
+            raise ValueError("invalid training options: " + "; ".join(
+                (f"{'.'.join(map(str, e['loc']))}: {e['msg'].lower()} (got {e['input']!r})"
+                 if e["loc"] else e["msg"].removeprefix("Value error, "))
+                for e in error.errors())) from None
 
     def to_dict(self) -> dict[str, object]:
-        return dataclasses.asdict(self)
+        return self.model_dump()
 
 
 # The options that make edits faithful (all off in the paper's setting).

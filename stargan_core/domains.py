@@ -1,4 +1,5 @@
-"""Label spaces of StarGAN models: which domains a model knows and how targets become labels.
+"""Label spaces of StarGAN models: which domains a model knows (how users' targets become label
+vectors is `targets.py`).
 
 A `DomainSpec` is one or more `LabelSet`s. A label set is either binary attributes (CelebA:
 each domain is its own 0/1 column, trained with BCE; some attributes form a mutually exclusive
@@ -11,7 +12,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 
@@ -69,20 +70,6 @@ class LabelSet:
         if missing:
             raise DomainError(f"sample has no label for {', '.join(missing)}")
         return [float(int(labels[d]) > 0) for d in self.domains]
-
-
-@dataclass(frozen=True)
-class Target:
-    """A parsed target such as `Blond_Hair,Young=0`: the domains it sets and their values."""
-
-    text: str
-    label_set: int
-    values: tuple[tuple[str, int], ...] = field(default=())
-
-    @property
-    def slug(self) -> str:
-        """A file-system friendly name: commas become '+'."""
-        return self.text.replace(",", "+").replace(" ", "")
 
 
 @dataclass(frozen=True)
@@ -201,108 +188,6 @@ class DomainSpec:
                     hard[:, idx] = hard[:, idx] * keep
                 out[:, self.span(i)] = hard
         return out
-
-    # --- targets ------------------------------------------------------------------------------
-
-    def parse_target(self, text: str) -> Target:
-        """Parse `Blond_Hair`, `Male=0`, `Blond_Hair,Young=0`, `happy` or `expression=happy`."""
-        parts = [p.strip() for p in text.split(",") if p.strip()]
-        if not parts:
-            raise DomainError(f"empty target (known domains: {', '.join(self.domains)})")
-        values: dict[str, int] = {}
-        sets: set[int] = set()
-        for part in parts:
-            name, value = self._parse_assignment(part)
-            index = next(i for i, ls in enumerate(self.label_sets) if name in ls.domains)
-            if name in values and values[name] != value:
-                raise DomainError(f"target '{text}' sets {name} both to 0 and to 1")
-            values[name] = value
-            sets.add(index)
-        if len(sets) > 1:
-            names = " and ".join(self.label_sets[i].dataset for i in sorted(sets))
-            raise DomainError(f"target '{text}' mixes domains of {names}; name one data set's")
-        index = sets.pop()
-        ls = self.label_sets[index]
-        for name, value in values.items():
-            group = ls.group_of(name)
-            if group is None:
-                continue
-            if value == 0:
-                others = ", ".join(d for d in group if d != name)
-                raise DomainError(
-                    f"target '{text}': {name} belongs to a mutually exclusive group; "
-                    f"name the domain you want instead ({others})"
-                )
-            on = [d for d in group if values.get(d) == 1]
-            if len(on) > 1:
-                raise DomainError(
-                    f"target '{text}' turns on {' and '.join(on)}, which exclude each other"
-                )
-        return Target(text, index, tuple(values.items()))
-
-    def _parse_assignment(self, part: str) -> tuple[str, int]:
-        name, _, value = part.partition("=")
-        name, value = name.strip(), value.strip()
-        categories = {ls.category: ls for ls in self.label_sets if ls.category}
-        if name in categories and value:
-            # `expression=happy`: a categorical label named with its value.
-            name, value = value, "1"
-        if name not in self.domains:
-            raise DomainError(f"unknown domain '{name}' (known: {', '.join(self.domains)})")
-        if value not in ("", "1", "0"):
-            raise DomainError(f"target value for {name} must be 0 or 1, got '{value}'")
-        return name, 0 if value == "0" else 1
-
-    def target_labels(self, c_org: torch.Tensor, target: Target | str) -> torch.Tensor:
-        """Target labels for a batch with source labels `c_org` (batch x c_dim).
-
-        Domains the target does not name keep their source value; switching a member of an
-        exclusive group on switches the rest of its group off.
-        """
-        if isinstance(target, str):
-            target = self.parse_target(target)
-        ls = self.label_sets[target.label_set]
-        c = self.with_label_set(c_org.clone(), target.label_set)
-        offset = self.span(target.label_set).start
-        for name, value in target.values:
-            group = ls.group_of(name)
-            if group is not None and value:
-                for other in group:
-                    c[:, offset + ls.domains.index(other)] = 0.0
-            c[:, offset + ls.domains.index(name)] = float(value)
-        return c
-
-    def single_targets(self) -> list[Target]:
-        """Every single-domain target: each grouped domain, each binary attribute both ways."""
-        texts = []
-        for ls in self.label_sets:
-            for d in ls.domains:
-                texts.append(d)
-                if ls.group_of(d) is None:
-                    texts.append(f"{d}=0")
-        return [self.parse_target(t) for t in texts]
-
-    def kept(self, target: Target) -> list[int]:
-        """Positions in the label vector of the domains that `target` leaves alone: those of
-        its label set that it neither names nor switches off through an exclusive group (none
-        for a categorical set, whose one label the target sets)."""
-        ls = self.label_sets[target.label_set]
-        if ls.one_hot:
-            return []
-        touched = set()
-        for name, _ in target.values:
-            touched.update(ls.group_of(name) or (name,))
-        offset = self.span(target.label_set).start
-        return [offset + i for i, d in enumerate(ls.domains) if d not in touched]
-
-    def satisfies(self, labels: torch.Tensor, target: Target) -> torch.Tensor:
-        """Per row of hard `labels` (batch x cls_dim or c_dim): does it have the target's values?"""
-        offset = self.span(target.label_set).start
-        ls = self.label_sets[target.label_set]
-        ok = torch.ones(labels.size(0), dtype=torch.bool, device=labels.device)
-        for name, value in target.values:
-            ok &= labels[:, offset + ls.domains.index(name)] == float(value)
-        return ok
 
     # --- serialisation ------------------------------------------------------------------------
 

@@ -12,10 +12,11 @@ from collections.abc import Sequence
 
 import torch
 
-from stargan_core.domains import DomainSpec, Target
+from stargan_core.domains import DomainSpec
 from stargan_core.faces import AlignedFace
 from stargan_core.model import Discriminator, Generator
 from stargan_core.preprocessing import Box, Framer, Preprocessing
+from stargan_core.targets import Target, target_labels
 
 OUTPUT_SIZES = ("input", "model")  # the photo's own size, or the model's square
 
@@ -35,7 +36,7 @@ def translate_batch(
     targets: Sequence[Target],
 ) -> torch.Tensor:
     """G(x, c_trg) for every target: (targets, batch, 3, H, W) in [-1, 1]."""
-    return torch.stack([g(images, spec.target_labels(c_org, t),
+    return torch.stack([g(images, target_labels(spec, c_org, t),
                           spec.with_label_set(c_org, t.label_set)) for t in targets])
 
 

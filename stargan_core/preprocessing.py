@@ -27,9 +27,10 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torchvision.transforms.v2 import functional as TF
+from torchvision.transforms.v2.functional import pil_to_tensor, to_pil_image
 
 from stargan_core.data.celeba import ALIGNED, celeba_square
-from stargan_core.data.images import RejectedImage, min_input_side
+from stargan_core.data.images import ImageRule, RejectedImage, encode, min_input_side, open_rgb
 from stargan_core.faces import AlignedFace, FaceDetector
 
 FRAMINGS = ("auto", "model", "celeba", "center", "full", "face")
@@ -179,3 +180,20 @@ class Framer:
         regions = self.locate(photo)
         region = min(regions, key=lambda f: f.scale) if len(regions) > 1 else regions[0]
         return region.cut(photo, self.preprocessing.image_size)
+
+
+def prepare_image(data: bytes, rule: ImageRule, framing: str = "center") -> bytes:
+    """The encoded, square `rule.image_size` image of an input file's bytes, or RejectedImage.
+
+    Framed (`celeba`: the reference's 178-pixel centre square of an aligned face, at the
+    image's scale; `center`: the centre square of the shorter side) and resized exactly as
+    training and translation frame photos (`Preprocessing`), so that a model sees the same
+    pixels from a shard as from the raw file.
+    """
+    photo = pil_to_tensor(open_rgb(data, rule.max_pixels))
+    box = Preprocessing(framing, rule.image_size).box(framing, photo.shape[-1], photo.shape[-2])
+    if box.side * rule.max_upscale < rule.image_size:
+        raise RejectedImage("too small", f"{photo.shape[-1]}x{photo.shape[-2]} would need more "
+                            f"than {rule.max_upscale:g}x enlargement to {rule.image_size} px")
+    square = ((box.cut(photo, rule.image_size) + 1) * 127.5).round().to(torch.uint8)
+    return encode(to_pil_image(square), rule.suffix, rule.quality)

@@ -37,9 +37,9 @@ from stargan_core.checkpoint import (
 from stargan_core.config import EDITING_OPTIONS
 from stargan_core.data.celeba import ALIGNED
 from stargan_core.data.images import RejectedImage, decode_rgb, encode
-from stargan_core.domains import Target
 from stargan_core.editing import OUTPUT_SIZES, Editor
 from stargan_core.preprocessing import FRAMINGS
+from stargan_core.targets import Target, parse_target, single_targets
 
 BATCH = 64  # images per forward pass in predict
 # What the logged code imports, pinned to the versions it was logged with (without local tags
@@ -115,10 +115,10 @@ class StarGANModel(mlflow.pyfunc.PythonModel):
         if missing:
             raise MlflowException.invalid_parameter_value(
                 f"rows {missing[:10]} have no target (known: "
-                f"{', '.join(t.text for t in self.spec.single_targets())})")
+                f"{', '.join(t.text for t in single_targets(self.spec))})")
         outputs = pd.Series([None] * len(model_input), index=model_input.index, dtype=object)
         for target_text, group in model_input.groupby("target", sort=False):
-            target = self.spec.parse_target(str(target_text))
+            target = parse_target(self.spec, str(target_text))
             for start in range(0, len(group), BATCH):  # bounded memory for any request size
                 chunk = group.iloc[start:start + BATCH]
                 photos = [self._decode(row, data) for row, data in chunk["image"].items()]
@@ -168,11 +168,11 @@ def log_generator(checkpoint: str | Path) -> mlflow.models.model.ModelInfo:
             name=MODEL_NAME, python_model=StarGANModel(), artifacts={"weights": str(weights)},
             signature=SIGNATURE, code_paths=[str(Path(stargan_core.__file__).parent)],
             input_example=pd.DataFrame({"image": [example.getvalue()],
-                                        "target": [spec.single_targets()[0].text]}),
+                                        "target": [single_targets(spec)[0].text]}),
             pip_requirements=[f"{p}=={version(p).split('+')[0]}" for p in REQUIREMENTS],
             metadata={"domain_spec": json.loads(spec.to_json()), "preprocessing": described,
                       "generator": generator,
-                      "targets": [t.text for t in spec.single_targets()]},
+                      "targets": [t.text for t in single_targets(spec)]},
         )
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -20,14 +21,7 @@ from typing import Any
 import pyarrow as pa
 
 from stargan_core.data.parquet import ShardFile, read_record, write_table
-from stargan_core.storage import (
-    filesystem,
-    join,
-    read_json,
-    remove_empty_folders,
-    write_bytes,
-    write_json,
-)
+from stargan_core.storage import Location, remove_empty_folders, write_bytes
 
 MANIFEST = "manifest.json"
 REJECTED = "rejected.parquet"
@@ -50,49 +44,57 @@ def digest(document: object) -> str:
     return hashlib.sha256(json.dumps(document, sort_keys=True, default=str).encode()).hexdigest()
 
 
-def finished_shard(output: str, path: str, fingerprint: str,
-                   storage_options: dict[str, Any] | None = None
+def finished_shard(out: Location, path: str, fingerprint: str
                    ) -> tuple[dict[str, Any], ShardFile] | None:
-    """The footer record and facts of the shard `path` of the job at `output` when it is
+    """The footer record and facts of the shard `path` of the job at `out` when it is
     complete and was written for `fingerprint`: that task's work is done."""
-    fs, base = filesystem(output, storage_options)
-    found = read_record(fs, join(base, path))
+    found = read_record(out.fs, out.join(path))
     return found if found is not None and found[0].get("fingerprint") == fingerprint else None
 
 
-def committed(output: str, fingerprint: str, storage_options: dict[str, Any] | None, *,
+def committed(out: Location, fingerprint: str, *,
               replaceable: Callable[[dict[str, Any]], bool],
               clash: Callable[[dict[str, Any]], Exception]) -> dict[str, Any] | None:
-    """The manifest when the job at `output` is complete with `fingerprint`; else None, after
+    """The manifest when the job at `out` is complete with `fingerprint`; else None, after
     unmarking a finished job there that `replaceable` allows to be replaced (before any shard
     changes: a run killed midway must not leave a manifest naming shards that are gone).
     A finished job that may not be replaced raises the error `clash` makes of its manifest."""
-    url = join(output, MANIFEST)
-    manifest = read_json(url, storage_options)
+    manifest = out.read_json(MANIFEST)
     if manifest is None or manifest.get("fingerprint") == fingerprint:
         return manifest
     if not replaceable(manifest):
         raise clash(manifest)
-    fs, path = filesystem(url, storage_options)
-    fs.rm_file(path)
+    out.fs.rm_file(out.join(MANIFEST))
     return None
 
 
-def publish(output: str, storage_options: dict[str, Any] | None, *,
-            stale: Callable[[str], bool], rejected: list[Rejection],
-            manifest: dict[str, Any], files: dict[str, bytes] | None = None) -> dict[str, Any]:
-    """Finish a job: remove what it no longer has (every path under `output` whose relative
+def shard_entry(result: Any, **extra: object) -> dict[str, Any]:
+    """A finished shard as the manifest lists it (`result`: its task's result)."""
+    return {"path": result.path, "rows": result.rows, "row_groups": result.row_groups,
+            "sha256": result.sha256, "bytes": result.bytes, **extra}
+
+
+def publish(out: Location, *, about: dict[str, Any], shards: list[dict[str, Any]],
+            inputs: int, rejected: list[Rejection], fingerprint: str,
+            stale: Callable[[str], bool], files: dict[str, bytes] | None = None
+            ) -> dict[str, Any]:
+    """Finish a job: remove what it no longer has (every path under `out` whose relative
     name `stale` accepts), write the rejected list and `files` (name: bytes), then the
-    manifest, last; returns the manifest."""
-    fs, base = filesystem(output, storage_options)
-    prefix = base.rstrip("/") + "/"
-    old = [path for path in fs.find(base) if stale(path[len(prefix):])]  # find: no globbing
+    manifest, last: what the job says `about` itself, its shards (`shard_entry`), counts and
+    fingerprint. Returns the manifest."""
+    manifest = about | {
+        "shards": shards, "inputs": inputs, "rows": sum(s["rows"] for s in shards),
+        "rejected": {"count": len(rejected), "path": REJECTED,
+                     "by_reason": dict(Counter(r.reason for r in rejected).most_common())},
+        "fingerprint": fingerprint}
+    prefix = out.path.rstrip("/") + "/"
+    old = [p for p in out.fs.find(out.path) if stale(p[len(prefix):])]  # find: no globbing
     if old:
-        fs.rm(old)  # batched deletes on S3
-        remove_empty_folders(fs, base)
-    write_table(fs, join(base, REJECTED),
+        out.fs.rm(old)  # batched deletes on S3
+        remove_empty_folders(out.fs, out.path)
+    write_table(out.fs, out.join(REJECTED),
                 pa.Table.from_pylist([asdict(r) for r in rejected], schema=REJECTED_SCHEMA))
     for name, data in (files or {}).items():
-        write_bytes(fs, join(base, name), data)
-    write_json(join(output, MANIFEST), manifest, storage_options)
+        write_bytes(out.fs, out.join(name), data)
+    out.write_json(manifest, MANIFEST)
     return manifest

@@ -98,6 +98,36 @@ def filesystem(url: str, options: dict[str, Any] | None = None) -> tuple[fsspec.
     return fs, path.rstrip("/") or path
 
 
+@dataclass(frozen=True)
+class Location:
+    """A storage URL resolved once into its file system and the path within it: what a job
+    hands on instead of re-resolving the URL and its options at every step."""
+
+    fs: fsspec.AbstractFileSystem
+    path: str
+
+    @classmethod
+    def of(cls, url: str, options: dict[str, Any] | None = None) -> Location:
+        return cls(*filesystem(url, options))
+
+    @property
+    def url(self) -> str:
+        return url_of(self.fs, self.path)
+
+    def join(self, *parts: str) -> str:
+        """A path below this location, on its file system."""
+        return join(self.path, *parts)
+
+    def read_json(self, *parts: str) -> dict[str, Any] | None:
+        """The JSON document at `parts` below this location, or None when there is none."""
+        path = self.join(*parts)
+        return json.loads(self.fs.cat_file(path)) if self.fs.exists(path) else None
+
+    def write_json(self, document: dict[str, Any], *parts: str) -> None:
+        data = json.dumps(document, indent=2, sort_keys=True).encode() + b"\n"
+        write_bytes(self.fs, self.join(*parts), data)
+
+
 def is_local(fs: fsspec.AbstractFileSystem) -> bool:
     return isinstance(fs, LocalFileSystem)
 
@@ -207,12 +237,8 @@ def read_bytes(url: str, options: dict[str, Any] | None = None) -> bytes:
 
 def read_json(url: str, options: dict[str, Any] | None = None) -> dict[str, Any] | None:
     """The JSON document at `url`, or None when there is none."""
-    fs, path = filesystem(url, options)
-    if not fs.exists(path):
-        return None
-    return json.loads(fs.cat_file(path))
+    return Location.of(url, options).read_json()
 
 
 def write_json(url: str, document: dict[str, Any], options: dict[str, Any] | None = None) -> None:
-    fs, path = filesystem(url, options)
-    write_bytes(fs, path, json.dumps(document, indent=2, sort_keys=True).encode() + b"\n")
+    Location.of(url, options).write_json(document)

@@ -25,6 +25,7 @@ from stargan_core.data.sampling import endless_batches
 from stargan_core.domains import DomainSpec
 from stargan_core.losses import classification_loss, gradient_penalty, reconstruction_loss
 from stargan_core.preprocessing import Preprocessing
+from stargan_core.targets import single_targets
 from stargan_core.translate import sample_grid, save_grid
 
 LOSS_NAMES = (
@@ -186,7 +187,7 @@ def train(
     autocast = torch.autocast(
         dev.type, dtype=torch.bfloat16, enabled=config.mixed_precision and dev.type == "cuda"
     )
-    grid_columns = ["input", *(t.text for t in spec.single_targets())]
+    grid_columns = ["input", *(t.text for t in single_targets(spec))]
     nets.G.train()
     nets.D.train()
     t0, images = time.perf_counter(), 0

@@ -17,11 +17,12 @@ from torchvision.utils import make_grid
 
 from stargan_core.data.images import RejectedImage, decode_rgb, encode, output_name
 from stargan_core.data.sample import IMAGE_SUFFIXES
-from stargan_core.domains import DomainSpec, Target
+from stargan_core.domains import DomainSpec
 from stargan_core.editing import Editor, to_uint8, translate_batch
 from stargan_core.model import Discriminator, Generator
 from stargan_core.preprocessing import Preprocessing
 from stargan_core.storage import filesystem, join, read_bytes, url_of, write_bytes
+from stargan_core.targets import Target, parse_target, single_targets
 
 
 def denorm(x: torch.Tensor) -> torch.Tensor:
@@ -39,7 +40,7 @@ def sample_grid(
     """
     was_training = g.training
     g.eval()
-    targets = list(targets) if targets is not None else spec.single_targets()
+    targets = list(targets) if targets is not None else single_targets(spec)
     fakes = translate_batch(g, spec, images, c_org, targets)
     g.train(was_training)
     cells = torch.cat([images[None], fakes]).transpose(0, 1).flatten(0, 1)  # row-major
@@ -164,7 +165,7 @@ def translate_files(
     inputs are written as `<name>.png` (`output_name`). `framing` (`preprocessing.FRAMINGS`)
     says where the model looks; with face framing, a photo without a face is skipped.
     """
-    parsed = [spec.parse_target(t) for t in targets] if targets else spec.single_targets()
+    parsed = [parse_target(spec, t) for t in targets] if targets else single_targets(spec)
     files = collect_inputs(inputs)
     fs, out = filesystem(str(out_dir))
     editor = Editor(g.to(device), d.to(device), spec, preprocessing, framing)

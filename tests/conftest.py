@@ -141,7 +141,6 @@ class S3Bucket:
 def registered_model(tmp_path, monkeypatch):
     """`stargan-celeba` version 1 (an untrained 32 px generator), aliased champion, in a SQLite
     MLflow store that MLFLOW_TRACKING_URI points at."""
-    import dataclasses
 
     import mlflow
     import torch
@@ -159,7 +158,7 @@ def registered_model(tmp_path, monkeypatch):
     torch.manual_seed(0)
     state = {"G": build_generator(spec, config).state_dict(),
              "D": build_discriminator(spec, config).state_dict(),
-             "spec": spec.to_json(), "config": dataclasses.asdict(config), "data_format": "celeba"}
+             "spec": spec.to_json(), "config": config.to_dict(), "data_format": "celeba"}
     checkpoint = save_checkpoint(tmp_path / "generator.ckpt", state)
     experiment = mlflow.create_experiment("models", (tmp_path / "artifacts").as_uri())
     with mlflow.start_run(experiment_id=experiment):

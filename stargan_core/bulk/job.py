@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-from collections import Counter
 from typing import Any
 
 import pyarrow.parquet as pq
@@ -12,9 +11,8 @@ import torch
 from stargan_core.bulk.partition import PartitionResult
 from stargan_core.bulk.plan import FORMAT_VERSION, BulkPlan, Partition, read_inputs
 from stargan_core.data.images import RejectedImage, decode_rgb, encode
-from stargan_core.data.parquet import open_shard, read_footer
-from stargan_core.sharded import MANIFEST, REJECTED, committed, publish
-from stargan_core.storage import filesystem, join
+from stargan_core.data.parquet import read_footer
+from stargan_core.sharded import MANIFEST, REJECTED, committed, publish, shard_entry
 from stargan_core.translate import photo_grid
 
 CONTACT_SHEET = "contact-sheet.png"
@@ -44,8 +42,7 @@ def committed_job(plan: BulkPlan) -> dict[str, Any] | None:
             f"{', '.join(found['targets'])} ({found['output_format']}): choose another job "
             "name (job=...), or replace it on purpose (overwrite=True)")
 
-    return committed(config.output, plan.fingerprint, config.storage_options,
-                     replaceable=replaceable, clash=clash)
+    return committed(config.out, plan.fingerprint, replaceable=replaceable, clash=clash)
 
 
 def _keep(plan: BulkPlan, results: list[PartitionResult]) -> set[str]:
@@ -54,8 +51,8 @@ def _keep(plan: BulkPlan, results: list[PartitionResult]) -> set[str]:
     keep = {MANIFEST, REJECTED, CONTACT_SHEET} | {r.path for r in results}
     if config.overwrite and config.writes_files:
         for result in results:
-            with open_shard(join(config.output, result.path), config.storage_options) as shard:
-                paths = shard.read(columns=["image.path"]).column("image").to_pylist()
+            with config.out.fs.open(config.out.join(result.path), "rb") as f:
+                paths = pq.ParquetFile(f).read(columns=["image.path"]).column("image").to_pylist()
             keep.update(image["path"] for image in paths)
     return keep
 
@@ -65,10 +62,9 @@ def finish_job(plan: BulkPlan, results: list[PartitionResult], sample_rows: int 
     """Check every shard is this job's, remove what the job no longer has, then write the
     rejected list, the contact sheet and last the manifest; returns the manifest."""
     config = plan.config
-    fs, base = filesystem(config.output, config.storage_options)
     results = sorted(results, key=lambda r: r.path)
     for partition in plan.partitions:  # another run in this folder may have replaced one
-        record = read_footer(fs, join(base, partition.path)) or {}
+        record = read_footer(config.out.fs, config.out.join(partition.path)) or {}
         if record.get("fingerprint") != partition.fingerprint:
             raise RuntimeError(f"{partition.path} in {config.output} is not this job's: did "
                                "another run write to the same folder? Run the job again")
@@ -81,19 +77,13 @@ def finish_job(plan: BulkPlan, results: list[PartitionResult], sample_rows: int 
                   "requested": model.requested, "run_id": model.run_id},
         "image": {"model_size": model.image_size, "output_size": config.output_size,
                   "encoding": "the input's file type"},
-        "shards": [{"path": r.path, "inputs": r.inputs, "rows": r.rows,
-                    "row_groups": r.row_groups, "sha256": r.sha256, "bytes": r.bytes}
-                   for r in results],
-        "inputs": plan.inputs,
-        "rows": sum(r.rows for r in results),
-        "rejected": {"count": len(rejected), "path": REJECTED,
-                     "by_reason": dict(Counter(r.reason for r in rejected).most_common())},
         "contact_sheet": CONTACT_SHEET,
-        "fingerprint": plan.fingerprint,
     }
     # Shards of partitions the job no longer has and files left by killed writers; with
     # overwrite, anything else too.
-    return publish(config.output, config.storage_options, rejected=rejected, manifest=manifest,
+    return publish(config.out, about=manifest, inputs=plan.inputs, rejected=rejected,
+                   shards=[shard_entry(r, inputs=r.inputs) for r in results],
+                   fingerprint=plan.fingerprint,
                    files={CONTACT_SHEET: contact_sheet(plan, sample_rows)},
                    stale=lambda name: name not in keep and (
                        config.overwrite or bool(SHARD_NAME.match(name)) or ".tmp-" in name))
@@ -102,14 +92,13 @@ def finish_job(plan: BulkPlan, results: list[PartitionResult], sample_rows: int 
 def _sample(plan: BulkPlan, partition: Partition, count: int) -> list[list[torch.Tensor]]:
     """Contact-sheet rows (the input photo, then each target's output) for a partition's first
     `count` inputs, read back from the published shard and files."""
-    config = plan.config
-    fs, base = filesystem(config.output, config.storage_options)
-    shard = join(base, partition.path)
-    ids = pq.read_table(shard, columns=["image_id"], filesystem=fs).column("image_id")
+    config, out = plan.config, plan.config.out
+    shard = out.join(partition.path)
+    ids = pq.read_table(shard, columns=["image_id"], filesystem=out.fs).column("image_id")
     wanted = list(dict.fromkeys(ids.to_pylist()))[:count]  # in input order
     if not wanted:
         return []
-    table = pq.read_table(shard, columns=["image", "image_id", "target"], filesystem=fs,
+    table = pq.read_table(shard, columns=["image", "image_id", "target"], filesystem=out.fs,
                           filters=[("image_id", "in", wanted)])
     outputs = {(r["image_id"], r["target"]): r["image"] for r in table.to_pylist()}
     rows: list[list[torch.Tensor]] = []
@@ -121,7 +110,7 @@ def _sample(plan: BulkPlan, partition: Partition, count: int) -> list[list[torch
                 for target in config.targets:
                     image = outputs[image_id, target.text]
                     row.append(decode_rgb(image["bytes"] or
-                                            fs.cat_file(join(base, image["path"]))))
+                                            out.fs.cat_file(out.join(image["path"]))))
                 rows.append(row)
                 if image_id == wanted[-1]:
                     break

@@ -19,7 +19,7 @@ from stargan_core.data.parquet import ShardWriter, image_schema
 from stargan_core.editing import Editor
 from stargan_core.serving import StarGANModel
 from stargan_core.sharded import Rejection, finished_shard
-from stargan_core.storage import filesystem, join, write_files
+from stargan_core.storage import write_files
 
 SCHEMA = image_schema([("image_id", pa.string()), ("source", pa.string()),
                        ("target", pa.string()), ("model_name", pa.string()),
@@ -86,15 +86,13 @@ def translate_partition(config: BulkConfig, partition: Partition, model: StarGAN
                         ) -> PartitionResult:
     """Translate a partition into every target and publish its shard (after its files, when
     asked for); a partition whose shard is complete already is left as it is."""
-    found = finished_shard(config.output, partition.path, partition.fingerprint,
-                           config.storage_options)
+    found = finished_shard(config.out, partition.path, partition.fingerprint)
     if found is not None:
         record, facts = found
         return PartitionResult(partition.path, record["inputs"], facts.rows, facts.row_groups,
                                facts.sha256, facts.bytes,
                                [Rejection(**r) for r in record["rejected"]], written=False)
     start = time.perf_counter()
-    fs, base = filesystem(config.output, config.storage_options)
     rejected: list[Rejection] = []
     translated = 0
     editor = model.framed(input_framing(config, partition))
@@ -104,11 +102,12 @@ def translate_partition(config: BulkConfig, partition: Partition, model: StarGAN
             edited = editor.edit(photos, config.targets, config.output_size, regions=regions)
             rows = list(_rows(config, ids, sources, edited))
             if config.writes_files:
-                write_files(fs, {join(base, row["image"]["path"]): data for row, data in rows})
+                write_files(config.out.fs, {config.out.join(row["image"]["path"]): data
+                                            for row, data in rows})
             writer.add([row for row, _ in rows])
         record = {"fingerprint": partition.fingerprint, "inputs": translated + len(rejected),
                   "rejected": [asdict(r) for r in rejected]}
-        facts = writer.publish(fs, join(base, partition.path), record)
+        facts = writer.publish(config.out.fs, config.out.join(partition.path), record)
     return PartitionResult(partition.path, record["inputs"], facts.rows, facts.row_groups,
                            facts.sha256, facts.bytes, rejected, written=True,
                            seconds=time.perf_counter() - start)

@@ -5,40 +5,54 @@ from __future__ import annotations
 import posixpath
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
-from typing import Any
+from functools import cached_property
+from typing import Annotated, Any, Literal
+
+from pydantic import ConfigDict, Field, InstanceOf, PositiveInt
+from pydantic.dataclasses import dataclass as checked_dataclass
 
 from stargan_core.data.folders import Listing
+from stargan_core.data.images import FILE_FORMATS
 from stargan_core.data.manifest import is_prepared, manifest_url, read_manifest
 from stargan_core.data.parquet import open_shard
 from stargan_core.data.sample import IMAGE_SUFFIXES, DataFormatError
-from stargan_core.domains import DomainError, Target
+from stargan_core.domains import DomainError
+from stargan_core.editing import OUTPUT_SIZES
+from stargan_core.preprocessing import FRAMINGS
 from stargan_core.registry import RegisteredModel
 from stargan_core.sharded import MANIFEST, Rejection, digest
-from stargan_core.storage import check_reachable, filesystem, join
+from stargan_core.storage import Location, check_reachable, filesystem, join
+from stargan_core.targets import Target, parse_target, single_targets
 
 # Part of every fingerprint: bump it when a change to the code changes the bytes written.
 FORMAT_VERSION = 2  # 2: outputs at the input's own size
 
 
-@dataclass(frozen=True)
+@checked_dataclass(frozen=True, config=ConfigDict(arbitrary_types_allowed=True))
 class BulkConfig:
-    """One job: what to translate, with which model version, into which targets, where."""
+    """One job: what to translate, with which model version, into which targets, where;
+    checked when made (a bad value names the field)."""
 
     input_url: str  # a prepared data set (its folder or manifest) or a folder of images
     output: str  # the job's folder: see `job_url`
-    model: RegisteredModel
-    targets: tuple[Target, ...]
-    output_format: str = "parquet"  # parquet, files or both
-    batch_size: int = 32
-    files_per_partition: int = 1000
-    row_group_rows: int = 1000
+    model: InstanceOf[RegisteredModel]
+    targets: tuple[InstanceOf[Target], ...]
+    output_format: Literal["parquet", "files", "both"] = "parquet"
+    batch_size: PositiveInt = 32
+    files_per_partition: PositiveInt = 1000
+    row_group_rows: PositiveInt = 1000
     storage_options: dict[str, Any] | None = None
     overwrite: bool = False  # replace a job of other inputs, targets or format in the folder
     split: str | None = None  # of a prepared data set: translate this split only
-    output_size: str = "input"  # the input's own size, or the model's square ("model")
-    framing: str = "auto"  # where the model looks in a photo (preprocessing.FRAMINGS)
-    file_format: str = "auto"  # image files: the input's own type, or png, jpeg, webp
-    quality: int = 95  # of JPEG and WebP files
+    output_size: Literal[OUTPUT_SIZES] = "input"  # the input's own size, or the model's square
+    framing: Literal[FRAMINGS] = "auto"  # where the model looks in a photo
+    file_format: Literal[tuple(FILE_FORMATS)] = "auto"  # files: the input's type, or one
+    quality: Annotated[int, Field(ge=1, le=100)] = 95  # of JPEG and WebP files
+
+    @cached_property
+    def out(self) -> Location:
+        """The job's folder, resolved once (and sent to the workers resolved)."""
+        return Location.of(self.output, self.storage_options)
 
     @property
     def writes_files(self) -> bool:
@@ -70,8 +84,8 @@ def parse_targets(model: RegisteredModel, texts: Sequence[str] | None) -> tuple[
     """The targets named (an unknown one is an error listing the known domains), or every
     single-domain target of the model. Two names for one translation are an error."""
     if not texts:
-        return tuple(model.spec.single_targets())
-    targets = tuple(model.spec.parse_target(t) for t in texts)
+        return tuple(single_targets(model.spec))
+    targets = tuple(parse_target(model.spec, t) for t in texts)
     seen: dict[tuple, str] = {}
     for t in targets:
         key = (t.label_set, tuple(sorted(t.values)))

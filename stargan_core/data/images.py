@@ -21,12 +21,14 @@ import io
 import math
 import posixpath
 import struct
-from dataclasses import dataclass
 from pathlib import Path
+from typing import Annotated, Literal
 
 import numpy as np
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
+from pydantic import Field, PositiveInt
+from pydantic.dataclasses import dataclass as checked_dataclass
 from torchvision.transforms.v2.functional import pil_to_tensor
 
 ENCODINGS = {"jpeg": ("JPEG", ".jpg"), "png": ("PNG", ".png")}
@@ -48,15 +50,15 @@ class RejectedImage(ValueError):
         self.reason, self.detail = reason, detail
 
 
-@dataclass(frozen=True)
+@checked_dataclass(frozen=True)
 class ImageRule:
     """How inputs become stored images: size, crop, encoding and the limits of the rule."""
 
-    image_size: int = 256
-    encoding: str = "jpeg"
-    quality: int = 95
-    max_upscale: float = MAX_UPSCALE
-    max_pixels: int = MAX_PIXELS
+    image_size: PositiveInt = 256
+    encoding: Literal[tuple(ENCODINGS)] = "jpeg"
+    quality: Annotated[int, Field(ge=1, le=100)] = 95
+    max_upscale: Annotated[float, Field(ge=1)] = MAX_UPSCALE
+    max_pixels: PositiveInt = MAX_PIXELS
 
     @property
     def suffix(self) -> str:

@@ -1,9 +1,7 @@
-"""Raw data set -> Parquet shards + manifest on object storage (DESIGN.md, "Storage").
-
-The work is a plan of shard tasks; each task turns a fixed, ordered chunk of inputs into one
-shard, so tasks run in any order, in parallel, and again after a crash. A shard records the
-fingerprint of its inputs and parameters in its footer: a task whose shard is already there
-with the same fingerprint writes nothing. The manifest is written last and is the commit
+"""Raw data set -> Parquet shards + manifest on object storage (DESIGN.md, "Storage"): a
+sharded, exactly-once job (`stargan_core.sharded`). The plan cuts every split into shard
+tasks of a fixed, ordered chunk of inputs; each task frames, resizes and encodes its images
+(`preprocessing.prepare_image`) into one shard; the manifest, written last, is the commit
 marker of a version.
 """
 
@@ -16,44 +14,53 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field, replace
-from typing import Any
+from functools import cached_property
+from typing import Any, Literal
 
 import pyarrow as pa
 import torch
-from torchvision.transforms.v2.functional import pil_to_tensor, to_pil_image
+from pydantic import PositiveInt
+from pydantic.dataclasses import dataclass as checked_dataclass
 
 from stargan_core.data.celeba import CROP
-from stargan_core.data.folders import read_dataset
-from stargan_core.data.images import ImageRule, RejectedImage, encode, open_rgb
+from stargan_core.data.folders import FORMATS, read_dataset
+from stargan_core.data.images import ImageRule, RejectedImage
 from stargan_core.data.parquet import ShardWriter, image_schema
 from stargan_core.data.sample import DataFormatError, Sample
-from stargan_core.preprocessing import Preprocessing
+from stargan_core.preprocessing import Preprocessing, prepare_image
 from stargan_core.sharded import (
-    REJECTED,
     Rejection,
     committed,
     digest,
     finished_shard,
     publish,
+    shard_entry,
 )
-from stargan_core.storage import check_reachable, filesystem, is_local, join, url_of
+from stargan_core.storage import Location, check_reachable, filesystem, is_local, join, url_of
 
 SHARD_NAME = re.compile(r"^[^/]+/part-\d{5}\.parquet$")  # <split>/part-00000.parquet
 RAFD_COLUMNS = {"expression": pa.string(), "identity": pa.int16(), "ethnicity": pa.string(),
                 "gender": pa.string(), "gaze": pa.string(), "angle": pa.int16()}
 
-@dataclass(frozen=True)
+
+@checked_dataclass(frozen=True)
 class PrepareConfig:
-    """What to prepare and how: source, destination, image rule and shard sizes."""
+    """What to prepare and how: source, destination, image rule and shard sizes; checked
+    when made (a bad value names the field)."""
 
     source: str
     output: str  # the version's folder: <root>/datasets/<name>/<version>
-    format: str = "auto"
+    format: Literal[FORMATS] = "auto"
     rule: ImageRule = field(default_factory=ImageRule)
-    rows_per_shard: int = 8000
-    row_group_size: int = 2000
+    rows_per_shard: PositiveInt = 8000
+    row_group_size: PositiveInt = 2000
     storage_options: dict[str, Any] | None = None
     overwrite: bool = False
+
+    @cached_property
+    def out(self) -> Location:
+        """The version's folder, resolved once."""
+        return Location.of(self.output, self.storage_options)
 
     def parameters(self) -> dict[str, Any]:
         """Everything that decides the bytes written (storage options do not)."""
@@ -110,23 +117,6 @@ class Plan:
 # Part of every fingerprint: bump it when a change to the code changes the bytes written, so
 # that existing versions are recognised as out of date.
 FORMAT_VERSION = 2  # 2: framed and resized as translation frames photos (was Lanczos)
-
-
-def prepare_image(data: bytes, rule: ImageRule, framing: str = "center") -> bytes:
-    """The encoded, square `rule.image_size` image of an input file's bytes, or RejectedImage.
-
-    Framed (`celeba`: the reference's 178-pixel centre square of an aligned face, at the
-    image's scale; `center`: the centre square of the shorter side) and resized exactly as
-    training and translation frame photos (`Preprocessing`), so that a model sees the same
-    pixels from a shard as from the raw file.
-    """
-    photo = pil_to_tensor(open_rgb(data, rule.max_pixels))
-    box = Preprocessing(framing, rule.image_size).box(framing, photo.shape[-1], photo.shape[-2])
-    if box.side * rule.max_upscale < rule.image_size:
-        raise RejectedImage("too small", f"{photo.shape[-1]}x{photo.shape[-2]} would need more "
-                            f"than {rule.max_upscale:g}x enlargement to {rule.image_size} px")
-    square = ((box.cut(photo, rule.image_size) + 1) * 127.5).round().to(torch.uint8)
-    return encode(to_pil_image(square), rule.suffix, rule.quality)
 
 
 def _label_schema(format: str, samples: list[Sample]) -> pa.Schema:
@@ -201,7 +191,7 @@ def _label_counts(rows: list[dict[str, Any]], label_names: list[str]) -> dict[st
 
 def write_shard(config: PrepareConfig, label_schema: pa.Schema, task: ShardTask) -> ShardResult:
     """Prepare the task's inputs into one shard (or find it already complete)."""
-    found = finished_shard(config.output, task.path, task.fingerprint, config.storage_options)
+    found = finished_shard(config.out, task.path, task.fingerprint)
     if found is not None:
         record, facts = found
         return ShardResult(task.split, task.path, facts.rows, facts.row_groups, facts.sha256,
@@ -228,8 +218,7 @@ def write_shard(config: PrepareConfig, label_schema: pa.Schema, task: ShardTask)
               "label_counts": label_counts, "rejected": [asdict(r) for r in rejected]}
     with ShardWriter(schema, config.row_group_size) as writer:
         writer.add(rows)
-        fs, base = filesystem(config.output, config.storage_options)
-        facts = writer.publish(fs, join(base, task.path), record)
+        facts = writer.publish(config.out.fs, config.out.join(task.path), record)
     return ShardResult(task.split, task.path, facts.rows, facts.row_groups, facts.sha256,
                        facts.bytes, label_counts, rejected, written=True)
 
@@ -245,8 +234,8 @@ def committed_version(plan: Plan) -> dict[str, Any] | None:
         f"{config.output} already holds a data set prepared from other inputs or with other "
         "parameters: choose a new version (--version), or replace it on purpose (--overwrite; "
         "in the flow, overwrite=True)")
-    return committed(config.output, plan.fingerprint, config.storage_options,
-                     replaceable=lambda _: config.overwrite, clash=lambda _: clash)
+    return committed(config.out, plan.fingerprint, replaceable=lambda _: config.overwrite,
+                     clash=lambda _: clash)
 
 
 def finish_version(plan: Plan, results: list[ShardResult]) -> dict[str, Any]:
@@ -270,17 +259,11 @@ def finish_version(plan: Plan, results: list[ShardResult]) -> dict[str, Any]:
                   "resize": "the framed square, antialiased bilinear (as translation)"},
         "label_columns": {f.name: str(f.type) for f in plan.label_schema},
         "splits": splits,
-        "shards": [{"path": r.path, "split": r.split, "rows": r.rows,
-                    "row_groups": r.row_groups, "sha256": r.sha256, "bytes": r.bytes}
-                   for r in results],
-        "inputs": plan.inputs,
-        "rows": sum(r.rows for r in results),
-        "rejected": {"count": len(rejected), "path": REJECTED,
-                     "by_reason": dict(Counter(r.reason for r in rejected).most_common())},
         "parameters": config.parameters(),
-        "fingerprint": plan.fingerprint,
     }
-    return publish(config.output, config.storage_options, rejected=rejected, manifest=manifest,
+    return publish(config.out, about=manifest, inputs=plan.inputs, rejected=rejected,
+                   shards=[shard_entry(r, split=r.split) for r in results],
+                   fingerprint=plan.fingerprint,
                    # a shard of an earlier, overwritten preparation
                    stale=lambda name: bool(SHARD_NAME.match(name)) and name not in keep)
 

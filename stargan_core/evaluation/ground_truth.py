@@ -13,10 +13,10 @@ import torch
 from stargan_core.data.folders import detect_format
 from stargan_core.data.images import ImageRule, decode_rgb
 from stargan_core.data.manifest import is_prepared, read_manifest
-from stargan_core.data.prepare import prepare_image
-from stargan_core.domains import DomainSpec, Target
-from stargan_core.preprocessing import Preprocessing
+from stargan_core.domains import DomainSpec
+from stargan_core.preprocessing import Preprocessing, prepare_image
 from stargan_core.synthetic import SyntheticCeleba
+from stargan_core.targets import Target
 
 
 @dataclass

@@ -24,11 +24,12 @@ from torch.utils.data import DataLoader
 
 from stargan_core.data.dataset import HeldOut
 from stargan_core.data.images import decode_rgb
-from stargan_core.domains import DomainSpec, Target
+from stargan_core.domains import DomainSpec
 from stargan_core.editing import Editor
 from stargan_core.evaluation.classifier import predict_labels
 from stargan_core.evaluation.ground_truth import GroundTruth
 from stargan_core.preprocessing import Preprocessing
+from stargan_core.targets import Target, kept, satisfies, single_targets, target_labels
 
 # Fidelity measures, each for the translation and for doing nothing, at model and full size.
 FIDELITY = ("psnr", "l1", "psnr_full", "l1_full")
@@ -173,7 +174,7 @@ def evaluate(
     """Target accuracy, preservation and (given `truth`) fidelity per target, the classifier's
     accuracy on real images (the ceiling for translations) and the reconstruction L1 of
     G(G(x, c_trg), c_org). `g` is called as g(x, c_trg, c_org)."""
-    targets = [t for t in (targets or spec.single_targets()) if t.label_set == label_set]
+    targets = [t for t in (targets or single_targets(spec)) if t.label_set == label_set]
     g.eval()
     clf.eval()
     span = spec.span(label_set)
@@ -190,20 +191,20 @@ def evaluate(
         correct += (real_pred[:, span] == c_org[:, span]).float().sum(0).cpu()
         seen += x.size(0)
         for t in targets:
-            need = ~spec.satisfies(c_org, t)  # pairs whose labels the target changes
+            need = ~satisfies(spec, c_org, t)  # pairs whose labels the target changes
             if not need.any():
                 continue
             s = scores[t.text]
             xs, cs = x[need], c_org[need]
-            c_trg = spec.target_labels(cs, t)
+            c_trg = target_labels(spec, cs, t)
             fake = g(xs, c_trg, cs)
             fake_pred = predict_labels(clf, spec, fake)
-            kept = spec.kept(t)
-            hits = spec.satisfies(fake_pred, t)
-            preserved = (fake_pred[:, kept] == real_pred[need][:, kept]).all(1)
+            left_alone = kept(spec, t)
+            hits = satisfies(spec, fake_pred, t)
+            preserved = (fake_pred[:, left_alone] == real_pred[need][:, left_alone]).all(1)
             s.pairs += int(need.sum())
             s.hits += int(hits.sum())
-            s.untranslated += int(spec.satisfies(real_pred[need], t).sum())
+            s.untranslated += int(satisfies(spec, real_pred[need], t).sum())
             s.preserved += int(preserved.sum())
             s.record("translation_accuracy", hits)
             s.record("preservation", preserved)
@@ -219,7 +220,7 @@ def evaluate(
         reconstruction_l1=rec_sum / max(rec_count, 1),
         per_domain_real_accuracy=dict(zip(domains, (correct / max(seen, 1)).tolist(),
                                           strict=True)),
-        preserves=any(spec.kept(t) for t in targets),
+        preserves=any(kept(spec, t) for t in targets),
     )
 
 

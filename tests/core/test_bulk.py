@@ -33,6 +33,7 @@ from stargan_core.data.sample import DataFormatError
 from stargan_core.domains import DomainError
 from stargan_core.registry import resolve_model
 from stargan_core.serving import load_registered
+from stargan_core.targets import single_targets
 
 
 @pytest.fixture
@@ -212,7 +213,7 @@ def test_a_prepared_data_set_is_translated_shard_by_shard(registered_model, cele
     plan, results, manifest = run(config, load_registered(model.uri, "cpu"))
     assert len(plan.partitions) == len(manifest["shards"]) == len(source["shards"]) > 1
     assert [s["inputs"] for s in manifest["shards"]] == [s["rows"] for s in source["shards"]]
-    targets = [t.text for t in model.spec.single_targets()]
+    targets = [t.text for t in single_targets(model.spec)]
     assert manifest["targets"] == targets and manifest["rows"] == 120 * len(targets)
     rows = rows_of(tmp_path / "out" / "translations" / "faces" / "stargan-celeba-v1")
     assert Counter(Counter((r["image_id"], r["target"]) for r in rows).values()) == {1: 840}

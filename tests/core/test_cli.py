@@ -88,7 +88,10 @@ def test_user_errors_are_one_line_messages(tmp_path):
     assert proc.returncode == 2 and "does not exist" in proc.stderr
     proc = run("train", "--data", str(tmp_path), "--set", "lr=1", "--out", str(tmp_path / "r"),
                check=False)
-    assert proc.returncode != 0 and "--set expects NAME=VALUE" in proc.stderr
+    assert proc.returncode == 2 and "unknown training option ['lr']" in proc.stderr
+    proc = run("train", "--data", str(tmp_path), "--set", "batch_size=many", "--out",
+               str(tmp_path / "r"), check=False)
+    assert proc.returncode == 2 and "batch_size: input should be a valid integer" in proc.stderr
 
 
 def test_joint_training_and_evaluating_either_data_set(celeba_root, rafd_root, tmp_path):

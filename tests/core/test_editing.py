@@ -10,6 +10,7 @@ from stargan_core.domains import DomainSpec
 from stargan_core.editing import Editor
 from stargan_core.model import Discriminator, Generator
 from stargan_core.preprocessing import Box, Preprocessing
+from stargan_core.targets import parse_target, single_targets
 
 CELEBA = Preprocessing("celeba", 32)
 
@@ -84,7 +85,7 @@ def test_the_editor_returns_each_photo_at_its_size(size):
     g = Generator(spec.c_dim, 8, 1, output="masked", conditioning="difference")
     d = Discriminator(32, spec.cls_dim, 8, 5)
     photo = torch.randint(0, 256, (3, *size), dtype=torch.uint8)
-    targets = [spec.parse_target("Blond_Hair"), spec.parse_target("Male=0")]
+    targets = [parse_target(spec, "Blond_Hair"), parse_target(spec, "Male=0")]
     editor = Editor(g, d, spec, CELEBA, framing="celeba")
     full = editor.edit([photo], targets)
     assert [[o.shape for o in per_target] for per_target in full] == [[photo.shape]] * 2
@@ -130,7 +131,7 @@ def test_full_framing_edits_the_whole_photo_and_nothing_beyond_it():
     editor = Editor(brighter, None, spec, CELEBA, "full")
     (box,) = editor.locate(photo)
     assert box == Box(0, -20, 100)
-    out = editor.edit([photo], spec.single_targets()[:1], c_org=torch.zeros(1, 5))[0][0]
+    out = editor.edit([photo], single_targets(spec)[:1], c_org=torch.zeros(1, 5))[0][0]
     assert out.shape == photo.shape and (out > photo).all()  # every pixel of the photo
 
 

@@ -19,6 +19,7 @@ from stargan_core.faces import FaceDetector
 from stargan_core.model import Discriminator, Generator
 from stargan_core.preprocessing import Preprocessing
 from stargan_core.synthetic.placement import place
+from stargan_core.targets import single_targets
 from stargan_core.translate import translate_files
 
 
@@ -67,7 +68,7 @@ def test_two_faces_are_both_edited_and_nothing_else(astronaut, detector):
     editor = Editor(g, None, DomainSpec.celeba(), Preprocessing("celeba", 32), framing="face")
     regions = editor.locate(canvas)
     assert len(regions) == 2
-    out = editor.edit([canvas], DomainSpec.celeba().single_targets()[:1],
+    out = editor.edit([canvas], single_targets(DomainSpec.celeba())[:1],
                       c_org=torch.zeros(1, 5))[0][0]
     assert out.shape == canvas.shape
     changed = (out != canvas).any(0)

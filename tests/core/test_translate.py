@@ -14,6 +14,7 @@ from stargan_core.domains import DomainSpec
 from stargan_core.editing import source_labels
 from stargan_core.model import Discriminator, Generator
 from stargan_core.preprocessing import Preprocessing
+from stargan_core.targets import single_targets
 from stargan_core.translate import collect_inputs, sample_grid, translate_files
 
 CELEBA = Preprocessing("celeba", 32)
@@ -124,7 +125,7 @@ def test_sample_grid_has_an_input_column_and_one_column_per_target(nets):
     g, _, spec, _ = nets
     x = torch.rand(2, 3, 32, 32) * 2 - 1
     grid = sample_grid(g, spec, x, torch.zeros(2, 5), min_cell=32)
-    columns = 1 + len(spec.single_targets())
+    columns = 1 + len(single_targets(spec))
     assert grid.shape == (3, 2 + 2 * 34, 2 + columns * 34)
     # The first cell is the input itself.
     torch.testing.assert_close(grid[:, 2:34, 2:34], (x[0] + 1) / 2)

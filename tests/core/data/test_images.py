@@ -10,8 +10,7 @@ import torch
 from PIL import Image
 
 from stargan_core.data.images import ImageRule, RejectedImage, decode_rgb
-from stargan_core.data.prepare import prepare_image
-from stargan_core.preprocessing import Preprocessing
+from stargan_core.preprocessing import Preprocessing, prepare_image
 
 PNG = ImageRule(image_size=32, encoding="png")
 

@@ -19,7 +19,8 @@ from PIL import Image
 
 from stargan_core.data import DataFormatError
 from stargan_core.data.images import ImageRule
-from stargan_core.data.prepare import PrepareConfig, prepare_dataset, prepare_image
+from stargan_core.data.prepare import PrepareConfig, prepare_dataset
+from stargan_core.preprocessing import prepare_image
 from stargan_core.storage import StorageError
 
 RULE = ImageRule(image_size=48)

@@ -14,6 +14,7 @@ from stargan_core.data.dataset import FaceDataset
 from stargan_core.data.sample import DataFormatError
 from stargan_core.domains import CELEBA_ATTRIBUTES
 from stargan_core.preprocessing import Preprocessing
+from stargan_core.targets import parse_target
 
 
 def test_celeba_reader_uses_the_partition_file(celeba_root):
@@ -110,7 +111,7 @@ def test_imagefolder_domains_are_folder_names(celeba_root, tmp_path):
     assert raw.format == "imagefolder"
     assert raw.spec.domains == ("cats", "dogs", "foxes")
     assert len(read_imagefolder(tmp_path)[0]) == 12
-    assert raw.spec.parse_target("dogs").label_set == 0
+    assert parse_target(raw.spec, "dogs").label_set == 0
 
 
 def test_detect_format(celeba_root, rafd_root, tmp_path):
