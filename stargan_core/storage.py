@@ -128,6 +128,11 @@ class Location:
         write_bytes(self.fs, self.join(*parts), data)
 
 
+def locate(where: str | Location, options: dict[str, Any] | None = None) -> Location:
+    """`where` resolved: a URL (with its options) once, a Location as it is."""
+    return where if isinstance(where, Location) else Location.of(str(where), options)
+
+
 def is_local(fs: fsspec.AbstractFileSystem) -> bool:
     return isinstance(fs, LocalFileSystem)
 
@@ -155,11 +160,13 @@ def redact(url: str) -> str:
     return parts._replace(netloc=parts.netloc.rsplit("@", 1)[-1]).geturl()
 
 
-def check_reachable(url: str, options: dict[str, Any] | None = None, *,
+def check_reachable(where: str | Location, options: dict[str, Any] | None = None, *,
                     must_exist: bool = False) -> None:
-    """Fail at once, saying what to fix, when the store of `url` cannot be reached (or, with
-    `must_exist`, when nothing is at `url`)."""
-    fs, path = filesystem(url, options)
+    """Fail at once, saying what to fix, when the store of `where` (a URL or a Location)
+    cannot be reached (or, with `must_exist`, when nothing is there)."""
+    location = locate(where, options)
+    fs, path = location.fs, location.path
+    url = where if isinstance(where, str) else location.url
     try:
         if not is_local(fs):
             bucket = path.split("/", 1)[0]

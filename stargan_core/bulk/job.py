@@ -103,8 +103,7 @@ def _sample(plan: BulkPlan, partition: Partition, count: int) -> list[list[torch
     outputs = {(r["image_id"], r["target"]): r["image"] for r in table.to_pylist()}
     rows: list[list[torch.Tensor]] = []
     try:
-        for image_id, _, data in read_inputs(partition, config.batch_size,
-                                             config.storage_options):
+        for image_id, _, data in read_inputs(partition, config.batch_size, config.source):
             if image_id in wanted:
                 row = [decode_rgb(data)]
                 for target in config.targets:

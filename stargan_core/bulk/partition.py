@@ -49,8 +49,7 @@ def _batches(config: BulkConfig, partition: Partition, editor: Editor,
     """Decoded inputs in batches of (ids, sources, photos, where the model looks in each);
     undecodable ones, and with face framing photos without a face, go to `rejected`."""
     ids, sources, photos, regions = [], [], [], []
-    for image_id, source, data in read_inputs(partition, config.batch_size,
-                                              config.storage_options):
+    for image_id, source, data in read_inputs(partition, config.batch_size, config.source):
         try:
             photo = decode_rgb(data, editor.min_side)
             regions.append(editor.locate(photo))

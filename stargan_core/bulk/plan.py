@@ -8,20 +8,20 @@ from dataclasses import asdict, dataclass
 from functools import cached_property
 from typing import Annotated, Any, Literal
 
+import pyarrow.parquet as pq
 from pydantic import ConfigDict, Field, InstanceOf, PositiveInt
 from pydantic.dataclasses import dataclass as checked_dataclass
 
 from stargan_core.data.folders import Listing
 from stargan_core.data.images import FILE_FORMATS
-from stargan_core.data.manifest import is_prepared, manifest_url, read_manifest
-from stargan_core.data.parquet import open_shard
+from stargan_core.data.manifest import is_prepared, manifest_location, read_manifest
 from stargan_core.data.sample import IMAGE_SUFFIXES, DataFormatError
 from stargan_core.domains import DomainError
 from stargan_core.editing import OUTPUT_SIZES
 from stargan_core.preprocessing import FRAMINGS
 from stargan_core.registry import RegisteredModel
 from stargan_core.sharded import MANIFEST, Rejection, digest
-from stargan_core.storage import Location, check_reachable, filesystem, join
+from stargan_core.storage import Location, check_reachable, join
 from stargan_core.targets import Target, parse_target, single_targets
 
 # Part of every fingerprint: bump it when a change to the code changes the bytes written.
@@ -48,6 +48,11 @@ class BulkConfig:
     framing: Literal[FRAMINGS] = "auto"  # where the model looks in a photo
     file_format: Literal[tuple(FILE_FORMATS)] = "auto"  # files: the input's type, or one
     quality: Annotated[int, Field(ge=1, le=100)] = 95  # of JPEG and WebP files
+
+    @cached_property
+    def source(self) -> Location:
+        """The input, resolved once (and sent to the workers resolved)."""
+        return Location.of(self.input_url, self.storage_options)
 
     @cached_property
     def out(self) -> Location:
@@ -103,7 +108,7 @@ class Partition:
     index: int
     root: str  # image ids are paths relative to it (for a shard: the raw data set's folder)
     fingerprint: str
-    shard: str = ""  # a prepared data set's shard...
+    shard: str = ""  # a prepared data set's shard (its path on the input's file system)...
     files: tuple[str, ...] = ()  # ...or image files, relative to `root`
     split: str = ""
 
@@ -124,16 +129,16 @@ class BulkPlan:
 def plan_job(config: BulkConfig) -> BulkPlan:
     """Partition the input; fails at once when input or output storage cannot be reached, or
     when the input holds no images."""
-    options = config.storage_options
-    check_reachable(config.input_url, options, must_exist=True)
-    check_reachable(config.output, options)
+    source = config.source
+    check_reachable(source, must_exist=True)
+    check_reachable(config.out)
     identity = [FORMAT_VERSION, config.model.uri, config.identity()]
-    if is_prepared(config.input_url, options):
-        manifest = read_manifest(config.input_url, options)
+    if is_prepared(source):
+        manifest = read_manifest(source)
         if config.split and config.split not in manifest["splits"]:
             raise DataFormatError(f"{config.input_url} has no '{config.split}' split (it has: "
                                   f"{', '.join(manifest['splits'])})")
-        base = manifest_url(config.input_url).rsplit("/", 1)[0]
+        base = posixpath.dirname(manifest_location(source).path)
         shards = [s for s in manifest["shards"] if config.split in (None, s["split"])]
         partitions = [Partition(i, manifest["source"], digest([identity, s["sha256"]]),
                                 shard=join(base, s["path"]), split=s["split"])
@@ -143,7 +148,7 @@ def plan_job(config: BulkConfig) -> BulkPlan:
         if config.split:
             raise DataFormatError(f"split '{config.split}' was given, but {config.input_url} "
                                   "is a folder of images, not a prepared data set")
-        listing = Listing.of(config.input_url, options)
+        listing = Listing.of(source)
         images = [f for f in listing.files if posixpath.splitext(f)[1].lower() in IMAGE_SUFFIXES]
         if not images:
             raise DataFormatError(f"no images ({', '.join(IMAGE_SUFFIXES)}) under "
@@ -165,22 +170,23 @@ def plan_job(config: BulkConfig) -> BulkPlan:
     return BulkPlan(config, partitions, rejected, inputs, fingerprint)
 
 
-def read_inputs(partition: Partition, batch_size: int, options: dict[str, Any] | None
+def read_inputs(partition: Partition, batch_size: int, source: Location
                 ) -> Iterator[tuple[str, str, bytes]]:
-    """(image id, source URL, encoded image) for each input of a partition, in order."""
+    """(image id, source URL, encoded image) for each input of a partition of the job whose
+    input is `source`, in order."""
     if partition.shard:
-        with open_shard(partition.shard, options) as reader:
+        with source.fs.open(partition.shard, "rb") as f:
+            reader = pq.ParquetFile(f)
             for group in range(reader.num_row_groups):
                 for row in reader.read_row_group(group, ["image", "image_id"]).to_pylist():
                     yield (row["image_id"], join(partition.root, row["image_id"]),
                            row["image"]["bytes"])
         return
-    fs, root = filesystem(partition.root, options)
     for start in range(0, len(partition.files), batch_size):
         names = partition.files[start:start + batch_size]
-        paths = [join(root, name) for name in names]
+        paths = [source.join(name) for name in names]
         # Concurrent requests on S3; unlike cat(), no glob expansion of [ ] * ? in names.
-        found = fs.cat_ranges(paths, None, None, on_error="return")
+        found = source.fs.cat_ranges(paths, None, None, on_error="return")
         for name, data in zip(names, found, strict=True):
             if isinstance(data, FileNotFoundError):
                 raise FileNotFoundError(

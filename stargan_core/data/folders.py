@@ -11,7 +11,7 @@ from typing import Any
 from stargan_core.data.celeba import ATTR_FILE, IMAGE_DIR, read_celeba
 from stargan_core.data.sample import IMAGE_SUFFIXES, DataFormatError, Sample
 from stargan_core.domains import RAFD_EXPRESSIONS, DomainSpec
-from stargan_core.storage import filesystem, join, url_of
+from stargan_core.storage import Location, join, locate, url_of
 
 FORMATS = ("auto", "celeba", "rafd", "imagefolder")
 SPLITS = ("train", "test")
@@ -54,8 +54,11 @@ class Listing:
     stamps: dict[str, str] = field(default_factory=dict)  # size and ETag / mtime per file
 
     @classmethod
-    def of(cls, root: str, storage_options: dict[str, Any] | None = None) -> Listing:
-        fs, base = filesystem(str(root), storage_options)
+    def of(cls, root: str | Location, storage_options: dict[str, Any] | None = None
+           ) -> Listing:
+        location = locate(root, storage_options)
+        fs, base = location.fs, location.path
+        root = root if isinstance(root, str) else location.url
         if not fs.isdir(base):
             raise DataFormatError(f"data folder {root} does not exist")
         prefix = base.rstrip("/") + "/"

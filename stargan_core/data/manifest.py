@@ -13,7 +13,7 @@ from typing import Any
 from stargan_core.data.sample import DataFormatError
 from stargan_core.domains import DomainSpec
 from stargan_core.sharded import MANIFEST
-from stargan_core.storage import filesystem, join, read_json
+from stargan_core.storage import Location, join, locate
 
 
 def manifest_url(url: str) -> str:
@@ -21,14 +21,26 @@ def manifest_url(url: str) -> str:
     return url if url.rstrip("/").endswith(MANIFEST) else join(url, MANIFEST)
 
 
-def is_prepared(url: str, storage_options: dict[str, Any] | None = None) -> bool:
-    """Whether `url` names a prepared data set (a manifest or a folder holding one)."""
-    fs, path = filesystem(manifest_url(str(url)), storage_options)
-    return fs.isfile(path)
+def manifest_location(where: str | Location, storage_options: dict[str, Any] | None = None
+                      ) -> Location:
+    """Where the manifest of a prepared data set is, given its folder or the manifest itself
+    (a URL or a Location)."""
+    location = locate(where, storage_options)
+    if location.path.rstrip("/").endswith(MANIFEST):
+        return location
+    return Location(location.fs, location.join(MANIFEST))
 
 
-def read_manifest(url: str, storage_options: dict[str, Any] | None = None) -> dict[str, Any]:
-    manifest = read_json(manifest_url(str(url)), storage_options)
+def is_prepared(where: str | Location, storage_options: dict[str, Any] | None = None) -> bool:
+    """Whether `where` names a prepared data set (a manifest or a folder holding one)."""
+    location = manifest_location(where, storage_options)
+    return location.fs.isfile(location.path)
+
+
+def read_manifest(where: str | Location, storage_options: dict[str, Any] | None = None
+                  ) -> dict[str, Any]:
+    manifest = manifest_location(where, storage_options).read_json()
+    url = where if isinstance(where, str) else where.url
     if manifest is None:
         raise DataFormatError(
             f"no {MANIFEST} at {url}: prepare the data set first (`stargan preprocess` or the "
