@@ -172,7 +172,8 @@ def translate_files(
     outputs, skipped, grid_rows_done = [], [], []
     for start in range(0, len(files), batch_size):
         photos, names, regions = [], [], []
-        for path, name in files[start:start + batch_size]:
+        chunk = files[start:start + batch_size]
+        for path, name in chunk:
             try:
                 photo = decode_rgb(read_bytes(path), editor.min_side)
                 regions.append(editor.locate(photo))
@@ -182,6 +183,8 @@ def translate_files(
             photos.append(photo)
             names.append(name)
         if not photos:
+            if progress is not None:
+                progress(len(chunk))  # skipped inputs are done too
             continue
         edited = editor.edit(photos, parsed, output_size, regions=regions)
         for target, images in zip(parsed, edited, strict=True):
@@ -195,7 +198,7 @@ def translate_files(
                 regions[i][0].cut(photo, editor.image_size)[None])[0]
             grid_rows_done.append([shown, *(images[i] for images in edited)])
         if progress is not None:
-            progress(len(photos))
+            progress(len(chunk))
     if not outputs:
         reasons = "; ".join(f"{path}: {reason}" for path, reason in skipped[:3])
         raise ValueError(f"none of the {len(files)} inputs could be translated ({reasons})")

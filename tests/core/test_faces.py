@@ -102,10 +102,12 @@ def test_a_photo_is_edited_at_its_own_size_and_far_pixels_stay(astronaut, tmp_pa
     spec = DomainSpec.celeba()
     # The default framing, auto: a CelebA model frames photos that are not aligned faces by
     # their faces.
+    done = []
     result = translate_files(Painter(), Discriminator(32, 5, 8, 3), spec,
                              Preprocessing("celeba", 32), [tmp_path / "in"], ["Male"],
-                             tmp_path / "out", file_format="png")
+                             tmp_path / "out", file_format="png", progress=done.append)
     assert [p.split("/")[-1] for p in result.outputs] == ["astronaut.jpg.png"]
+    assert sum(done) == 2  # the progress bar counts the skipped photo too
     assert result.skipped[0][0].endswith("coffee.png") and "no face" in result.skipped[0][1]
     photo = decode_rgb((tmp_path / "in" / "astronaut.jpg").read_bytes())  # upright
     out = decode_rgb((tmp_path / "out" / "Male" / "astronaut.jpg.png").read_bytes())
