@@ -10,8 +10,6 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -115,14 +113,6 @@ class ShardWriter:
         sha256 = file_sha256(filesystem(self.tmp)[0], self.tmp)
         put_file(fs, self.tmp, path)
         return _facts(meta, sha256, os.path.getsize(self.tmp))
-
-
-@contextmanager
-def open_shard(url: str, options: dict[str, Any] | None = None) -> Iterator[pq.ParquetFile]:
-    """The Parquet file at `url` (local or s3://), read as its row groups are asked for."""
-    fs, path = filesystem(url, options)
-    with fs.open(path, "rb") as f:
-        yield pq.ParquetFile(f)
 
 
 def write_table(fs: AbstractFileSystem, path: str, table: pa.Table) -> None:
