@@ -9,27 +9,31 @@ torch.utils.flop_counter's formulas over one full n_critic cycle (n_critic D upd
 update, gradient penalty included); the matmul peak is printed for scale only. Data loading
 is left out: the inputs are random tensors already on the device.
 
-    python bench/train_throughput.py                          # tiny and paper-128 on CPU
-    python bench/train_throughput.py --device cuda --preset paper-128 --steps 20 --rounds 5 \\
-        --precision fp32 bf16                                 # what bench/gpu_train.sh runs
+    python bench/train_throughput.py                  # tiny, edit-32 and paper-128 on CPU
+    python bench/train_throughput.py --device cuda --preset paper-128 edit-128 --steps 20 \\
+        --rounds 5                                    # what bench/gpu_train.sh runs
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import statistics
 import time
 from collections.abc import Callable
 
 import torch
+from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.flop_counter import flop_registry
 
-from stargan_core.checkpoint import build_networks
-from stargan_core.config import preset
+from stargan_core.checkpoint import Networks, build_networks
+from stargan_core.config import TrainConfig, preset
 from stargan_core.domains import DomainSpec
-from stargan_core.train import training_step
+from stargan_core.losses import classification_loss, gradient_penalty, reconstruction_loss
+from stargan_core.model import PatchMatmulConv2d
+from stargan_core.train import StepInputs, training_step
 
 
 class FlopCount(TorchDispatchMode):
@@ -76,28 +80,76 @@ def matmul_peak(device: torch.device, dtype: torch.dtype, n: int) -> float:
     return 2 * n**3 / best / 1e9
 
 
-# How a variant's networks and inputs are laid out; "eager" is the training step as it is.
-VARIANTS = {"eager": torch.contiguous_format, "channels_last": torch.channels_last}
+def reference_step(nets: Networks, inputs: StepInputs, label_set: int, spec: DomainSpec,
+                   config: TrainConfig, update_g: bool, autocast: torch.autocast) -> None:
+    """The training step as it was before it was made faster (the baseline): one pass per
+    image set, G's translation computed twice in a G-update step, the identity pass apart."""
+    G, D = nets.G, nets.D
+    x_real, c_org, c_trg = inputs.x_real, inputs.c_org, inputs.c_trg
+    with autocast:
+        out_src, out_cls = D(x_real)
+        d_loss_real = -out_src.float().mean()
+        d_loss_cls = classification_loss(out_cls, c_org, spec, label_set)
+        with torch.no_grad():
+            x_fake = G(x_real, c_trg, c_org)
+        out_src, _ = D(x_fake)
+        d_loss_fake = out_src.float().mean()
+        d_loss_gp = gradient_penalty(D, x_real, x_fake.to(x_real.dtype), inputs.alpha)
+        d_loss = (d_loss_real + d_loss_fake + config.lambda_cls * d_loss_cls
+                  + config.lambda_gp * d_loss_gp)
+    nets.d_opt.zero_grad(set_to_none=True)
+    d_loss.backward()
+    nets.d_opt.step()
+    if update_g:
+        D.requires_grad_(False)
+        with autocast:
+            x_fake, m_fake = G(x_real, c_trg, c_org, with_mask=True)
+            out_src, out_cls = D(x_fake)
+            g_loss = (-out_src.float().mean()
+                      + config.lambda_cls * classification_loss(out_cls, c_trg, spec, label_set))
+            x_rec, m_rec = G(x_fake, c_org, c_trg, with_mask=True)
+            g_loss = g_loss + config.lambda_rec * reconstruction_loss(x_real, x_rec.float())
+            if config.lambda_id:
+                g_loss = g_loss + config.lambda_id * reconstruction_loss(
+                    x_real, G(x_real, c_org, c_org).float())
+            if config.lambda_mask:
+                g_loss = g_loss + config.lambda_mask * (m_fake.float().mean()
+                                                        + m_rec.float().mean()) / 2
+        nets.g_opt.zero_grad(set_to_none=True)
+        g_loss.backward()
+        nets.g_opt.step()
+        D.requires_grad_(True)
 
 
-def make_step(name: str, device: torch.device, bf16: bool, variant: str
+# variant: (step function, bf16 autocast)
+VARIANTS = {"reference": (reference_step, False), "fp32": (training_step, False),
+            "bf16": (training_step, True)}
+
+
+def make_step(name: str, device: torch.device, variant: str
               ) -> tuple[Callable[[int], None], int, int]:
     """One training step of preset `name` on random inputs already on the device, the same
     networks and data for every variant; with its n_critic and batch size."""
-    config = preset(name, mixed_precision=bf16)
+    step_function, bf16 = VARIANTS[variant]
+    config = preset(name)
     spec = DomainSpec.celeba()
     torch.manual_seed(0)
     nets = build_networks(spec, config, device)
-    layout = VARIANTS[variant]
-    nets.G.to(memory_format=layout)
-    nets.D.to(memory_format=layout)
-    x = (torch.rand(config.batch_size, 3, config.image_size, config.image_size,
-                    device=device) * 2 - 1).contiguous(memory_format=layout)
+    if step_function is reference_step:  # and the networks as they were: convolution kernels
+        for module in nets.D.modules():  # everywhere, Adam's per-parameter loop
+            if isinstance(module, PatchMatmulConv2d):
+                module.forward = functools.partial(nn.Conv2d.forward, module)
+        betas = (config.beta1, config.beta2)
+        nets.g_opt = torch.optim.Adam(nets.G.parameters(), config.g_lr, betas, foreach=False)
+        nets.d_opt = torch.optim.Adam(nets.D.parameters(), config.d_lr, betas, foreach=False)
+    x = torch.rand(config.batch_size, 3, config.image_size, config.image_size,
+                   device=device) * 2 - 1
     c = (torch.rand(config.batch_size, spec.c_dim, device=device) > 0.5).float()
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16)
 
     def step(i: int) -> None:
-        training_step(nets, x, c, 0, spec, config, (i + 1) % config.n_critic == 0, autocast)
+        step_function(nets, StepInputs.draw(x, c), 0, spec, config,
+                      (i + 1) % config.n_critic == 0, autocast)
 
     return step, config.n_critic, config.batch_size
 
@@ -128,19 +180,28 @@ def interleaved(steps: dict[str, Callable[[int], None]], cycle: int, rounds: int
     return seconds
 
 
+def peak_memory(step: Callable[[int], None], cycle: int, device: torch.device) -> str:
+    if device.type != "cuda":
+        return ""
+    torch.cuda.reset_peak_memory_stats(device)
+    for i in range(cycle):
+        step(i)
+    return f", peak memory {torch.cuda.max_memory_allocated(device) / 2**30:.2f} GiB"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--preset", nargs="+", default=["tiny", "paper-128"])
+    parser.add_argument("--preset", nargs="+", default=["tiny", "edit-32", "paper-128"])
     parser.add_argument("--variant", nargs="+", default=list(VARIANTS), choices=list(VARIANTS),
                         help="step variants measured against each other (the first is the "
-                        "baseline; default: eager and channels_last)")
+                        "baseline): reference, the step before it was made faster; fp32 and "
+                        "bf16, the training step without and with bf16 autocast")
     parser.add_argument("--rounds", type=int, default=7, help="interleaved rounds")
     parser.add_argument("--steps", type=int, default=0,
                         help="steps per variant and round (default: 10 for 32 px presets, 2 "
                         "for 128 px on CPU)")
-    parser.add_argument("--precision", nargs="+", default=["fp32"], choices=["fp32", "bf16"])
     args = parser.parse_args()
     device = torch.device(args.device)
     with contextlib.suppress(AttributeError):  # fp32 means fp32, for matmuls and convolutions
@@ -150,35 +211,29 @@ def main() -> None:
         f"CPU, {torch.get_num_threads()} threads"
     print(f"device: {name}; torch {torch.__version__}; medians of {args.rounds} interleaved "
           "rounds (spread: fastest and slowest round)")
-    for precision in args.precision:
-        dtype = torch.bfloat16 if precision == "bf16" else torch.float32
+    for dtype in (torch.float32, torch.bfloat16):
         peak = matmul_peak(device, dtype, 8192 if device.type == "cuda" else 2048)
-        print(f"matmul peak ({precision}, best of 5; for scale only): {peak:,.0f} GFLOP/s")
+        print(f"matmul peak ({dtype}, best of 5; for scale only): {peak:,.0f} GFLOP/s")
     for preset_name in args.preset:
-        for precision in args.precision:
-            bf16 = precision == "bf16"
-            made = {v: make_step(preset_name, device, bf16, v) for v in args.variant}
-            cycle, batch = next(iter(made.values()))[1:]
-            small = preset(preset_name).image_size <= 64 or device.type == "cuda"
-            per_round = args.steps or (10 if small else 2)
-            per_round = max(cycle, per_round - per_round % cycle)  # whole n_critic cycles
-            if device.type == "cuda":
-                torch.cuda.reset_peak_memory_stats(device)
-            gflop = flops_per_step(next(iter(made.values()))[0], cycle) / 1e9
-            seconds = interleaved({v: m[0] for v, m in made.items()}, cycle, args.rounds,
-                                  per_round, device)
-            base = args.variant[0]
-            memory = (f", peak memory {torch.cuda.max_memory_allocated(device) / 2**30:.2f} GiB"
-                      if device.type == "cuda" else "")
-            print(f"{preset_name} {precision} ({gflop:.1f} GFLOP/step, {per_round} steps per "
-                  f"round{memory}):")
-            for variant, times in seconds.items():
-                median = statistics.median(times)
-                ratios = [b / t for b, t in zip(seconds[base], times, strict=True)]
-                print(f"  {variant:14s} {batch / median:8.1f} images/s  "
-                      f"({batch / max(times):.1f}-{batch / min(times):.1f}), "
-                      f"{gflop / median:6.1f} GFLOP/s, x {statistics.median(ratios):.2f} "
-                      f"against {base} ({min(ratios):.2f}-{max(ratios):.2f})")
+        made = {v: make_step(preset_name, device, v) for v in args.variant}
+        cycle, batch = next(iter(made.values()))[1:]
+        small = preset(preset_name).image_size <= 64 or device.type == "cuda"
+        per_round = args.steps or (10 if small else 2)
+        per_round = max(cycle, per_round - per_round % cycle)  # whole n_critic cycles
+        gflop = flops_per_step(next(iter(made.values()))[0], cycle) / 1e9
+        memory = {v: peak_memory(m[0], cycle, device) for v, m in made.items()}
+        seconds = interleaved({v: m[0] for v, m in made.items()}, cycle, args.rounds,
+                              per_round, device)
+        base = args.variant[0]
+        print(f"{preset_name} ({gflop:.1f} GFLOP/step of the {base} step, {per_round} steps "
+              "per round):")
+        for variant, times in seconds.items():
+            median = statistics.median(times)
+            ratios = [b / t for b, t in zip(seconds[base], times, strict=True)]
+            print(f"  {variant:10s} {batch / median:8.1f} images/s  "
+                  f"({batch / max(times):.1f}-{batch / min(times):.1f}), "
+                  f"x {statistics.median(ratios):.2f} against {base} "
+                  f"({min(ratios):.2f}-{max(ratios):.2f}){memory[variant]}")
 
 
 if __name__ == "__main__":

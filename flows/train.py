@@ -16,7 +16,6 @@ from typing import Annotated, Any
 from uuid import UUID
 
 import mlflow
-import torch
 from mlflow import MlflowClient
 from prefect import flow, get_client, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
@@ -29,24 +28,24 @@ from flows.common import StorageAccess, storage_options
 from stargan_core.checkpoint import checkpoint_step, load_checkpoint, load_models, spec_and_config
 from stargan_core.config import DEFAULT_GPU_PRESET, PresetName, TrainConfig
 from stargan_core.config import preset as preset_config
-from stargan_core.data.loading import chosen_domains, training_data
+from stargan_core.data.loading import chosen_domains
 from stargan_core.data.manifest import manifest_spec, read_manifest
 from stargan_core.domains import DomainSpec
 from stargan_core.evaluation import Harness, flat_metrics, summarize
 from stargan_core.registry import default_model_name, model_card, register
 from stargan_core.review import Review, promote_reviewed, record_review, review
 from stargan_core.serving import log_generator
+from stargan_core.tracked_training import train_in_run, train_processes
 from stargan_core.tracking import (
     FLOW_RUN_TAG,
     OUTCOME_TAG,
-    RunTracker,
     end_unfinished,
     latest_unfinished_run,
     log_params,
     restore_checkpoint,
     run_url,
 )
-from stargan_core.train import resolve_device, train
+from stargan_core.train import resolve_device
 
 Positive = Annotated[int, Field(gt=0)]
 Rate = Annotated[float, Field(gt=0, lt=1)]
@@ -114,54 +113,22 @@ def mark_run_unfinished(flow: object, run: FlowRun, state: State) -> None:
 @task(name="train", retries=2, retry_delay_seconds=5, cache_policy=NO_CACHE)
 def train_task(run_id: str, urls: list[str], domains: list[str] | None, config: TrainConfig,
                device: str, evaluation: dict[str, int], keep_checkpoints: int,
-               options: dict[str, Any] | None) -> dict[str, float]:
+               options: dict[str, Any] | None, processes: int = 1) -> dict[str, float]:
     """Train in the MLflow run, from its last checkpoint when it has one; with
-    `evaluation["every"]`, evaluate every that many steps too."""
+    `evaluation["every"]`, evaluate every that many steps too. With `processes` > 1, torchrun
+    starts that many data-parallel training processes on this worker."""
     logger = get_run_logger()
-    tracker = RunTracker(run_id, keep=keep_checkpoints)
-    with tempfile.TemporaryDirectory() as out, \
-            mlflow.start_run(run_id=run_id, log_system_metrics=True):
-        resumed = restore_checkpoint(run_id, out)
-        if resumed:
-            logger.info("resuming run %s from %s", run_id, resumed.name)
-        data = training_data(urls, config.image_size, domains=domains, seed=config.seed,
-                             storage_options=options)
-        on_checkpoint = tracker.log_checkpoint
-        every = evaluation["every"]
-        if every:
-            dev = resolve_device(device)
-            harness = Harness.build(urls, data.spec, config.image_size,
-                                    images=evaluation["images"],
-                                    classifier_steps=evaluation["classifier_steps"], device=dev,
-                                    storage_options=options)
-
-            def on_checkpoint(path: Path, step: int) -> None:
-                tracker.log_checkpoint(path, step)
-                if step % every == 0 and step < config.num_iters:  # the last: evaluate_task
-                    # Evaluating must not move the training's random state, which the
-                    # checkpoint just saved: a resumed run would take another path.
-                    with torch.random.fork_rng(devices=[dev] if dev.type == "cuda" else []):
-                        metrics = harness.metrics(load_models(path, dev)[0])
-                    mlflow.log_metrics(metrics, step=step)
-
-        report_at = [0]  # progress in the flow's log about every tenth of the run
-
-        def on_log(step: int, metrics: dict[str, float]) -> None:
-            tracker.log_metrics(step, metrics)
-            if step >= report_at[0]:
-                logger.info("step %d of %d, %.0f images/s", step, config.num_iters,
-                            metrics["images_per_second"])
-                report_at[0] = step + max(config.num_iters // 10, 1)
-
-        result = train(config, data.spec, data.datasets, out, sample_images=data.sample_images,
-                       sample_labels=data.sample_labels, device=device,
-                       on_log=on_log, on_sample=tracker.log_sample,
-                       on_checkpoint=on_checkpoint, data_format=data.data_format)
-        final = Path(out) / "samples" / f"step-{config.num_iters:07d}.png"
-        if final.is_file():
-            mlflow.log_artifact(str(final.rename(final.with_name("final.png"))), "samples")
-    logger.info("trained to step %d at %.1f images/s", result.step, result.images_per_second)
-    return {"step": result.step, "images_per_second": result.images_per_second}
+    job = {"run_id": run_id, "urls": urls, "domains": domains, "config": config.to_dict(),
+           "device": device, "evaluation": evaluation, "keep_checkpoints": keep_checkpoints,
+           "options": options}
+    with tempfile.TemporaryDirectory() as out:
+        if processes == 1:
+            trained = train_in_run(**job | {"config": config}, out=out, log=logger.info)
+        else:
+            trained = train_processes(job, processes, Path(out), logger.info)
+    logger.info("trained to step %d at %.1f images/s", trained["step"],
+                trained["images_per_second"])
+    return trained
 
 
 @task(name="evaluate", cache_policy=NO_CACHE)
@@ -229,6 +196,7 @@ def train_stargan(
     sample_every: Positive | None = None,
     options: dict[str, Any] | None = None,
     device: str = "auto",
+    processes: Positive = 1,
     mixed_precision: bool = True,
     seed: int = 0,
     experiment: str | None = None,
@@ -251,7 +219,12 @@ def train_stargan(
         (edit-32), or the paper's networks and losses as published (paper-128, and tiny at
         32 px); the fields below override it, and `options` any other training option (e.g.
         {"log_every": 50, "lambda_mask": 0.05}).
-    device: auto (CUDA when present), cpu, cuda, cuda:1. mixed_precision: bf16 on CUDA.
+    device: auto (CUDA when present), cpu, cuda, cuda:1. mixed_precision: bf16 autocast
+        where the device computes bf16 natively (GPUs from Ampere on, CPUs with AMX or
+        AVX-512 BF16).
+    processes: data-parallel training processes on the worker, started by torchrun: one per
+        GPU (the batch is split between them; the global batch and schedule stay the
+        preset's), or on CPU up to one per core.
     experiment / model_name: MLflow experiment and registered model (default
         stargan-<dataset>, stargan-joint for two data sets).
     eval_every: also evaluate at every checkpoint whose step is a multiple of this (0: only
@@ -280,12 +253,13 @@ def train_stargan(
     name = model_name or default_model_name(spec)
     params = config.to_dict() | {"preset": preset, "manifest_url": ",".join(urls),
                                  "domains": ",".join(spec.domains), "device": device,
+                                 "processes": processes,
                                  "model_name": name}
     run_id = open_run(experiment or name, params, resume_from)
     evaluation = {"every": eval_every, "images": eval_images,
                   "classifier_steps": classifier_steps}
     trained = train_task(run_id, urls, domains, config, device, evaluation, keep_checkpoints,
-                         options)
+                         options, processes)
     metrics, found = evaluate_task(run_id, urls, evaluation, device, name, options)
     version, promoted = register_task(run_id, name, metrics, found, auto_promote)
     for label_set in spec.label_sets:

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from torch import nn
 
 from stargan_core.config import TrainConfig
 from stargan_core.domains import DomainSpec
@@ -125,6 +126,8 @@ class Networks:
     g_opt: torch.optim.Adam
     d_opt: torch.optim.Adam
     G_ema: Generator | None = None  # the moving average of G, when the config keeps one
+    # G and D under DistributedDataParallel, when several processes train together.
+    parallel: tuple[nn.Module, nn.Module] | None = None
 
     @property
     def inference_G(self) -> Generator:
@@ -137,9 +140,10 @@ def build_networks(spec: DomainSpec, config: TrainConfig, device: torch.device) 
     d = build_discriminator(spec, config).to(device)
     betas = (config.beta1, config.beta2)
     ema = copy.deepcopy(g).requires_grad_(False) if config.ema_beta else None
+    # The fused implementation: one kernel per update for all parameters, the same maths.
     return Networks(
-        g, d, torch.optim.Adam(g.parameters(), config.g_lr, betas),
-        torch.optim.Adam(d.parameters(), config.d_lr, betas), ema,
+        g, d, torch.optim.Adam(g.parameters(), config.g_lr, betas, fused=True),
+        torch.optim.Adam(d.parameters(), config.d_lr, betas, fused=True), ema,
     )
 
 

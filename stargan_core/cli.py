@@ -99,28 +99,41 @@ def cmd_preprocess(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    import subprocess
+
     from tqdm import tqdm
 
     from stargan_core.checkpoint import checkpoint_step, latest_checkpoint
     from stargan_core.config import preset
     from stargan_core.data.loading import training_data
+    from stargan_core.distributed import World, torchrun_command
     from stargan_core.train import train
 
+    world = World.from_environment()
+    if args.processes < 1:
+        raise ValueError(f"--processes must be 1 or more, got {args.processes}")
+    if args.processes > 1 and not world.parallel:  # this same command, under torchrun
+        command = torchrun_command(args.processes, "stargan_core.cli", args.argv)
+        return subprocess.run(command, check=False).returncode
+    say = print if world.is_main else (lambda *_, **__: None)
     overrides = _parse_overrides(args.set or [])
     for name in ("num_iters", "batch_size", "seed"):
         if getattr(args, name) is not None:
             overrides[name] = getattr(args, name)
     config = preset(args.preset, **overrides)
     data = training_data(args.data, config.image_size, format=args.format,
-                         domains=_domains(args.domains), seed=config.seed, progress=True)
+                         domains=_domains(args.domains), seed=config.seed,
+                         progress=world.is_main)
     spec = data.spec
-    print(f"training {args.preset} on {', '.join(args.data)}: domains {', '.join(spec.domains)}; "
-          f"{sum(len(d) for d in data.datasets)} images, {config.num_iters} steps")
+    say(f"training {args.preset} on {', '.join(args.data)}: domains {', '.join(spec.domains)}; "
+          f"{sum(len(d) for d in data.datasets)} images, {config.num_iters} steps" +
+          (f", {world.size} processes" if world.parallel else ""))
     last = latest_checkpoint(Path(args.out) / "checkpoints")
     if last is not None and not args.no_resume:
-        print(f"resuming at step {checkpoint_step(last.name)} from {last} "
-              "(--no-resume starts over)")
-    bar = tqdm(total=config.num_iters, desc="train", unit="step", dynamic_ncols=True)
+        say(f"resuming at step {checkpoint_step(last.name)} from {last} "
+            "(--no-resume starts over)")
+    bar = tqdm(total=config.num_iters, desc="train", unit="step", dynamic_ncols=True,
+               disable=not world.is_main)
 
     def on_log(step: int, metrics: dict[str, float]) -> None:
         bar.update(step - bar.n)
@@ -131,8 +144,8 @@ def cmd_train(args: argparse.Namespace) -> int:
                    sample_labels=data.sample_labels, device=args.device,
                    resume=not args.no_resume, on_log=on_log, data_format=data.data_format)
     bar.close()
-    print(f"checkpoint: {result.checkpoint}")
-    print(f"sample grids: {Path(args.out) / 'samples'}")
+    say(f"checkpoint: {result.checkpoint}")
+    say(f"sample grids: {Path(args.out) / 'samples'}")
     return 0
 
 
@@ -298,6 +311,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda, cuda:1")
     p.add_argument("--no-resume", action="store_true",
                    help="start from scratch, deleting the checkpoints already in <out>")
+    p.add_argument("--processes", type=int, default=1,
+                   help="data-parallel training processes on this machine, one per GPU (or "
+                   "per CPU core): starts this command under torchrun; each process takes "
+                   "its part of every batch. On several machines, start `torchrun ... -m "
+                   "stargan_core.cli train ...` on each instead (see the README)")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("translate", help="translate images into target domains",
@@ -375,6 +393,7 @@ def main(argv: list[str] | None = None) -> int:
     from stargan_core.storage import StorageError
 
     args = build_parser().parse_args(argv)
+    args.argv = sys.argv[1:] if argv is None else list(argv)
     try:
         return args.func(args)
     except (ValueError, LookupError, FileNotFoundError, StorageError) as err:

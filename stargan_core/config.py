@@ -51,7 +51,7 @@ class TrainConfig(BaseModel):
     sample_every: PositiveInt = 1000
     checkpoint_every: PositiveInt = 10_000
     num_workers: NonNegativeInt = 2
-    mixed_precision: bool = True  # bf16 autocast; only on CUDA
+    mixed_precision: bool = True  # bf16 autocast where native (recent GPUs, AMX/AVX-512 CPUs)
 
     @model_validator(mode="after")
     def _consistent(self) -> TrainConfig:

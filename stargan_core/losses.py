@@ -9,9 +9,13 @@ from torch import nn
 from stargan_core.domains import DomainSpec
 
 
-def gradient_penalty(d: nn.Module, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
-    """WGAN-GP (Gulrajani et al. 2017): (||grad D(x_hat)||_2 - 1)^2 on random interpolates."""
-    alpha = torch.rand(real.size(0), 1, 1, 1, device=real.device, dtype=real.dtype)
+def gradient_penalty(d: nn.Module, real: torch.Tensor, fake: torch.Tensor,
+                     alpha: torch.Tensor | None = None) -> torch.Tensor:
+    """WGAN-GP (Gulrajani et al. 2017): (||grad D(x_hat)||_2 - 1)^2 on the interpolates
+    x_hat = alpha * real + (1 - alpha) * fake, alpha per image (default: uniform draws)."""
+    if alpha is None:
+        alpha = torch.rand(real.size(0), device=real.device)
+    alpha = alpha.to(real.dtype)[:, None, None, None]
     x_hat = (alpha * real + (1 - alpha) * fake).requires_grad_(True)
     out_src, _ = d(x_hat)
     (grad,) = torch.autograd.grad(out_src.sum(), x_hat, create_graph=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 OUTPUTS = ("tanh", "masked")
@@ -80,16 +81,12 @@ class Generator(nn.Module):
             layers += [nn.Conv2d(dim, 4, 7, 1, 3, bias=False)]
         self.main = nn.Sequential(*layers)
 
-    def forward(self, x: torch.Tensor, c_trg: torch.Tensor,
-                c_org: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, c_trg: torch.Tensor, c_org: torch.Tensor | None = None,
+                with_mask: bool = False
+                ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor | None]:
         """x translated to the target labels `c_trg`; `c_org`, the labels x has, is needed
-        with difference conditioning only."""
-        return self.forward_with_mask(x, c_trg, c_org)[0]
-
-    def forward_with_mask(self, x: torch.Tensor, c_trg: torch.Tensor,
-                          c_org: torch.Tensor | None = None
-                          ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """The translation and, for a masked output, its attention mask (batch, 1, H, W)."""
+        with difference conditioning only. `with_mask`: the translation and, for a masked
+        output, its attention mask (batch, 1, H, W; None for tanh)."""
         c = c_trg
         if self.conditioning == "difference":
             if c_org is None:
@@ -99,9 +96,30 @@ class Generator(nn.Module):
         c = c.to(x.dtype)[:, :, None, None].expand(-1, -1, x.size(2), x.size(3))
         out = self.main(torch.cat([x, c], dim=1))
         if self.output == "tanh":
-            return out, None
+            return (out, None) if with_mask else out
         mask, colour = torch.sigmoid(out[:, :1]), torch.tanh(out[:, 1:])
-        return mask * colour + (1 - mask) * x, mask
+        out = mask * colour + (1 - mask) * x
+        return (out, mask) if with_mask else out
+
+
+class PatchMatmulConv2d(nn.Conv2d):
+    """A convolution computed on CPUs as one matrix product over the unfolded input patches:
+    the same sums. Where the output map is tiny and the weights large (D's last layers: 2x2
+    outputs of 1024 x 2048 x 4 x 4 weights at 128 px) the convolution kernels spend their time
+    re-laying out the weights; the product runs 1.5-3x faster there, backward and the
+    gradient penalty's double backward included (bench/train_throughput.py)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.device.type != "cpu":
+            return super().forward(x)
+        (kh, kw), (sh, sw), (ph, pw) = self.kernel_size, self.stride, self.padding
+        h, w = (x.size(2) + 2 * ph - kh) // sh + 1, (x.size(3) + 2 * pw - kw) // sw + 1
+        patches = F.unfold(x, self.kernel_size, padding=self.padding, stride=self.stride)
+        # (batch x positions, patch) @ (patch, out channels): one matrix product
+        out = patches.transpose(1, 2) @ self.weight.flatten(1).t()
+        if self.bias is not None:
+            out = out + self.bias
+        return out.transpose(1, 2).reshape(x.size(0), -1, h, w)
 
 
 class Discriminator(nn.Module):
@@ -116,9 +134,11 @@ class Discriminator(nn.Module):
                 f"image_size {image_size} must be divisible by 2**d_repeat_num ({2**repeat_num})"
             )
         layers: list[nn.Module] = [nn.Conv2d(3, conv_dim, 4, 2, 1), nn.LeakyReLU(0.01)]
-        dim = conv_dim
+        dim, size = conv_dim, image_size // 2
         for _ in range(1, repeat_num):
-            layers += [nn.Conv2d(dim, dim * 2, 4, 2, 1), nn.LeakyReLU(0.01)]
+            size //= 2
+            conv = PatchMatmulConv2d if size <= 2 else nn.Conv2d  # output maps of 2x2, 1x1
+            layers += [conv(dim, dim * 2, 4, 2, 1), nn.LeakyReLU(0.01)]
             dim *= 2
         self.main = nn.Sequential(*layers)
         self.src = nn.Conv2d(dim, 1, 3, 1, 1, bias=False)

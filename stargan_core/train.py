@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import Dataset
 
 from stargan_core.checkpoint import (
@@ -22,6 +23,7 @@ from stargan_core.checkpoint import (
 )
 from stargan_core.config import TrainConfig
 from stargan_core.data.sampling import endless_batches
+from stargan_core.distributed import ONE_PROCESS, World
 from stargan_core.domains import DomainSpec
 from stargan_core.losses import classification_loss, gradient_penalty, reconstruction_loss
 from stargan_core.preprocessing import Preprocessing
@@ -40,6 +42,17 @@ def resolve_device(device: str = "auto") -> torch.device:
     return torch.device(device)
 
 
+def native_bf16(device: torch.device) -> bool:
+    """Whether `device` computes in bf16 natively, so that bf16 autocast speeds training up:
+    CUDA GPUs from Ampere on, CPUs with AMX or AVX-512 BF16 (elsewhere it is emulated, and
+    slower than fp32)."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported(including_emulation=False)
+    return device.type == "cpu" and any(
+        getattr(torch.cpu, check, lambda: False)()
+        for check in ("_is_amx_tile_supported", "_is_avx512_bf16_supported"))
+
+
 def lr_factor(step: int, config: TrainConfig) -> float:
     """Learning-rate multiplier before update `step`: 1, then linear to 0 at `num_iters`.
 
@@ -56,8 +69,7 @@ def update_ema(nets: Networks, config: TrainConfig, g_updates: int) -> None:
     """G_ema <- beta * G_ema + (1 - beta) * G, with beta ramping up from 0 over the first G
     updates (StarGAN v2 uses a fixed 0.999; over a few thousand steps that lags far behind)."""
     beta = min(config.ema_beta, (1 + g_updates) / (10 + g_updates))
-    for average, current in zip(nets.G_ema.parameters(), nets.G.parameters(), strict=True):
-        average.lerp_(current, 1 - beta)
+    torch._foreach_lerp_(list(nets.G_ema.parameters()), list(nets.G.parameters()), 1 - beta)
 
 
 def set_learning_rates(nets: Networks, config: TrainConfig, step: int) -> None:
@@ -66,10 +78,33 @@ def set_learning_rates(nets: Networks, config: TrainConfig, step: int) -> None:
             group["lr"] = base * lr_factor(step, config)
 
 
+@dataclass
+class StepInputs:
+    """What one training step works on: real images, their labels, and the step's random
+    draws (target labels, interpolation weights of the gradient penalty)."""
+
+    x_real: torch.Tensor
+    c_org: torch.Tensor
+    c_trg: torch.Tensor  # the labels of other images of the batch (reference code)
+    alpha: torch.Tensor  # (batch,) in [0, 1)
+
+    @staticmethod
+    def draw(x_real: torch.Tensor, c_org: torch.Tensor, world: World = ONE_PROCESS) -> StepInputs:
+        """This process's part of a global batch, with the step's random draws: horizontal
+        flips, target labels and the penalty's weights. They are drawn for the global batch
+        from the CPU generator, the same on every process, so that N processes compute what
+        one process computes on the whole batch."""
+        size, device = x_real.size(0) * world.size, x_real.device
+        flip = world.part(torch.rand(size) < 0.5).to(device)
+        c_trg = world.part(world.gather(c_org)[torch.randperm(size).to(device)])
+        alpha = world.part(torch.rand(size)).to(device)
+        x_real = torch.where(flip[:, None, None, None], x_real.flip(-1), x_real)
+        return StepInputs(x_real, c_org, c_trg, alpha)
+
+
 def training_step(
     nets: Networks,
-    x_real: torch.Tensor,
-    c_org: torch.Tensor,
+    inputs: StepInputs,
     label_set: int,
     spec: DomainSpec,
     config: TrainConfig,
@@ -77,21 +112,33 @@ def training_step(
     autocast: torch.autocast,
 ) -> dict[str, torch.Tensor]:
     """One D update and, when `update_g`, one G update, with the paper's losses side by side
-    (and the terms of the editing options: identity and mask)."""
-    G, D = nets.G, nets.D
-    # Random target labels: the labels of other images of the batch (reference code).
-    c_trg = c_org[torch.randperm(c_org.size(0), device=c_org.device)]
-
-    # Discriminator: real/fake (WGAN-GP) + classify the real image's domain.
+    (and the terms of the editing options: identity and mask). Under data parallelism the
+    updates go through `nets.parallel`, which averages the gradients over the processes."""
+    G, D = nets.parallel or (nets.G, nets.D)
+    x_real, c_org, c_trg = inputs.x_real, inputs.c_org, inputs.c_trg
+    n = x_real.size(0)
+    # Fewer, larger passes compute the same numbers: neither network mixes the images of a
+    # batch (D has no normalisation, G normalises per image), so images that go through the
+    # same weights go through together.
     with autocast:
-        out_src, out_cls = D(x_real)
-        d_loss_real = -out_src.float().mean()
-        d_loss_cls = classification_loss(out_cls, c_org, spec, label_set)
-        with torch.no_grad():
-            x_fake = G(x_real, c_trg, c_org)
-        out_src, _ = D(x_fake)
-        d_loss_fake = out_src.float().mean()
-        d_loss_gp = gradient_penalty(D, x_real, x_fake.to(x_real.dtype))
+        if update_g:  # G's translation, with its graph, serves the D update and the G update
+            # (G's weights do not change in between); the identity pass G(x, c_org) rides along.
+            k = 2 if config.lambda_id else 1
+            out, masks = G(torch.cat([x_real] * k), torch.cat([c_trg, c_org][:k]),
+                           torch.cat([c_org] * k), with_mask=True)
+            x_fake, x_same = out[:n], out[n:]
+            m_fake = None if masks is None else masks[:n]
+            x_fake_d = x_fake.detach()
+        else:
+            with torch.no_grad():
+                x_fake_d = nets.G(x_real, c_trg, c_org)
+
+        # Discriminator: real/fake (WGAN-GP) + classify the real image's domain.
+        out_src, out_cls = D(torch.cat([x_real, x_fake_d.to(x_real.dtype)]))
+        d_loss_real = -out_src[:n].float().mean()
+        d_loss_fake = out_src[n:].float().mean()
+        d_loss_cls = classification_loss(out_cls[:n], c_org, spec, label_set)
+        d_loss_gp = gradient_penalty(D, x_real, x_fake_d.to(x_real.dtype), inputs.alpha)
         d_loss = (d_loss_real + d_loss_fake + config.lambda_cls * d_loss_cls
                   + config.lambda_gp * d_loss_gp)
     nets.d_opt.zero_grad(set_to_none=True)
@@ -102,19 +149,19 @@ def training_step(
 
     if update_g:
         # Generator: fool D, be classified as the target domain, and reconstruct the input.
-        D.requires_grad_(False)
+        # D's weights are constants here: the plain module, outside the gradient averaging.
+        nets.D.requires_grad_(False)
         with autocast:
-            x_fake, m_fake = G.forward_with_mask(x_real, c_trg, c_org)
-            out_src, out_cls = D(x_fake)
+            out_src, out_cls = nets.D(x_fake)
             g_loss_fake = -out_src.float().mean()
             g_loss_cls = classification_loss(out_cls, c_trg, spec, label_set)
-            x_rec, m_rec = G.forward_with_mask(x_fake, c_org, c_trg)
+            x_rec, m_rec = G(x_fake, c_org, c_trg, with_mask=True)
             g_loss_rec = reconstruction_loss(x_real, x_rec.float())
             g_loss = (g_loss_fake + config.lambda_rec * g_loss_rec
                       + config.lambda_cls * g_loss_cls)
             extra = {}
             if config.lambda_id:  # no change asked for: none made
-                extra["G/loss_id"] = reconstruction_loss(x_real, G(x_real, c_org, c_org).float())
+                extra["G/loss_id"] = reconstruction_loss(x_real, x_same.float())
                 g_loss = g_loss + config.lambda_id * extra["G/loss_id"]
             if config.lambda_mask:  # attend to as little of the image as the target needs
                 extra["G/loss_mask"] = (m_fake.float().mean() + m_rec.float().mean()) / 2
@@ -122,7 +169,7 @@ def training_step(
         nets.g_opt.zero_grad(set_to_none=True)
         g_loss.backward()
         nets.g_opt.step()
-        D.requires_grad_(True)
+        nets.D.requires_grad_(True)
         losses |= {"G/loss_fake": g_loss_fake, "G/loss_rec": g_loss_rec, "G/loss_cls": g_loss_cls,
                    **extra}
     return {k: v.detach() for k, v in losses.items()}
@@ -167,74 +214,96 @@ def train(
         )
     dev = resolve_device(device)
     out_dir = Path(out_dir)
-    ckpt_dir = out_dir / "checkpoints"
-    torch.manual_seed(config.seed)
-    nets = build_networks(spec, config, dev)
-    if not resume:  # start over: an old run's later checkpoints must not pass for "latest"
-        for old in ckpt_dir.glob("step-*.ckpt"):
-            old.unlink()
-    last = latest_checkpoint(ckpt_dir)
-    start = restore(nets, load_checkpoint(last, dev), spec, config, dev) if last else 0
+    # Under torchrun, one of several processes: each its own part of every batch, the
+    # gradients averaged; one process logs, samples and writes checkpoints.
+    with World.join(dev) as world:
+        dev = world.device(dev)
+        if not world.is_main:
+            on_log = on_sample = on_checkpoint = None
+        ckpt_dir = out_dir / "checkpoints"
+        world.local_batch(config.batch_size)  # splits evenly, or says what would
+        torch.manual_seed(config.seed)
+        nets = build_networks(spec, config, dev)
+        if not resume and world.is_main:  # start over: old checkpoints must not pass for "latest"
+            for old in ckpt_dir.glob("step-*.ckpt"):
+                old.unlink()
+        world.barrier()
+        last = latest_checkpoint(ckpt_dir)
+        found = last.name if last else None
+        if world.share(found) != found:
+            raise RuntimeError(
+                f"training process {world.rank} finds checkpoint {found} in {ckpt_dir}, process 0 "
+                "another: every process must see the same run folder (on several machines, a "
+                "shared volume)")
+        start = restore(nets, load_checkpoint(last, dev), spec, config, dev) if last else 0
+        if world.parallel:  # every process restored the same state; DDP checks the shapes
+            ids = [dev.index] if dev.type == "cuda" else None
+            nets.parallel = (DistributedDataParallel(nets.G, device_ids=ids),
+                             DistributedDataParallel(nets.D, device_ids=ids))
 
-    preprocessing = Preprocessing.of(data_format, config.image_size).to_dict()
+        preprocessing = Preprocessing.of(data_format, config.image_size).to_dict()
 
-    def save(step: int) -> Path:
-        state = training_state(nets, step, spec, config, dev) | {"preprocessing": preprocessing}
-        return save_checkpoint(checkpoint_path(ckpt_dir, step), state)
+        def save(step: int) -> Path:
+            state = training_state(nets, step, spec, config, dev) | {"preprocessing": preprocessing}
+            return save_checkpoint(checkpoint_path(ckpt_dir, step), state)
 
-    loaders = [endless_batches(ds, config, config.seed + i, start, pin_memory=dev.type == "cuda")
-               for i, ds in enumerate(datasets)]
-    autocast = torch.autocast(
-        dev.type, dtype=torch.bfloat16, enabled=config.mixed_precision and dev.type == "cuda"
-    )
-    grid_columns = ["input", *(t.text for t in single_targets(spec))]
-    nets.G.train()
-    nets.D.train()
-    t0, images = time.perf_counter(), 0
-    window: dict[str, list[torch.Tensor]] = {}
-    for step in range(start, config.num_iters):
-        set_learning_rates(nets, config, step)
-        update_g = (step + 1) % config.n_critic == 0
-        # Joint training visits every data set each step, with its part of the mask vector.
-        for label_set, batches in enumerate(loaders):
-            x_real, labels = next(batches)
-            x_real = x_real.to(dev, non_blocking=True)
-            labels = labels.to(dev, non_blocking=True)
-            flip = torch.rand(x_real.size(0)) < 0.5  # horizontal flip augmentation
-            x_real = torch.where(flip.to(dev)[:, None, None, None], x_real.flip(-1), x_real)
-            losses = training_step(nets, x_real, labels, label_set, spec, config, update_g,
-                                   autocast)
-            if update_g and nets.G_ema is not None:
-                update_ema(nets, config, (step + 1) // config.n_critic)
-            images += x_real.size(0)
-            for k, v in losses.items():
-                window.setdefault(k, []).append(v)
-        done = step + 1
-        if on_log and (done % config.log_every == 0 or done == config.num_iters):
-            # One host sync per logging step, not one per loss and step.
-            metrics = {k: torch.stack(v).mean().item() for k, v in window.items()}
-            metrics |= {"lr/G": nets.g_opt.param_groups[0]["lr"],
-                        "lr/D": nets.d_opt.param_groups[0]["lr"],
-                        "images_per_second": images / (time.perf_counter() - t0)}
-            on_log(done, metrics)
-            window.clear()
-        if sample_images is not None and (done % config.sample_every == 0
-                                          or done == config.num_iters):
-            grid = sample_grid(nets.inference_G, spec, sample_images.to(dev), sample_labels.to(dev))
-            path = save_grid(grid, grid_columns, out_dir / "samples" / f"step-{done:07d}.png")
+        loaders = [endless_batches(ds, config, config.seed + i, start, dev.type == "cuda", world)
+                   for i, ds in enumerate(datasets)]
+        autocast = torch.autocast(
+            dev.type, dtype=torch.bfloat16, enabled=config.mixed_precision and native_bf16(dev)
+        )
+        grid_columns = ["input", *(t.text for t in single_targets(spec))]
+
+        def sample(step: int) -> None:
+            grid = sample_grid(nets.inference_G, spec, sample_images.to(dev),
+                               sample_labels.to(dev))
+            path = save_grid(grid, grid_columns, out_dir / "samples" / f"step-{step:07d}.png")
             if on_sample:
-                on_sample(path, done)
-        if done % config.checkpoint_every == 0 or done == config.num_iters:
-            if done == config.num_iters:
-                set_learning_rates(nets, config, done)  # 0: the decay has run its course
-            last = save(done)
-            if on_checkpoint:
-                on_checkpoint(last, done)
-    final = out_dir / "samples" / f"step-{config.num_iters:07d}.png"
-    if sample_images is not None and not final.is_file():  # resumed after the last step
-        grid = sample_grid(nets.inference_G, spec, sample_images.to(dev), sample_labels.to(dev))
-        save_grid(grid, grid_columns, final)
-        if on_sample:
-            on_sample(final, config.num_iters)
-    seconds = time.perf_counter() - t0
-    return TrainResult(last, config.num_iters, seconds, images / max(seconds, 1e-9))
+                on_sample(path, step)
+        nets.G.train()
+        nets.D.train()
+        t0, images = time.perf_counter(), 0
+        window: dict[str, list[torch.Tensor]] = {}
+        for step in range(start, config.num_iters):
+            set_learning_rates(nets, config, step)
+            update_g = (step + 1) % config.n_critic == 0
+            # Joint training visits every data set each step, with its part of the mask vector.
+            for label_set, batches in enumerate(loaders):
+                x_real, labels = next(batches)
+                inputs = StepInputs.draw(x_real.to(dev, non_blocking=True),
+                                         labels.to(dev, non_blocking=True), world)
+                losses = training_step(nets, inputs, label_set, spec, config, update_g, autocast)
+                if update_g and nets.G_ema is not None:
+                    update_ema(nets, config, (step + 1) // config.n_critic)
+                images += x_real.size(0) * world.size
+                for k, v in losses.items():
+                    window.setdefault(k, []).append(v)
+            done = step + 1
+            if done % config.log_every == 0 or done == config.num_iters:
+                # One host sync per logging step, not one per loss and step; the losses are the
+                # means over all processes.
+                names = sorted(window)
+                means = world.mean(torch.stack([torch.stack(window[k]).mean() for k in names]))
+                metrics = dict(zip(names, means.tolist(), strict=True))
+                metrics |= {"lr/G": nets.g_opt.param_groups[0]["lr"],
+                            "lr/D": nets.d_opt.param_groups[0]["lr"],
+                            "images_per_second": images / (time.perf_counter() - t0)}
+                if on_log:
+                    on_log(done, metrics)
+                window.clear()
+            # One process samples and writes checkpoints.
+            if world.is_main and sample_images is not None and (done % config.sample_every == 0
+                                                                or done == config.num_iters):
+                sample(done)
+            if done % config.checkpoint_every == 0 or done == config.num_iters:
+                if done == config.num_iters:
+                    set_learning_rates(nets, config, done)  # 0: the decay has run its course
+                last = save(done) if world.is_main else checkpoint_path(ckpt_dir, done)
+                if on_checkpoint:
+                    on_checkpoint(last, done)
+        world.barrier()  # the last checkpoint is written
+        final = out_dir / "samples" / f"step-{config.num_iters:07d}.png"
+        if world.is_main and sample_images is not None and not final.is_file():  # resumed there
+            sample(config.num_iters)
+        seconds = time.perf_counter() - t0
+        return TrainResult(last, config.num_iters, seconds, images / max(seconds, 1e-9))

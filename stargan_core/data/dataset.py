@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 import torch
-from torch.utils.data import Dataset, TensorDataset
+from torch.utils.data import Dataset, IterableDataset, TensorDataset, get_worker_info
 from tqdm import tqdm
 
 from stargan_core.data.images import RejectedImage, read_rgb
@@ -93,11 +93,42 @@ def preload(dataset: Dataset, progress: bool = False) -> TensorDataset:
     return TensorDataset(torch.stack([x for x, _ in items]), torch.stack([c for _, c in items]))
 
 
-def preload_if_small(dataset: Dataset, limit_bytes: int = 2**30, progress: bool = False) -> Dataset:
-    """`preload` when the decoded images take less than `limit_bytes`, else `dataset` as is.
+class DecodedOnce(Dataset):
+    """A map-style data set whose images are decoded the first time they are asked for and
+    then kept in memory: training starts at once, the decoding spreads over the first epoch,
+    and later epochs decode nothing. In DataLoader worker processes (whose memory the training
+    process does not see) nothing is kept: the workers decode ahead of training instead."""
 
-    Works for map-style data sets (raw folders) and streaming ones (shards) alike.
-    """
-    first = next(iter(dataset), None)
+    def __init__(self, dataset: Dataset) -> None:
+        self.dataset = dataset
+        image, labels = dataset[0]
+        self.images = torch.empty((len(dataset), *image.shape), dtype=image.dtype)
+        self.labels = torch.empty((len(dataset), *labels.shape), dtype=labels.dtype)
+        self.decoded = torch.zeros(len(dataset), dtype=torch.bool)
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.decoded[index]:
+            return self.images[index], self.labels[index]
+        image, labels = self.dataset[index]
+        if get_worker_info() is None:
+            self.images[index], self.labels[index] = image, labels
+            self.decoded[index] = True
+        return image, labels
+
+
+def preload_if_small(dataset: Dataset, limit_bytes: int = 2**30, progress: bool = False) -> Dataset:
+    """Decoded images kept in memory when they take less than `limit_bytes`, else `dataset`
+    as is: a map-style data set (raw folders) decodes each image once, when training first
+    asks for it (`DecodedOnce`); a streaming one (shards) is decoded before training, all of
+    it on every training process (which then take their parts of each batch, as from a
+    folder)."""
+    whole = dataset.whole() if hasattr(dataset, "whole") else dataset
+    first = next(iter(whole), None)
     size = first[0].numel() * first[0].element_size() if first is not None else 0
-    return preload(dataset, progress) if size * len(dataset) < limit_bytes else dataset
+    if size * len(dataset) >= limit_bytes:
+        return dataset
+    return preload(whole, progress) if isinstance(dataset, IterableDataset) else \
+        DecodedOnce(dataset)

@@ -72,9 +72,11 @@ def training_data(
             shuffle_buffer = 1000 if split == "train" else 0
             if not read_manifest(url, storage_options)["splits"].get(split, {}).get("rows"):
                 split = "train"  # e.g. every test image was rejected
+            # Training processes each read their own shards; held-out images are read whole.
+            whole = {} if split == "train" else {"rank": 0, "world_size": 1}
             return ShardDataset(url, spec, split, image_size, index,
                                 shuffle_buffer=shuffle_buffer, seed=seed + index,
-                                storage_options=storage_options)
+                                storage_options=storage_options, **whole)
         return FaceDataset(raw.split(split) or raw.split("train"), spec, data_format,
                            image_size, index)
 

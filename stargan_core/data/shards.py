@@ -7,18 +7,19 @@ readers share a row; each reader shuffles its rows through a buffer.
 
 from __future__ import annotations
 
+import copy
 import random
 from collections.abc import Iterator
 from typing import Any
 
 import pyarrow.parquet as pq
 import torch
-import torch.distributed as dist
 from torch.utils.data import IterableDataset, get_worker_info
 
 from stargan_core.data.images import decode_rgb
 from stargan_core.data.manifest import manifest_url, read_manifest
 from stargan_core.data.sample import DataFormatError
+from stargan_core.distributed import World
 from stargan_core.domains import DomainSpec
 from stargan_core.preprocessing import Preprocessing
 from stargan_core.storage import filesystem, join
@@ -28,7 +29,7 @@ class ShardDataset(IterableDataset):
     """One epoch of (image in [-1, 1], label vector of `spec` for `label_set`) per iteration.
 
     Call `set_epoch` between epochs for a new order. Works with any number of DataLoader workers
-    and distributed ranks (taken from torch.distributed when it is initialised).
+    and distributed ranks (torchrun's, from the environment, unless given).
     """
 
     def __init__(
@@ -66,15 +67,20 @@ class ShardDataset(IterableDataset):
         self.transform = Preprocessing("center", self.image_size)  # squares already
         self.shuffle_buffer, self.seed, self.epoch = shuffle_buffer, seed, 0
         self.storage_options = storage_options
-        if rank is None or world_size is None:
-            # Read now, in the main process: DataLoader workers that are spawned rather than
-            # forked do not see the process group.
-            on = dist.is_available() and dist.is_initialized()
-            rank, world_size = (dist.get_rank(), dist.get_world_size()) if on else (0, 1)
+        if rank is None or world_size is None:  # torchrun's, read in the main process
+            world = World.from_environment()
+            rank, world_size = world.rank, world.size
         self.rank, self.world_size = rank, world_size
 
     def __len__(self) -> int:
         return self.rows
+
+    def whole(self) -> ShardDataset:
+        """This data set as one process reads it, all of it, whatever the ranks: to load
+        it into memory on every process."""
+        whole = copy.copy(self)
+        whole.rank, whole.world_size = 0, 1
+        return whole
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch

@@ -1,7 +1,9 @@
+import functools
+
 import pytest
 import torch
 
-from stargan_core.model import Discriminator, Generator, count_parameters
+from stargan_core.model import Discriminator, Generator, PatchMatmulConv2d, count_parameters
 
 
 def test_paper_celeba_128_parameter_counts():
@@ -49,3 +51,25 @@ def test_instance_norm_gives_the_same_output_in_eval_and_train():
 def test_image_size_must_fit_discriminator_depth():
     with pytest.raises(ValueError, match="divisible by 2"):
         Discriminator(image_size=100, cls_dim=5, conv_dim=8, repeat_num=6)
+
+
+def test_ds_last_layers_as_matrix_products_compute_the_convolution():
+    """Forward, backward and the gradient penalty's double backward of the 2x2 and 1x1
+    output layers match the convolution kernels'."""
+    torch.manual_seed(0)
+    d = Discriminator(image_size=32, cls_dim=5, conv_dim=8, repeat_num=5)
+    patched = [m for m in d.modules() if isinstance(m, PatchMatmulConv2d)]
+    assert [m.in_channels for m in patched] == [32, 64]  # outputs 2x2 and 1x1
+    x = torch.randn(3, 3, 32, 32, requires_grad=True)
+
+    def penalty_and_grads(d):
+        src, cls = d(x)
+        (grad,) = torch.autograd.grad(src.sum(), x, create_graph=True)
+        loss = grad.square().sum() + cls.square().sum()
+        return [src, cls, grad, *torch.autograd.grad(loss, list(d.parameters()))]
+
+    as_matmul = penalty_and_grads(d)
+    for m in patched:
+        m.forward = functools.partial(torch.nn.Conv2d.forward, m)
+    for a, b in zip(as_matmul, penalty_and_grads(d), strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)

@@ -1,18 +1,21 @@
+import importlib.util
 import typing
+from pathlib import Path
 
 import pytest
 import torch
 
-from stargan_core.checkpoint import latest_checkpoint, load_checkpoint, load_models
+from stargan_core.checkpoint import build_networks, latest_checkpoint, load_checkpoint, load_models
 from stargan_core.config import PRESETS, PresetName, TrainConfig, preset
 from stargan_core.data import read_dataset, read_datasets
-from stargan_core.data.dataset import FaceDataset
+from stargan_core.data.dataset import FaceDataset, preload_if_small
 from stargan_core.data.images import ImageRule
 from stargan_core.data.prepare import PrepareConfig, prepare_dataset
 from stargan_core.data.sampling import StepSampler
 from stargan_core.data.shards import ShardDataset
+from stargan_core.domains import DomainSpec
 from stargan_core.preprocessing import Preprocessing
-from stargan_core.train import lr_factor, train
+from stargan_core.train import StepInputs, lr_factor, train, training_step
 
 SMALL = dict(image_size=16, g_conv_dim=4, d_conv_dim=4, g_repeat_num=1, d_repeat_num=4,
              batch_size=4, n_critic=2, num_workers=0, log_every=1, sample_every=3,
@@ -252,3 +255,51 @@ def test_joint_training_chooses_celeba_domains_and_keeps_rafds(celeba_root, rafd
     assert len(data.spec.label_sets[1].domains) == 8  # the expressions, untouched
     with pytest.raises(ValueError, match="CelebA only"):  # alone, RaFD has nothing to choose
         training_data([str(rafd_root)], 16, domains=["Blond_Hair"], preload=False)
+
+
+def test_images_are_decoded_when_first_asked_for_and_only_once(celeba_train):
+    _, ds = celeba_train
+    calls = []
+
+    class Counting(torch.utils.data.Dataset):
+        def __len__(self):
+            return len(ds)
+
+        def __getitem__(self, index):
+            calls.append(index)
+            return ds[index]
+
+    lazy = preload_if_small(Counting())
+    assert calls == [0, 0]  # the size check, and the shape of the memory kept
+    for index in (5, 3, 5, 3):
+        image, labels = lazy[index]
+        torch.testing.assert_close(image, ds[index][0], rtol=0, atol=0)
+        torch.testing.assert_close(labels, ds[index][1], rtol=0, atol=0)
+    assert calls == [0, 0, 5, 3]  # training started before anything else was decoded
+
+
+@pytest.mark.parametrize("options", [{}, EDITING], ids=["paper", "editing"])
+def test_the_faster_step_computes_the_gradients_of_the_step_it_replaced(options):
+    """The training step against the step as it was (bench/train_throughput.py's baseline:
+    one pass per image set, G's translation computed twice), fp32, on the same networks and
+    draws: a G-update step gives both networks the same gradients."""
+    spec = DomainSpec.celeba()
+    path = Path(__file__).parents[2] / "bench" / "train_throughput.py"
+    bench = importlib.util.module_from_spec(importlib.util.spec_from_file_location("b", path))
+    bench.__spec__.loader.exec_module(bench)
+    config = TrainConfig(**SMALL | options | {"batch_size": 6})
+    torch.manual_seed(0)
+    nets = build_networks(spec, config, torch.device("cpu"))
+    x = torch.rand(6, 3, 16, 16) * 2 - 1
+    c = (torch.rand(6, spec.c_dim) > 0.5).float()
+    inputs = StepInputs.draw(x, c)
+    off = torch.autocast("cpu", enabled=False)
+    grads = []
+    for step in (bench.reference_step, training_step):
+        copy = build_networks(spec, config, torch.device("cpu"))
+        copy.G.load_state_dict(nets.G.state_dict())
+        copy.D.load_state_dict(nets.D.state_dict())
+        step(copy, inputs, 0, spec, config, True, off)
+        grads.append([p.grad for p in [*copy.G.parameters(), *copy.D.parameters()]])
+    for reference, fast in zip(*grads, strict=True):
+        torch.testing.assert_close(fast, reference, rtol=1e-3, atol=1e-6)

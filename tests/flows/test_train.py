@@ -157,6 +157,23 @@ def test_a_crash_resumes_from_the_runs_last_checkpoint(prefect_server, mlflow_st
         assert steps_logged(mlflow_store, run_id, key) == list(range(1, 11)), key
 
 
+def test_two_training_processes_on_the_worker(prefect_server, mlflow_store, manifest,
+                                              monkeypatch):
+    """processes=2: torchrun starts two gloo processes that read their own shards from S3;
+    one of them tracks the run, which trains, evaluates and registers as with one."""
+    monkeypatch.setenv("GLOO_SOCKET_IFNAME", "lo")
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    result = train_stargan(manifest_url=manifest, experiment="faces", processes=2,
+                           device="cpu", **SMALL)
+    run = mlflow_store.get_run(result["run_id"])
+    assert run.info.status == "FINISHED" and run.data.params["processes"] == "2"
+    for key in LOSSES:  # logged once per step, by one process
+        assert steps_logged(mlflow_store, run.info.run_id, key) == list(range(1, 11)), key
+    artifacts = {f.path for f in mlflow_store.list_artifacts(run.info.run_id, "checkpoints")}
+    assert artifacts == {"checkpoints/step-0000005.ckpt", "checkpoints/step-0000010.ckpt"}
+    assert result["version"] == "1" and result["metrics"]["eval/reconstruction_l1"] > 0
+
+
 def test_bad_input_fails_before_any_run_is_opened(prefect_server, mlflow_store, s3):
     from prefect.exceptions import ParameterTypeError
 
