@@ -50,11 +50,9 @@ class Black(torch.nn.Module):
         self.g = g
         self.output, self.conditioning = g.output, g.conditioning
 
-    def forward_with_mask(self, x, c_trg, c_org=None):
-        return torch.full_like(x, -1.0), None
-
-    def forward(self, x, c_trg, c_org=None):
-        return self.forward_with_mask(x, c_trg, c_org)[0]
+    def forward(self, x, c_trg, c_org=None, with_mask=False):
+        out = torch.full_like(x, -1.0)
+        return (out, None) if with_mask else out
 
 
 def test_the_champion_and_the_challenger_are_judged_on_the_same_evidence(registered_model,
