@@ -109,18 +109,19 @@ def cmd_train(args: argparse.Namespace) -> int:
     from stargan_core.distributed import World, torchrun_command
     from stargan_core.train import train
 
-    world = World.from_environment()
-    if args.processes < 1:
-        raise ValueError(f"--processes must be 1 or more, got {args.processes}")
-    if args.processes > 1 and not world.parallel:  # this same command, under torchrun
-        command = torchrun_command(args.processes, "stargan_core.cli", args.argv)
-        return subprocess.run(command, check=False).returncode
-    say = print if world.is_main else (lambda *_, **__: None)
     overrides = _parse_overrides(args.set or [])
     for name in ("num_iters", "batch_size", "seed"):
         if getattr(args, name) is not None:
             overrides[name] = getattr(args, name)
     config = preset(args.preset, **overrides)
+    world = World.from_environment()
+    if args.processes < 1:
+        raise ValueError(f"--processes must be 1 or more, got {args.processes}")
+    if args.processes > 1 and not world.parallel:  # this same command, under torchrun
+        World(size=args.processes).local_batch(config.batch_size)  # or say what to change
+        command = torchrun_command(args.processes, "stargan_core.cli", args.argv)
+        return subprocess.run(command, check=False).returncode
+    say = print if world.is_main else (lambda *_, **__: None)
     data = training_data(args.data, config.image_size, format=args.format,
                          domains=_domains(args.domains), seed=config.seed,
                          progress=world.is_main)

@@ -16,6 +16,7 @@ from stargan_core.checkpoint import (
     load_checkpoint,
     spec_and_config,
 )
+from stargan_core.cli import main as stargan
 from stargan_core.data import read_dataset
 from stargan_core.data.dataset import FaceDataset, held_out_batch
 from stargan_core.distributed import World
@@ -89,9 +90,15 @@ def test_two_processes_train_what_one_does_and_resume_after_a_kill(celeba_root, 
     assert not list((two / "checkpoints").glob("*.tmp"))
 
 
-def test_the_batch_splits_evenly_or_the_run_says_what_to_do():
+def test_the_batch_splits_evenly_or_the_run_says_what_to_do(celeba_root, tmp_path, capsys):
     world = World(rank=1, size=3)
     assert world.local_batch(12) == 4
     assert world.part(torch.arange(12)).tolist() == [4, 5, 6, 7]
     with pytest.raises(ValueError, match="batch size 16 does not split over 3 processes"):
         world.local_batch(16)
+    # Said before any process starts.
+    args = ["train", "--data", str(celeba_root), "--out", str(tmp_path), "--processes"]
+    assert stargan([*args, "3"]) == 2 and stargan([*args, "0"]) == 2
+    assert capsys.readouterr().err.splitlines() == [
+        "stargan train: error: batch size 16 does not split over 3 processes: use a multiple "
+        "of 3", "stargan train: error: --processes must be 1 or more, got 0"]
