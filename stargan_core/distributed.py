@@ -109,12 +109,9 @@ class World:
 ONE_PROCESS = World()
 
 
-def torchrun_command(processes: int, module: str, args: Sequence[str], nodes: int = 1,
-                     rendezvous: str | None = None) -> list[str]:
+def torchrun_command(processes: int, module: str, args: Sequence[str]) -> list[str]:
     """`python -m torch.distributed.run` starting `processes` copies of `python -m module
-    args` on this machine: a standalone rendezvous on one node, or `rendezvous` (host:port of
-    node 0, the same on every node) on `nodes` nodes."""
-    meet = (["--standalone"] if nodes == 1 and not rendezvous else
-            ["--nnodes", str(nodes), "--rdzv-backend", "c10d", "--rdzv-endpoint", str(rendezvous)])
-    return [sys.executable, "-m", "torch.distributed.run", *meet,
+    args` on this machine, meeting at a rendezvous of their own (several machines start
+    torchrun themselves, with a shared rendezvous: see the README)."""
+    return [sys.executable, "-m", "torch.distributed.run", "--standalone",
             "--nproc-per-node", str(processes), "-m", module, *args]

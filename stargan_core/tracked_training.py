@@ -84,9 +84,9 @@ def train_in_run(run_id: str, urls: list[str], domains: list[str] | None, config
 
 def train_processes(job: dict[str, Any], processes: int, folder: Path,
                     log: Callable[..., None]) -> dict[str, float]:
-    """`train_in_run` in `processes` torchrun processes, their output passed to `log` line by
-    line.
-    The job travels in a file only this user can read (storage options may hold secrets)."""
+    """`train_in_run` in `processes` torchrun processes, each line of their output passed to
+    `log`. The job travels in a file only this user can read (storage options may hold
+    secrets), never on the command line."""
     job_file, result_file = folder / "job.json", folder / "result.json"
     job_file.touch(mode=0o600)
     job_file.write_text(json.dumps(job | {"out": str(folder / "run"),
