@@ -81,7 +81,8 @@ def build_generator(spec: DomainSpec, config: TrainConfig) -> Generator:
 
 
 def build_discriminator(spec: DomainSpec, config: TrainConfig) -> Discriminator:
-    return Discriminator(config.image_size, spec.cls_dim, config.d_conv_dim, config.d_repeat_num)
+    return Discriminator(config.image_size, spec.cls_dim, config.d_conv_dim, config.d_repeat_num,
+                         config.d_projection)
 
 
 def inference_weights(state: dict) -> dict:
@@ -148,7 +149,7 @@ def build_networks(spec: DomainSpec, config: TrainConfig, device: torch.device) 
 
 
 ARCHITECTURE = ("image_size", "g_conv_dim", "d_conv_dim", "g_repeat_num", "d_repeat_num",
-                "g_output", "g_conditioning")
+                "g_output", "g_conditioning", "d_projection")
 
 
 def training_state(

@@ -46,6 +46,7 @@ class TrainConfig(BaseModel):
     lambda_id: NonNegativeFloat = 0.0  # identity: L1(G(x, c_org), x), no edit asked, none made
     lambda_mask: NonNegativeFloat = 0.0  # L1 of the mask: edit no more than the target needs
     ema_beta: Annotated[float, Field(ge=0, lt=1)] = 0.0  # moving average of G (0: none)
+    d_projection: bool = False  # D judges realism for the labels (model.Discriminator)
     seed: int = 0
     log_every: PositiveInt = 10
     sample_every: PositiveInt = 1000
@@ -82,7 +83,8 @@ class TrainConfig(BaseModel):
 
 
 # The options that make edits faithful (all off in the paper's setting).
-EDITING_OPTIONS = ("g_output", "g_conditioning", "lambda_id", "lambda_mask", "ema_beta")
+EDITING_OPTIONS = ("g_output", "g_conditioning", "lambda_id", "lambda_mask", "ema_beta",
+                   "d_projection")
 
 PRESETS: dict[str, TrainConfig] = {
     # Choi et al. 2018, Sec. 4 and the reference code: 200k iterations, decay over the last 100k.
@@ -111,9 +113,10 @@ PRESETS: dict[str, TrainConfig] = {
 # Faithful edits with the same networks (model.Generator; chosen by bench/quality.py against
 # the ground truth): a masked output and label differences keep what the target leaves alone;
 # the identity term keeps G(x, c_org) = x; the mask term keeps edits small; the average of G,
-# warmed up, translates without the last steps' noise.
+# warmed up, translates without the last steps' noise; a projection critic asks for a
+# target's whole appearance, not the cues its classifier reads (model.Discriminator).
 _EDITING = dict(g_output="masked", g_conditioning="difference", lambda_id=5.0, lambda_mask=0.02,
-                ema_beta=0.999)
+                ema_beta=0.999, d_projection=True)
 PRESETS["edit-128"] = PRESETS["paper-128"].replace(**_EDITING)
 # On 2 CPU cores in about 12 minutes. G every second step, not every fifth: 2.5x the G updates
 # in the same time, which gender edits (growing or removing long hair) need.

@@ -10,14 +10,16 @@ from stargan_core.domains import DomainSpec
 
 
 def gradient_penalty(d: nn.Module, real: torch.Tensor, fake: torch.Tensor,
-                     alpha: torch.Tensor | None = None) -> torch.Tensor:
+                     alpha: torch.Tensor | None = None, labels: torch.Tensor | None = None
+                     ) -> torch.Tensor:
     """WGAN-GP (Gulrajani et al. 2017): (||grad D(x_hat)||_2 - 1)^2 on the interpolates
-    x_hat = alpha * real + (1 - alpha) * fake, alpha per image (default: uniform draws)."""
+    x_hat = alpha * real + (1 - alpha) * fake, alpha per image (default: uniform draws).
+    `labels`: a projection critic's labels for the interpolates (the real images')."""
     if alpha is None:
         alpha = torch.rand(real.size(0), device=real.device)
     alpha = alpha.to(real.dtype)[:, None, None, None]
     x_hat = (alpha * real + (1 - alpha) * fake).requires_grad_(True)
-    out_src, _ = d(x_hat)
+    out_src, _ = d(x_hat) if labels is None else d(x_hat, labels)
     (grad,) = torch.autograd.grad(out_src.sum(), x_hat, create_graph=True)
     return ((grad.flatten(1).norm(2, dim=1) - 1) ** 2).mean()
 
@@ -32,8 +34,8 @@ def classification_loss(
     """
     span = spec.span(label_set)
     logits, labels = logits[:, span].float(), labels[:, span].float()
-    if spec.label_sets[label_set].one_hot:
-        return F.cross_entropy(logits, labels.argmax(1))
+    if spec.label_sets[label_set].one_hot:  # one-hot labels; soft ones as probabilities
+        return F.cross_entropy(logits, labels)
     return F.binary_cross_entropy_with_logits(logits, labels, reduction="sum") / logits.size(0)
 
 

@@ -123,10 +123,21 @@ class PatchMatmulConv2d(nn.Conv2d):
 
 
 class Discriminator(nn.Module):
-    """PatchGAN D(x) -> (real/fake score map, domain logits)."""
+    """PatchGAN D(x) -> (real/fake score map, domain logits).
+
+    The paper's critic scores realism alone, whatever the labels: a woman's face with a man's
+    short hair passes as real once her lips are red, so G edits the cues D's classifier reads
+    and never the shape. `projection=True` (Miyato & Koyama 2018, "cGANs with projection
+    discriminator"; StarGAN v2's per-domain heads in the multi-label form) adds to every score
+    the inner product of D's features with an embedding of the labels, (2c - 1) so that 0 and
+    1 both have a direction: D then judges an image real *for its labels*, and a woman's
+    realism includes long hair. D(x, c) is called with the labels the image should have (the
+    real image's own, the translation's target); without labels the score is the plain one.
+    """
 
     def __init__(
-        self, image_size: int = 128, cls_dim: int = 5, conv_dim: int = 64, repeat_num: int = 6
+        self, image_size: int = 128, cls_dim: int = 5, conv_dim: int = 64, repeat_num: int = 6,
+        projection: bool = False,
     ) -> None:
         super().__init__()
         if image_size % 2**repeat_num:
@@ -144,10 +155,17 @@ class Discriminator(nn.Module):
         self.src = nn.Conv2d(dim, 1, 3, 1, 1, bias=False)
         # One kernel covering the whole final feature map: a per-image domain prediction.
         self.cls = nn.Conv2d(dim, cls_dim, image_size // 2**repeat_num, bias=False)
+        self.embed = nn.Linear(cls_dim, dim, bias=False) if projection else None
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, x: torch.Tensor, c: torch.Tensor | None = None
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+        """`c`: signed labels in {-1, 0, 1} (batch, cls_dim; 0 where unknown), used by a
+        projection critic only."""
         h = self.main(x)
-        return self.src(h), self.cls(h).flatten(1)
+        src = self.src(h)
+        if self.embed is not None and c is not None:
+            src = src + (self.embed(c.to(h.dtype))[:, :, None, None] * h).sum(1, keepdim=True)
+        return src, self.cls(h).flatten(1)
 
 
 def count_parameters(module: nn.Module) -> int:

@@ -128,6 +128,9 @@ def model_card(metrics: dict[str, float], run_id: str, spec: DomainSpec,
     columns = [("translation_accuracy", "target accuracy", "{:.1%}")]
     if "eval/preservation" in metrics:
         columns.append(("preservation", "preservation", "{:.1%}"))
+    if "eval/change_share_full" in metrics:
+        columns += [("change_share_full", "share of the true change", "{:.1%}"),
+                    ("l1_outside_full", "L1 outside it", "{:.4f}")]
     if "eval/psnr" in metrics:
         columns += [("psnr", "PSNR to truth (dB)", "{:.1f}"),
                     ("psnr_do_nothing", "doing nothing (dB)", "{:.1f}"),

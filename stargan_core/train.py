@@ -78,6 +78,15 @@ def set_learning_rates(nets: Networks, config: TrainConfig, step: int) -> None:
             group["lr"] = base * lr_factor(step, config)
 
 
+def signed_labels(c: torch.Tensor, spec: DomainSpec, label_set: int) -> torch.Tensor:
+    """A projection critic's labels (batch, cls_dim): 2c - 1 on `label_set`'s span, so that
+    an attribute's absence has a direction too, and 0 on the other label sets (unknown)."""
+    out = torch.zeros(c.size(0), spec.cls_dim, device=c.device, dtype=c.dtype)
+    span = spec.span(label_set)
+    out[:, span] = 2 * c[:, span] - 1
+    return out
+
+
 @dataclass
 class StepInputs:
     """What one training step works on: real images, their labels, and the step's random
@@ -133,12 +142,16 @@ def training_step(
             with torch.no_grad():
                 x_fake_d = nets.G(x_real, c_trg, c_org)
 
-        # Discriminator: real/fake (WGAN-GP) + classify the real image's domain.
-        out_src, out_cls = D(torch.cat([x_real, x_fake_d.to(x_real.dtype)]))
+        # Discriminator: real/fake (WGAN-GP) + classify the real image's domain. A projection
+        # critic judges each image for its labels: the real one's own, the translation's target.
+        s_org, s_trg = (signed_labels(c, spec, label_set) if config.d_projection else None
+                        for c in (c_org, c_trg))
+        out_src, out_cls = D(torch.cat([x_real, x_fake_d.to(x_real.dtype)]),
+                             None if s_org is None else torch.cat([s_org, s_trg]))
         d_loss_real = -out_src[:n].float().mean()
         d_loss_fake = out_src[n:].float().mean()
         d_loss_cls = classification_loss(out_cls[:n], c_org, spec, label_set)
-        d_loss_gp = gradient_penalty(D, x_real, x_fake_d.to(x_real.dtype), inputs.alpha)
+        d_loss_gp = gradient_penalty(D, x_real, x_fake_d.to(x_real.dtype), inputs.alpha, s_org)
         d_loss = (d_loss_real + d_loss_fake + config.lambda_cls * d_loss_cls
                   + config.lambda_gp * d_loss_gp)
     nets.d_opt.zero_grad(set_to_none=True)
@@ -152,7 +165,7 @@ def training_step(
         # D's weights are constants here: the plain module, outside the gradient averaging.
         nets.D.requires_grad_(False)
         with autocast:
-            out_src, out_cls = nets.D(x_fake)
+            out_src, out_cls = nets.D(x_fake, s_trg)
             g_loss_fake = -out_src.float().mean()
             g_loss_cls = classification_loss(out_cls, c_trg, spec, label_set)
             x_rec, m_rec = G(x_fake, c_org, c_trg, with_mask=True)

@@ -17,6 +17,7 @@ FORMATS = ("auto", "celeba", "rafd", "imagefolder")
 SPLITS = ("train", "test")
 # e.g. Rafd090_01_Caucasian_female_angry_frontal.jpg: angle, identity, ethnicity, gender,
 # expression, gaze.
+SYNTHETIC_DESCRIPTION = "synthetic.json"  # synthetic.METADATA, beside a synthetic set's images
 RAFD_NAME = re.compile(
     r"^Rafd(?P<angle>\d{3})_(?P<identity>\d+)_(?P<ethnicity>[A-Za-z]+)_(?P<gender>male|female)_"
     r"(?P<expression>[a-z]+)_(?P<gaze>frontal|left|right)$"
@@ -94,6 +95,8 @@ def _image_files(listing: Listing, depth: int, split_layout: bool
     images, others = [], []
     for name in listing.files:
         parts = name.split("/")
+        if name == SYNTHETIC_DESCRIPTION:  # how a synthetic set was drawn: not an input
+            continue
         if len(parts) != depth or (split_layout and parts[0] not in SPLITS):
             layout = ["<split>"] * split_layout + ["<folder>"] * (depth - 1 - split_layout)
             layout_text = "/".join([*layout, "<image>"])

@@ -2,9 +2,11 @@
 target accuracy and preservation, and fidelity to the ground truth where it exists."""
 
 from stargan_core.evaluation.classifier import (
+    Artefacts,
     AttributeClassifier,
     predict_labels,
     train_classifier,
+    train_judge,
 )
 from stargan_core.evaluation.compare import Comparison, compare
 from stargan_core.evaluation.ground_truth import GroundTruth, ground_truth_for
@@ -17,6 +19,7 @@ from stargan_core.evaluation.metrics import (
 )
 
 __all__ = [
+    "Artefacts",
     "AttributeClassifier",
     "Comparison",
     "EvaluationSet",
@@ -32,4 +35,5 @@ __all__ = [
     "psnr",
     "summarize",
     "train_classifier",
+    "train_judge",
 ]

@@ -17,7 +17,7 @@ from stargan_core.data.folders import detect_format, read_dataset
 from stargan_core.data.manifest import is_prepared, manifest_spec, read_manifest
 from stargan_core.data.shards import ShardDataset
 from stargan_core.domains import DomainSpec
-from stargan_core.evaluation.classifier import train_classifier
+from stargan_core.evaluation.classifier import train_judge
 from stargan_core.evaluation.ground_truth import GroundTruth, ground_truth_for
 from stargan_core.evaluation.metrics import Evaluation, evaluate
 from stargan_core.preprocessing import Framer
@@ -85,18 +85,18 @@ class Harness:
               device: str | torch.device = "cpu", format: str = "auto",
               storage_options: dict[str, Any] | None = None, framer: Framer | None = None
               ) -> Harness:
-        """Read the evaluation sets of `urls` and train one classifier per set."""
+        """Read the evaluation sets of `urls` and train one judge per set (`train_judge`)."""
         sets = [evaluation_set(u, spec, image_size, format=format, limit=images,
                                storage_options=storage_options, framer=framer) for u in urls]
-        classifiers = [train_classifier(s.train, spec, s.label_set, steps=classifier_steps,
-                                        device=device) for s in sets]
+        classifiers = [train_judge(spec, s.label_set, s.train, s.truth, images=images,
+                                   steps=classifier_steps, device=device) for s in sets]
         return cls(spec, sets, classifiers, torch.device(device))
 
     def evaluate(self, g: nn.Module) -> dict[str, Evaluation]:
         """`g` on every set, by data set name (celeba, rafd, ...)."""
         return {self.spec.label_sets[s.label_set].dataset:
                 evaluate(g, clf, self.spec, s.test, s.label_set, device=self.device,
-                         truth=s.truth)
+                         truth=s.truth, cross=self.spec.is_joint)
                 for s, clf in zip(self.sets, self.classifiers, strict=True)}
 
     def metrics(self, g: nn.Module) -> dict[str, float]:

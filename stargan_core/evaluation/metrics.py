@@ -7,7 +7,12 @@ For every held-out image and every single target that changes its labels:
   the input (a target that only recolours hair must not change gender or age);
 - with ground truth (synthetic faces): PSNR and L1 of G(x, c') to the exact answer, beside the
   same for the untouched input (the do-nothing baseline, which a model worth running beats),
-  at model resolution and at the photo's full size (the edit carried back, `editing`).
+  at model resolution and at the photo's full size (the edit carried back, `editing`);
+- the share of the true change made, where the truth differs from the input:
+  1 - L1(output, truth) / L1(input, truth) over those pixels (1: the true edit, 0: nothing
+  or as far off as nothing, below 0: further off), and the L1 to the truth everywhere else
+  (what was changed that should not have been). A classifier can be fooled by a smudge
+  where the attribute lives; the true change cannot: a smudge scores 0 or less.
 
 Only pairs whose labels the target changes count, so an identity mapping scores ~0 accuracy.
 """
@@ -33,7 +38,13 @@ from stargan_core.targets import Target, kept, satisfies, single_targets, target
 
 # Fidelity measures, each for the translation and for doing nothing, at model and full size.
 FIDELITY = ("psnr", "l1", "psnr_full", "l1_full")
+# The true change: its share made, and the L1 outside it (model and full size; no do-nothing
+# beside them: doing nothing makes none of the change and changes nothing outside it).
+CHANGE = ("change_share", "l1_outside", "change_share_full", "l1_outside_full")
 MAX_PSNR = 100.0  # dB, for an exact match
+# Where the truth differs from the input by more than this (in [0, 1] units, any channel) the
+# pixel belongs to the true change; below it, JPEG's own differences between the two files.
+CHANGE_THRESHOLD = 0.05
 
 
 def psnr(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -45,6 +56,22 @@ def psnr(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 def l1(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """Per image, mean absolute difference of images in [0, 1]."""
     return (a.float() - b.float()).abs().flatten(1).mean(1)
+
+
+def true_change(output: torch.Tensor, x: torch.Tensor, truth: torch.Tensor
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per image (batch, C, H, W in [0, 1]): the share of the true change `truth - x` that
+    `output` made, and the L1 of `output` to the truth outside the change. The share is NaN
+    for an image the truth does not change."""
+    output, x, truth = output.float(), x.float(), truth.float()
+    region = ((truth - x).abs().amax(1, keepdim=True) > CHANGE_THRESHOLD).float()
+    missed = ((output - truth).abs() * region).flatten(1).sum(1)
+    needed = ((x - truth).abs() * region).flatten(1).sum(1)
+    share = torch.where(needed > 0, 1 - missed / needed.clamp_min(1e-12), math.nan)
+    outside = 1 - region
+    l1_out = ((output - truth).abs() * outside).flatten(1).sum(1) / (
+        outside.flatten(1).sum(1) * output.size(1)).clamp_min(1)
+    return share, l1_out
 
 
 @dataclass
@@ -70,6 +97,13 @@ class TargetScores:
     def mean(self, name: str) -> float:
         return self.sums.get(name, math.nan) / self.truth_pairs if self.truth_pairs else math.nan
 
+    def add_change(self, suffix: str, output: torch.Tensor, x: torch.Tensor,
+                   truth: torch.Tensor) -> None:
+        """The true change's share and the L1 outside it (`suffix`: '' or '_full')."""
+        share, outside = true_change(output, x, truth)
+        self.add(f"change_share{suffix}", share.nan_to_num(0.0))
+        self.add(f"l1_outside{suffix}", outside)
+
 
 @dataclass
 class Evaluation:
@@ -81,6 +115,9 @@ class Evaluation:
     reconstruction_l1: float
     per_domain_real_accuracy: dict[str, float] = field(default_factory=dict)
     preserves: bool = True  # whether the label set has domains a target can leave alone
+    # A joint model's translations into the other label sets' targets (CelebA faces into
+    # expressions), measured against the ground truth alone: the judge knows this set only.
+    cross: dict[str, TargetScores] = field(default_factory=dict)
 
     def _rate(self, part: str) -> dict[str, float]:
         return {t: getattr(s, part) / s.pairs for t, s in self.targets.items() if s.pairs}
@@ -147,13 +184,21 @@ class Evaluation:
             out["eval/preservation"] = self.mean_preservation
             per_target["preservation"] = self.preservation
         if self.has_truth:
-            for measure in FIDELITY:
-                for key in (measure, f"{measure}_do_nothing"):
-                    out[f"eval/{key}"] = self.fidelity(key)
-                    per_target[key] = {t: s.mean(key) for t, s in self.targets.items()
-                                       if s.truth_pairs}
+            keys = [k for m in FIDELITY for k in (m, f"{m}_do_nothing")] + [
+                k for k in CHANGE if any(k in s.sums for s in self.targets.values())]
+            for key in keys:
+                out[f"eval/{key}"] = self.fidelity(key)
+                per_target[key] = {t: s.mean(key) for t, s in self.targets.items()
+                                   if s.truth_pairs}
         for metric, values in per_target.items():
             out |= {f"eval/{metric}/{name(t)}": v for t, v in values.items()}
+        if any(s.truth_pairs for s in self.cross.values()):
+            cross = Evaluation(self.cross, math.nan, math.nan)
+            for key in ("change_share_full", "l1_outside_full", "psnr_full",
+                        "psnr_full_do_nothing"):
+                out[f"eval/cross/{key}"] = cross.fidelity(key)
+                out |= {f"eval/cross/{key}/{name(t)}": s.mean(key)
+                        for t, s in self.cross.items() if s.truth_pairs}
         return out
 
 
@@ -169,12 +214,17 @@ def evaluate(
     g: nn.Module, clf: nn.Module, spec: DomainSpec, dataset: HeldOut, label_set: int = 0,
     targets: Sequence[Target] | None = None, batch_size: int = 32,
     device: str | torch.device = "cpu", truth: GroundTruth | None = None,
-    full_size: bool = True,
+    full_size: bool = True, cross: bool = False,
 ) -> Evaluation:
     """Target accuracy, preservation and (given `truth`) fidelity per target, the classifier's
     accuracy on real images (the ceiling for translations) and the reconstruction L1 of
-    G(G(x, c_trg), c_org). `g` is called as g(x, c_trg, c_org)."""
+    G(G(x, c_trg), c_org). `g` is called as g(x, c_trg, c_org). With `cross` and `truth`, a
+    joint model's translations into the other label sets' targets are measured against the
+    ground truth too (`Evaluation.cross`)."""
     targets = [t for t in (targets or single_targets(spec)) if t.label_set == label_set]
+    others = [t for t in single_targets(spec) if t.label_set != label_set] \
+        if cross and truth is not None else []
+    cross_scores = {t.text: TargetScores() for t in others}
     g.eval()
     clf.eval()
     span = spec.span(label_set)
@@ -213,6 +263,9 @@ def evaluate(
             if truth is not None:
                 pair_ids = [i for i, n in zip(ids, need.tolist(), strict=True) if n]
                 _fidelity(s, truth, spec, t, pair_ids, xs, cs, fake, editor)
+        for t in others:  # the other label set's part of c_org is unknown: every image
+            fake = g(x, target_labels(spec, c_org, t), spec.with_label_set(c_org, t.label_set))
+            _fidelity(cross_scores[t.text], truth, spec, t, ids, x, c_org, fake, editor)
     domains = spec.label_sets[label_set].domains
     return Evaluation(
         targets=scores,
@@ -221,6 +274,7 @@ def evaluate(
         per_domain_real_accuracy=dict(zip(domains, (correct / max(seen, 1)).tolist(),
                                           strict=True)),
         preserves=any(kept(spec, t) for t in targets),
+        cross=cross_scores,
     )
 
 
@@ -237,6 +291,7 @@ def _fidelity(s: TargetScores, truth: GroundTruth, spec: DomainSpec, target: Tar
     for key, output in (("", fake[have]), ("_do_nothing", x[have])):
         s.add(f"psnr{key}", psnr(_denorm(output), expected))
         s.add(f"l1{key}", l1(_denorm(output), expected))
+    s.add_change("", _denorm(fake[have]), _denorm(x[have]), expected)
     if editor is None:
         return
     photos = [truth.photo(ids[i]) for i in have]
@@ -246,6 +301,7 @@ def _fidelity(s: TargetScores, truth: GroundTruth, spec: DomainSpec, target: Tar
         for key, output in (("", out), ("_do_nothing", photo)):
             s.add(f"psnr_full{key}", psnr(output[None] / 255, answer))
             s.add(f"l1_full{key}", l1(output[None] / 255, answer))
+        s.add_change("_full", out[None] / 255, photo[None] / 255, answer)
 
 
 def summarize(metrics: dict[str, float], prefix: str = "eval/") -> str:
@@ -258,6 +314,10 @@ def summarize(metrics: dict[str, float], prefix: str = "eval/") -> str:
              f"{get('real_accuracy'):.1%})"]
     if get("preservation") is not None:
         parts.append(f"preservation {get('preservation'):.1%}")
+    if get("change_share_full") is not None or get("change_share") is not None:
+        share = get("change_share_full")
+        share = get("change_share") if share is None else share
+        parts.append(f"share of the true change made {share:.1%}")
     if get("psnr") is not None:
         parts.append(f"PSNR to the truth {get('psnr'):.1f} dB at model size, "
                      f"{get('psnr_full'):.1f} dB at full size (doing nothing: "

@@ -22,14 +22,16 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
+from stargan_core.data.folders import SYNTHETIC_DESCRIPTION
 from stargan_core.domains import CELEBA_ATTRIBUTES, RAFD_EXPRESSIONS
 from stargan_core.synthetic.faces import HAIR_COLOURS, SKIN_TONES, Face, photograph, random_scene
 
 CELEBA_SIZE = (178, 218)  # width, height of img_align_celeba
 RAFD_SIZE = (256, 256)
+RAFD_ZOOM = 1.35  # RaFD crops: the face from the hair's top to below the chin fills the frame
 RAFD_GAZES = ("frontal", "left", "right")
 RAFD_ETHNICITIES = ("Caucasian", "Moroccan")
-METADATA = "synthetic.json"  # beside list_attr_celeba.txt: how the set was drawn
+METADATA = SYNTHETIC_DESCRIPTION  # at the set's root: how it was drawn
 DRAW_VERSION = 2  # bump when the same (seed, index) would draw other pixels
 # CelebA attributes that change the drawing, and the Face field each one sets.
 DRAWN = {"Male": "male", "Young": "young", "Smiling": "smiling", "Eyeglasses": "eyeglasses"}
@@ -65,17 +67,26 @@ def celeba_labels(face: Face, rng: np.random.Generator) -> dict[str, int]:
 
 
 def with_attributes(face: Face, values: Mapping[str, int]) -> Face | None:
-    """`face` with CelebA attribute values set (`{"Blond_Hair": 1}`, `{"Male": 0}`); None when
-    one of them is not drawn (Gray_Hair, Attractive, ...), so that no ground truth exists."""
+    """`face` with CelebA attribute values or a RaFD expression set (`{"Blond_Hair": 1}`,
+    `{"Male": 0}`, `{"happy": 1}`); None when one of them is not drawn (Gray_Hair, Attractive,
+    an expression switched off, ...), so that no ground truth exists."""
     changes: dict[str, object] = {}
     for name, value in values.items():
         if name in HAIR_COLOURS and value:
             changes["hair"] = name
         elif name in DRAWN:
             changes[DRAWN[name]] = bool(value)
+        elif name in RAFD_EXPRESSIONS and value:
+            changes["expression"] = name
         else:
             return None
     return dataclasses.replace(face, **changes)
+
+
+def _changed(truth: bytes, photo: bytes) -> bytes | None:
+    """The truth of an edit, or None where it draws the photo as it was (a smiling face made
+    happy)."""
+    return None if truth == photo else truth
 
 
 @dataclass(frozen=True)
@@ -128,24 +139,21 @@ class SyntheticCeleba:
         edited = with_attributes(face, values)
         if edited is None or edited == face:
             return None
-        return self.photo(index, edited)
+        return _changed(self.photo(index, edited), self.photo(index))
 
     def to_json(self) -> str:
         return json.dumps({"generator": "stargan_core.synthetic", "dataset": "celeba",
                            **dataclasses.asdict(self)}, indent=2)
+
+    def input_photo(self, image_id: str) -> bytes:
+        return self.photo(self.index_of(image_id))
 
     @classmethod
     def read(cls, url: str, storage_options: dict[str, Any] | None = None
              ) -> SyntheticCeleba | None:
         """The description of the synthetic set at `url` (a CelebA folder), or None when it is
         not one of ours, or drawn by another version of this code."""
-        from stargan_core.storage import read_json
-
-        found = read_json(url.rstrip("/") + "/" + METADATA, storage_options)
-        if not found or found.get("draw_version") != DRAW_VERSION:
-            return None
-        fields = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in found.items() if k in fields})
+        return _read_description(cls, "celeba", url, storage_options)
 
 
 def write_celeba(root: str | Path, num_images: int = 2000, seed: int = 0,
@@ -173,29 +181,117 @@ def write_celeba(root: str | Path, num_images: int = 2000, seed: int = 0,
     return root
 
 
+@dataclass(frozen=True)
+class SyntheticRafd:
+    """How a synthetic RaFD set was drawn: every identity in its own scene, photographed with
+    each expression and gaze, and so the exact answer to any change of expression (or of
+    CelebA's hair colour, gender, age: the joint model's edits): the same photo, scene and
+    sensor noise, with the target's expression or attributes.
+
+    The photos are what RaFD users train on (the StarGAN reference's RaFD folder): 256 px
+    crops in which the face fills the frame, from the hair's top to below the chin, so that
+    the `center` framing sees the face as large as the paper's RaFD models do. A whole-frame
+    portrait shrinks the mouth and brows, where expressions live, to a pixel or two at 32 px.
+    """
+
+    seed: int = 0
+    num_identities: int = 24
+    test_identities: int = 4
+    style: str = "hard"
+    draw_version: int = DRAW_VERSION
+
+    def identity(self, ident: int) -> tuple[dict[str, Any], Any, str]:
+        """Identity `ident`'s face fields (but expression and gaze), scene and ethnicity."""
+        rng = np.random.default_rng([self.seed, 1_000_000 + ident])
+        base = {"hair": str(rng.choice(list(HAIR_COLOURS))), "male": bool(rng.random() < 0.5),
+                "young": bool(rng.random() < 0.7), **_identity(rng)}
+        scene = random_scene(rng, self.style)
+        scene = dataclasses.replace(scene, scale=scene.scale * RAFD_ZOOM)
+        return base, scene, str(rng.choice(RAFD_ETHNICITIES))
+
+    def name(self, ident: int, expression: str, gaze: str) -> str:
+        base, _, ethnicity = self.identity(ident)
+        return (f"Rafd090_{ident:02d}_{ethnicity}_{'male' if base['male'] else 'female'}_"
+                f"{expression}_{gaze}.jpg")
+
+    def face(self, ident: int, expression: str, gaze: str) -> Face:
+        return Face(expression=expression, gaze=gaze, **self.identity(ident)[0])
+
+    def photo(self, ident: int, expression: str, gaze: str, face: Face | None = None) -> bytes:
+        """The photo of `ident` with `expression` and `gaze`, or, given `face`, the same photo
+        (scene and sensor noise) of that face."""
+        _, scene, _ = self.identity(ident)
+        e = RAFD_EXPRESSIONS.index(expression)
+        noise = self.seed * 1_000_003 + ident * 100 + e * 10 + RAFD_GAZES.index(gaze)
+        return photograph(face or self.face(ident, expression, gaze), scene, RAFD_SIZE, noise)
+
+    @staticmethod
+    def parse(image_id: str) -> tuple[int, str, str]:
+        """(identity, expression, gaze) of an image id such as
+        `.../test/happy/Rafd090_21_Caucasian_male_happy_left.jpg`."""
+        stem = posixpath.splitext(posixpath.basename(image_id.replace("\\", "/")))[0]
+        parts = stem.split("_")
+        if len(parts) != 6 or not parts[1].isdigit() or parts[4] not in RAFD_EXPRESSIONS:
+            raise ValueError(f"{image_id} is not an image of a synthetic RaFD set")
+        return int(parts[1]), parts[4], parts[5]
+
+    def input_photo(self, image_id: str) -> bytes:
+        return self.photo(*self.parse(image_id))
+
+    def truth(self, image_id: str, values: Mapping[str, int]) -> bytes | None:
+        """The same photo with the expression or CelebA attributes `values` sets
+        (`{"happy": 1}`, `{"Blond_Hair": 1}`); None when a value is not drawn or nothing
+        would change."""
+        ident, expression, gaze = self.parse(image_id)
+        face = self.face(ident, expression, gaze)
+        edited = with_attributes(face, values)
+        if edited is None or edited == face:
+            return None
+        return _changed(self.photo(ident, expression, gaze, edited),
+                        self.photo(ident, expression, gaze))
+
+    def to_json(self) -> str:
+        return json.dumps({"generator": "stargan_core.synthetic", "dataset": "rafd",
+                           **dataclasses.asdict(self)}, indent=2)
+
+    @classmethod
+    def read(cls, url: str, storage_options: dict[str, Any] | None = None
+             ) -> SyntheticRafd | None:
+        """The description of the synthetic RaFD set at `url`, or None (not ours, or drawn by
+        another version of this code)."""
+        return _read_description(cls, "rafd", url, storage_options)
+
+
+def _read_description(cls: type, dataset: str, url: str,
+                      storage_options: dict[str, Any] | None) -> Any:
+    from stargan_core.storage import read_json
+
+    found = read_json(url.rstrip("/") + "/" + METADATA, storage_options)
+    if not found or found.get("draw_version") != DRAW_VERSION or \
+            found.get("dataset", "celeba") != dataset:
+        return None
+    fields = {f.name for f in dataclasses.fields(cls)}
+    return cls(**{k: v for k, v in found.items() if k in fields})
+
+
 def write_rafd(root: str | Path, num_identities: int = 24, seed: int = 0,
                test_identities: int = 4, progress: bool = False, style: str = "hard") -> Path:
-    """Write RaFD as `train|test/<expression>/` with the original RaFD file names; every photo
-    of one identity shares its scene."""
+    """Write RaFD as `train|test/<expression>/` with the original RaFD file names, and
+    `synthetic.json` (what the ground truth is drawn from); every photo of one identity
+    shares its scene."""
     root = Path(root)
+    synthetic = SyntheticRafd(seed, num_identities, test_identities, style)
+    root.mkdir(parents=True, exist_ok=True)
+    (root / METADATA).write_text(synthetic.to_json() + "\n")
     for ident in tqdm(range(1, num_identities + 1), desc="RaFD", unit="identity",
                       disable=not progress):
-        rng = np.random.default_rng([seed, 1_000_000 + ident])
-        male = bool(rng.random() < 0.5)
-        base = {"hair": str(rng.choice(list(HAIR_COLOURS))), "male": male,
-                "young": bool(rng.random() < 0.7), **_identity(rng)}
-        scene = random_scene(rng, style)
-        ethnicity = str(rng.choice(RAFD_ETHNICITIES))
         split = "test" if ident > num_identities - test_identities else "train"
-        for e, expression in enumerate(RAFD_EXPRESSIONS):
+        for expression in RAFD_EXPRESSIONS:
             folder = root / split / expression
             folder.mkdir(parents=True, exist_ok=True)
-            for g, gaze in enumerate(RAFD_GAZES):
-                face = Face(expression=expression, gaze=gaze, **base)
-                name = (f"Rafd090_{ident:02d}_{ethnicity}_{'male' if male else 'female'}_"
-                        f"{expression}_{gaze}.jpg")
-                noise = seed * 1_000_003 + ident * 100 + e * 10 + g
-                (folder / name).write_bytes(photograph(face, scene, RAFD_SIZE, noise))
+            for gaze in RAFD_GAZES:
+                (folder / synthetic.name(ident, expression, gaze)).write_bytes(
+                    synthetic.photo(ident, expression, gaze))
     return root
 
 

@@ -81,6 +81,13 @@ def test_truth_scores_near_perfect_the_input_scores_doing_nothing_noise_scores_b
     assert noise.fidelity("psnr") < nothing.fidelity("psnr") - 8
     assert noise.fidelity("psnr_full") < nothing.fidelity("psnr_full") - 3
     assert noise.mean_preservation < 0.6
+    # The share of the true change: all of it for the truth (at full size, what the bilinear
+    # carry-back keeps of it), none for doing nothing, less than none for noise.
+    assert right.fidelity("change_share") == pytest.approx(1.0)
+    assert right.fidelity("change_share_full") >= 0.5
+    assert right.fidelity("l1_outside") == 0 and right.fidelity("l1_outside_full") < 0.01
+    assert nothing.fidelity("change_share") == 0 == nothing.fidelity("change_share_full")
+    assert noise.fidelity("change_share") < 0 and noise.fidelity("l1_outside") > 0.2
 
 
 def test_metrics_per_target_and_overall_with_a_readable_summary(setup):
@@ -88,13 +95,15 @@ def test_metrics_per_target_and_overall_with_a_readable_summary(setup):
     nothing = evaluate(Translator(lambda x, c_trg, c_org: x), clf, spec, test_set, truth=truth)
     metrics = nothing.metrics()
     for name in ("translation_accuracy", "preservation", "psnr", "psnr_do_nothing", "l1",
-                 "psnr_full", "psnr_full_do_nothing"):
+                 "psnr_full", "psnr_full_do_nothing", "change_share", "change_share_full",
+                 "l1_outside", "l1_outside_full"):
         assert f"eval/{name}" in metrics
         assert f"eval/{name}/Blond_Hair" in metrics and f"eval/{name}/Male:0" in metrics
     # Every target that changes a drawn attribute has ground truth for each pair it counts.
     assert all(s.truth_pairs == s.pairs for s in nothing.targets.values())
     text = summarize(metrics)
     assert "preservation 100.0%" in text and "doing nothing" in text
+    assert "share of the true change made 0.0%" in text
 
 
 def test_real_data_gets_accuracy_and_preservation_without_fidelity(setup, tmp_path):

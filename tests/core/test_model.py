@@ -73,3 +73,22 @@ def test_ds_last_layers_as_matrix_products_compute_the_convolution():
         m.forward = functools.partial(torch.nn.Conv2d.forward, m)
     for a, b in zip(as_matmul, penalty_and_grads(d), strict=True):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+
+
+def test_a_projection_critic_judges_realism_for_the_labels():
+    """D(x, c) = the plain score + <embed(2c - 1), features>: without labels the paper's
+    critic, with them a score that depends on the labels (a woman is judged as a woman)."""
+    torch.manual_seed(0)
+    plain = Discriminator(image_size=32, cls_dim=5, conv_dim=8, repeat_num=5)
+    d = Discriminator(image_size=32, cls_dim=5, conv_dim=8, repeat_num=5, projection=True)
+    d.load_state_dict(plain.state_dict(), strict=False)  # the same weights but the embedding
+    assert set(d.state_dict()) - set(plain.state_dict()) == {"embed.weight"}
+    x = torch.randn(4, 3, 32, 32)
+    woman, man = torch.tensor([[1.0, -1, -1, -1, 1]] * 4), torch.tensor([[1.0, -1, -1, 1, 1]] * 4)
+    torch.testing.assert_close(d(x)[0], plain(x)[0])
+    src_woman, cls_woman = d(x, woman)
+    src_man, cls_man = d(x, man)
+    assert not torch.allclose(src_woman, src_man)
+    torch.testing.assert_close(cls_woman, cls_man)  # the labels change the score only
+    src_woman.sum().backward()
+    assert d.embed.weight.grad.abs().sum() > 0

@@ -59,12 +59,13 @@ def test_presets_are_the_papers_and_a_tiny_one():
     assert (paper.lambda_cls, paper.lambda_rec, paper.lambda_gp) == (1, 10, 10)
     # The paper's networks and losses exactly: none of the options for faithful edits.
     assert (paper.g_output, paper.g_conditioning, paper.lambda_id, paper.lambda_mask,
-            paper.ema_beta) == ("tanh", "target", 0, 0, 0)
+            paper.ema_beta, paper.d_projection) == ("tanh", "target", 0, 0, 0, False)
     # The editing presets: the same networks with those options.
     for name, base in (("edit-128", paper), ("edit-32", PRESETS["tiny"])):
         edit = PRESETS[name]
         assert (edit.g_output, edit.g_conditioning) == ("masked", "difference")
         assert edit.lambda_id > 0 and edit.lambda_mask > 0 and 0.99 <= edit.ema_beta < 1
+        assert edit.d_projection
         assert (edit.image_size, edit.g_conv_dim, edit.g_repeat_num) == (
             base.image_size, base.g_conv_dim, base.g_repeat_num)
     assert set(typing.get_args(PresetName)) == set(PRESETS)
@@ -303,3 +304,18 @@ def test_the_faster_step_computes_the_gradients_of_the_step_it_replaced(options)
         grads.append([p.grad for p in [*copy.G.parameters(), *copy.D.parameters()]])
     for reference, fast in zip(*grads, strict=True):
         torch.testing.assert_close(fast, reference, rtol=1e-3, atol=1e-6)
+
+
+def test_a_projection_critic_trains_on_the_labels_and_its_run_remembers_it(celeba_train,
+                                                                           tmp_path):
+    """With `d_projection`, D scores real images for their labels and translations for their
+    targets; the option is part of the architecture a run resumes with."""
+    spec, ds = celeba_train
+    cfg = TrainConfig(num_iters=2, num_iters_decay=0, d_projection=True, **SMALL | EDITING)
+    torch.manual_seed(cfg.seed)  # as training starts: the same initial weights
+    before = build_networks(spec, cfg, torch.device("cpu")).D.embed.weight.clone()
+    result = train(cfg, spec, [ds], tmp_path)
+    _, d, *_ = load_models(result.checkpoint)
+    assert not torch.equal(d.embed.weight, before)  # the label embedding learns
+    with pytest.raises(ValueError, match=r"d_projection=True \(now False\).*--no-resume"):
+        train(cfg.replace(d_projection=False, num_iters=3), spec, [ds], tmp_path)
