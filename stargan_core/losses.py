@@ -34,8 +34,8 @@ def classification_loss(
     """
     span = spec.span(label_set)
     logits, labels = logits[:, span].float(), labels[:, span].float()
-    if spec.label_sets[label_set].one_hot:  # one-hot labels; soft ones as probabilities
-        return F.cross_entropy(logits, labels)
+    if spec.label_sets[label_set].one_hot:
+        return F.cross_entropy(logits, labels.argmax(1))
     return F.binary_cross_entropy_with_logits(logits, labels, reduction="sum") / logits.size(0)
 
 

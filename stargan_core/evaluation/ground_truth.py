@@ -48,8 +48,7 @@ class GroundTruth:
         """The full-size input photo (uint8, 3 x H x W), as its file holds it."""
         return decode_rgb(self.synthetic.input_photo(image_id))
 
-    def truths(self, spec: DomainSpec, ids: Sequence[str], target: Target
-               ) -> list[bytes | None]:
+    def truths(self, ids: Sequence[str], target: Target) -> list[bytes | None]:
         """Per image, the file of its true translation into `target` (of any label set: a
         joint model translates CelebA faces into expressions); None where the target changes
         nothing that is drawn (no ground truth: the pair is left out)."""
@@ -58,32 +57,30 @@ class GroundTruth:
 
     def unseen(self, spec: DomainSpec, label_set: int, count: int) -> TensorDataset:
         """`count` faces drawn from another seed than the set's (no model trained on them):
-        (image, labels, the same photo with one of its domains changed, its labels). The
-        judge learns from them, with parts of the change and artefacts painted where it
-        lies (`classifier.Artefacts`)."""
+        (image, labels, the same photo with one of its domains changed). The judge learns
+        from them, with artefacts painted where the change lies (`classifier.Artefacts`)."""
         draw = self._unseen_celeba if self.dataset == "celeba" else self._unseen_rafd
-        rows = [(x, spec.label_vector(values, label_set), x_changed,
-                 spec.label_vector(changed_values, label_set))
-                for x, values, x_changed, changed_values
-                in draw(spec.label_sets[label_set].domains, count)]
+        rows = [(x, spec.label_vector(values, label_set), x_changed)
+                for x, values, x_changed in draw(spec.label_sets[label_set].domains, count)]
         return TensorDataset(*(torch.stack(column) for column in zip(*rows, strict=True)))
 
     def _unseen_celeba(self, domains: Sequence[str], count: int):
         other = dataclasses.replace(self.synthetic, seed=self.synthetic.seed + JUDGE_SEED,
                                     num_images=count)
+        # Each face changed in one domain, hair colour counting as one: as many faces with a
+        # counterfactual gender or age as with another colour of hair.
+        hair = [d for d in domains if d in HAIR_COLOURS]
+        groups = [[d] for d in domains if d not in HAIR_COLOURS] + ([hair] if hair else [])
         for index in range(count):
             face, _, rng = other.draw(index)
             values = celeba_labels(face, rng)
-            name = domains[int(rng.integers(len(domains)))]
-            change = {name: 0 if values[name] else 1}
-            changed = with_attributes(face, change)
+            group = groups[int(rng.integers(len(groups)))]
+            name = group[int(rng.integers(len(group)))]
+            changed = with_attributes(face, {name: 0 if values[name] else 1})
             if changed is None or changed == face:  # an undrawn domain, or hair already so
-                change = {"Male": int(not face.male)}
-                changed = with_attributes(face, change)
-            if changed.hair != face.hair:  # a hair colour on is the others off
-                change |= {h: int(h == changed.hair) for h in HAIR_COLOURS}
+                changed = with_attributes(face, {"Male": int(not face.male)})
             yield (self.preprocess(other.photo(index)), values,
-                   self.preprocess(other.photo(index, changed)), values | change)
+                   self.preprocess(other.photo(index, changed)))
 
     def _unseen_rafd(self, domains: Sequence[str], count: int):
         photos = len(RAFD_EXPRESSIONS) * len(RAFD_GAZES)
@@ -102,8 +99,7 @@ class GroundTruth:
                     changed = other.face(ident, another, gaze)
                     yield (self.preprocess(other.photo(ident, expression, gaze)),
                            {"expression": expression},
-                           self.preprocess(other.photo(ident, expression, gaze, changed)),
-                           {"expression": another})
+                           self.preprocess(other.photo(ident, expression, gaze, changed)))
 
 
 def ground_truth_for(url: str, image_size: int, format: str = "auto",

@@ -262,10 +262,10 @@ def evaluate(
             rec_count += xs.size(0)
             if truth is not None:
                 pair_ids = [i for i, n in zip(ids, need.tolist(), strict=True) if n]
-                _fidelity(s, truth, spec, t, pair_ids, xs, cs, fake, editor)
+                _fidelity(s, truth, t, pair_ids, xs, cs, fake, editor)
         for t in others:  # the other label set's part of c_org is unknown: every image
             fake = g(x, target_labels(spec, c_org, t), spec.with_label_set(c_org, t.label_set))
-            _fidelity(cross_scores[t.text], truth, spec, t, ids, x, c_org, fake, editor)
+            _fidelity(cross_scores[t.text], truth, t, ids, x, c_org, fake, editor)
     domains = spec.label_sets[label_set].domains
     return Evaluation(
         targets=scores,
@@ -278,11 +278,11 @@ def evaluate(
     )
 
 
-def _fidelity(s: TargetScores, truth: GroundTruth, spec: DomainSpec, target: Target,
-              ids: list[str], x: torch.Tensor, c_org: torch.Tensor, fake: torch.Tensor,
+def _fidelity(s: TargetScores, truth: GroundTruth, target: Target, ids: list[str],
+              x: torch.Tensor, c_org: torch.Tensor, fake: torch.Tensor,
               editor: Editor | None) -> None:
     """Add the fidelity of one batch's translations into `target` to its scores."""
-    files = truth.truths(spec, ids, target)
+    files = truth.truths(ids, target)
     have = [i for i, f in enumerate(files) if f is not None]
     if not have:
         return
