@@ -314,10 +314,10 @@ def summarize(metrics: dict[str, float], prefix: str = "eval/") -> str:
              f"{get('real_accuracy'):.1%})"]
     if get("preservation") is not None:
         parts.append(f"preservation {get('preservation'):.1%}")
-    if get("change_share_full") is not None or get("change_share") is not None:
-        share = get("change_share_full")
-        share = get("change_share") if share is None else share
-        parts.append(f"share of the true change made {share:.1%}")
+    if get("change_share") is not None:
+        full = get("change_share_full")
+        parts.append(f"share of the true change made {get('change_share'):.1%} at model size"
+                     + (f", {full:.1%} at full size" if full is not None else ""))
     if get("psnr") is not None:
         parts.append(f"PSNR to the truth {get('psnr'):.1f} dB at model size, "
                      f"{get('psnr_full'):.1f} dB at full size (doing nothing: "
