@@ -77,7 +77,7 @@ def spec_and_config(state: dict) -> tuple[DomainSpec, TrainConfig]:
 
 def build_generator(spec: DomainSpec, config: TrainConfig) -> Generator:
     return Generator(spec.c_dim, config.g_conv_dim, config.g_repeat_num, config.g_output,
-                     config.g_conditioning)
+                     config.g_conditioning, config.g_upsampling)
 
 
 def build_discriminator(spec: DomainSpec, config: TrainConfig) -> Discriminator:
@@ -149,7 +149,7 @@ def build_networks(spec: DomainSpec, config: TrainConfig, device: torch.device) 
 
 
 ARCHITECTURE = ("image_size", "g_conv_dim", "d_conv_dim", "g_repeat_num", "d_repeat_num",
-                "g_output", "g_conditioning", "d_projection")
+                "g_output", "g_conditioning", "g_upsampling", "d_projection")
 
 
 def training_state(

@@ -16,7 +16,7 @@ from pydantic import (
     model_validator,
 )
 
-from stargan_core.model import CONDITIONINGS, OUTPUTS
+from stargan_core.model import CONDITIONINGS, OUTPUTS, UPSAMPLINGS
 
 
 class TrainConfig(BaseModel):
@@ -39,10 +39,13 @@ class TrainConfig(BaseModel):
     n_critic: PositiveInt = 5
     lambda_cls: NonNegativeFloat = 1.0
     lambda_rec: NonNegativeFloat = 10.0
-    lambda_gp: NonNegativeFloat = 10.0
+    lambda_gp: NonNegativeFloat = 10.0  # weight of the gradient penalty (WGAN-GP or R1)
+    # wgan-gp (the paper) | non-saturating: softplus losses with R1 on the real images
+    gan_loss: Literal["wgan-gp", "non-saturating"] = "wgan-gp"
     # Options for faithful edits (all off in the paper's setting; see model.Generator):
     g_output: Literal[OUTPUTS] = "tanh"  # tanh (the paper) | masked: m * C + (1 - m) * x
     g_conditioning: Literal[CONDITIONINGS] = "target"  # target (the paper) | difference
+    g_upsampling: Literal[UPSAMPLINGS] = "transposed"  # the paper | resize: nearest, then conv
     lambda_id: NonNegativeFloat = 0.0  # identity: L1(G(x, c_org), x), no edit asked, none made
     lambda_mask: NonNegativeFloat = 0.0  # L1 of the mask: edit no more than the target needs
     ema_beta: Annotated[float, Field(ge=0, lt=1)] = 0.0  # moving average of G (0: none)
@@ -84,7 +87,7 @@ class TrainConfig(BaseModel):
 
 # The options that make edits faithful (all off in the paper's setting).
 EDITING_OPTIONS = ("g_output", "g_conditioning", "lambda_id", "lambda_mask", "ema_beta",
-                   "d_projection")
+                   "d_projection", "g_upsampling", "gan_loss")
 
 PRESETS: dict[str, TrainConfig] = {
     # Choi et al. 2018, Sec. 4 and the reference code: 200k iterations, decay over the last 100k.
@@ -114,9 +117,12 @@ PRESETS: dict[str, TrainConfig] = {
 # the ground truth): a masked output and label differences keep what the target leaves alone;
 # the identity term keeps G(x, c_org) = x; the mask term keeps edits small; the average of G,
 # warmed up, translates without the last steps' noise; a projection critic asks for a
-# target's whole appearance, not the cues its classifier reads (model.Discriminator).
+# target's whole appearance, not the cues its classifier reads (model.Discriminator); resize
+# up-sampling and the non-saturating loss with R1 (as StarGAN v2 trains) leave G less noise
+# to paint as cues.
 _EDITING = dict(g_output="masked", g_conditioning="difference", lambda_id=5.0, lambda_mask=0.02,
-                ema_beta=0.999, d_projection=True)
+                ema_beta=0.999, d_projection=True, g_upsampling="resize",
+                gan_loss="non-saturating", lambda_gp=1.0)
 PRESETS["edit-128"] = PRESETS["paper-128"].replace(**_EDITING)
 # On 2 CPU cores in about 12 minutes. G every second step, not every fifth: 2.5x the G updates
 # in the same time, which gender edits (growing or removing long hair) need.

@@ -1,4 +1,5 @@
-"""The paper's objectives: WGAN-GP adversarial loss, domain classification, reconstruction."""
+"""The paper's objectives: WGAN-GP adversarial loss, domain classification, reconstruction;
+and the non-saturating loss with R1 that StarGAN v2 trains with."""
 
 from __future__ import annotations
 
@@ -22,6 +23,16 @@ def gradient_penalty(d: nn.Module, real: torch.Tensor, fake: torch.Tensor,
     out_src, _ = d(x_hat) if labels is None else d(x_hat, labels)
     (grad,) = torch.autograd.grad(out_src.sum(), x_hat, create_graph=True)
     return ((grad.flatten(1).norm(2, dim=1) - 1) ** 2).mean()
+
+
+def r1_penalty(d: nn.Module, real: torch.Tensor, labels: torch.Tensor | None = None
+               ) -> torch.Tensor:
+    """R1 (Mescheder et al. 2018): half the squared norm of D's gradient at the real images,
+    per image, averaged; `labels` for a projection critic."""
+    real = real.detach().requires_grad_(True)
+    out_src, _ = d(real) if labels is None else d(real, labels)
+    (grad,) = torch.autograd.grad(out_src.float().sum(), real, create_graph=True)
+    return 0.5 * grad.float().pow(2).flatten(1).sum(1).mean()
 
 
 def classification_loss(

@@ -8,6 +8,7 @@ from torch import nn
 
 OUTPUTS = ("tanh", "masked")
 CONDITIONINGS = ("target", "difference")
+UPSAMPLINGS = ("transposed", "resize")
 
 
 def _instance_norm(channels: int) -> nn.InstanceNorm2d:
@@ -44,15 +45,23 @@ class Generator(nn.Module):
       input passes through untouched;
     - `conditioning="difference"` (STGAN, Liu et al. 2019): G sees c_trg - c_org, so an
       attribute that does not change is a zero input and a zero vector asks for no edit.
+
+    `upsampling="resize"` doubles the map by nearest neighbours and then convolves (Odena et
+    al. 2016, as StarGAN v2 up-samples) instead of the paper's stride-2 transposed
+    convolutions, whose uneven overlap paints checkerboards; a short run keeps them as noise
+    that D's classifier reads as a beard or as youth.
     """
 
     def __init__(self, c_dim: int, conv_dim: int = 64, repeat_num: int = 6,
-                 output: str = "tanh", conditioning: str = "target") -> None:
+                 output: str = "tanh", conditioning: str = "target",
+                 upsampling: str = "transposed") -> None:
         super().__init__()
-        if output not in OUTPUTS or conditioning not in CONDITIONINGS:
+        if output not in OUTPUTS or conditioning not in CONDITIONINGS \
+                or upsampling not in UPSAMPLINGS:
             raise ValueError(f"unknown generator option: output '{output}' (known: "
                              f"{', '.join(OUTPUTS)}), conditioning '{conditioning}' (known: "
-                             f"{', '.join(CONDITIONINGS)})")
+                             f"{', '.join(CONDITIONINGS)}), upsampling '{upsampling}' (known: "
+                             f"{', '.join(UPSAMPLINGS)})")
         self.c_dim, self.output, self.conditioning = c_dim, output, conditioning
         layers: list[nn.Module] = [
             nn.Conv2d(3 + c_dim, conv_dim, 7, 1, 3, bias=False),
@@ -70,7 +79,10 @@ class Generator(nn.Module):
         layers += [ResidualBlock(dim) for _ in range(repeat_num)]
         for _ in range(2):
             layers += [
-                nn.ConvTranspose2d(dim, dim // 2, 4, 2, 1, bias=False),
+                nn.ConvTranspose2d(dim, dim // 2, 4, 2, 1, bias=False)
+                if upsampling == "transposed" else
+                nn.Sequential(nn.Upsample(scale_factor=2, mode="nearest"),
+                              nn.Conv2d(dim, dim // 2, 3, 1, 1, bias=False)),
                 _instance_norm(dim // 2),
                 nn.ReLU(inplace=True),
             ]

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import Dataset
 
@@ -25,7 +26,12 @@ from stargan_core.config import TrainConfig
 from stargan_core.data.sampling import endless_batches
 from stargan_core.distributed import ONE_PROCESS, World
 from stargan_core.domains import DomainSpec
-from stargan_core.losses import classification_loss, gradient_penalty, reconstruction_loss
+from stargan_core.losses import (
+    classification_loss,
+    gradient_penalty,
+    r1_penalty,
+    reconstruction_loss,
+)
 from stargan_core.preprocessing import Preprocessing
 from stargan_core.targets import single_targets
 from stargan_core.translate import sample_grid, save_grid
@@ -146,12 +152,18 @@ def training_step(
         # critic judges each image for its labels: the real one's own, the translation's target.
         s_org, s_trg = (signed_labels(c, spec, label_set) if config.d_projection else None
                         for c in (c_org, c_trg))
-        out_src, out_cls = D(torch.cat([x_real, x_fake_d.to(x_real.dtype)]),
+        x_fake_d = x_fake_d.to(x_real.dtype)
+        out_src, out_cls = D(torch.cat([x_real, x_fake_d]),
                              None if s_org is None else torch.cat([s_org, s_trg]))
-        d_loss_real = -out_src[:n].float().mean()
-        d_loss_fake = out_src[n:].float().mean()
+        if config.gan_loss == "wgan-gp":
+            d_loss_real = -out_src[:n].float().mean()
+            d_loss_fake = out_src[n:].float().mean()
+            d_loss_gp = gradient_penalty(D, x_real, x_fake_d, inputs.alpha, s_org)
+        else:
+            d_loss_real = F.softplus(-out_src[:n].float()).mean()
+            d_loss_fake = F.softplus(out_src[n:].float()).mean()
+            d_loss_gp = r1_penalty(D, x_real, s_org)
         d_loss_cls = classification_loss(out_cls[:n], c_org, spec, label_set)
-        d_loss_gp = gradient_penalty(D, x_real, x_fake_d.to(x_real.dtype), inputs.alpha, s_org)
         d_loss = (d_loss_real + d_loss_fake + config.lambda_cls * d_loss_cls
                   + config.lambda_gp * d_loss_gp)
     nets.d_opt.zero_grad(set_to_none=True)
@@ -166,7 +178,8 @@ def training_step(
         nets.D.requires_grad_(False)
         with autocast:
             out_src, out_cls = nets.D(x_fake, s_trg)
-            g_loss_fake = -out_src.float().mean()
+            g_loss_fake = (-out_src.float().mean() if config.gan_loss == "wgan-gp"
+                           else F.softplus(-out_src.float()).mean())
             g_loss_cls = classification_loss(out_cls, c_trg, spec, label_set)
             x_rec, m_rec = G(x_fake, c_org, c_trg, with_mask=True)
             g_loss_rec = reconstruction_loss(x_real, x_rec.float())

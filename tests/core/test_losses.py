@@ -2,7 +2,12 @@ import torch
 from torch import nn
 
 from stargan_core.domains import DomainSpec
-from stargan_core.losses import classification_loss, gradient_penalty, reconstruction_loss
+from stargan_core.losses import (
+    classification_loss,
+    gradient_penalty,
+    r1_penalty,
+    reconstruction_loss,
+)
 
 
 class LinearCritic(nn.Module):
@@ -58,3 +63,13 @@ def test_joint_classification_loss_sees_only_its_label_set():
 def test_reconstruction_loss_is_mean_absolute_error():
     x = torch.zeros(2, 3, 4, 4)
     assert reconstruction_loss(x, x + 0.25).item() == 0.25
+
+
+def test_r1_penalty_of_a_linear_critic_is_half_the_squared_gradient():
+    w = torch.full((1, 3, 4, 4), 0.5)  # ||w||^2 = 0.25 * 48
+    critic = LinearCritic(w)
+    r1 = r1_penalty(critic, torch.randn(5, 3, 4, 4))
+    assert abs(r1.item() - 0.5 * 0.25 * 48) < 1e-4
+    r1.backward()
+    assert critic.w.grad is not None and critic.w.grad.abs().sum() > 0
+

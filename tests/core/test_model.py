@@ -92,3 +92,17 @@ def test_a_projection_critic_judges_realism_for_the_labels():
     torch.testing.assert_close(cls_woman, cls_man)  # the labels change the score only
     src_woman.sum().backward()
     assert d.embed.weight.grad.abs().sum() > 0
+
+
+def test_resize_upsampling_replaces_the_transposed_convolutions():
+    """`upsampling="resize"`: nearest-neighbour doubling, then a 3x3 convolution (Odena et al.
+    2016), which cannot paint the checkerboards a stride-2 transposed convolution starts with."""
+    torch.manual_seed(0)
+    g = Generator(c_dim=5, conv_dim=8, repeat_num=1, output="masked", upsampling="resize")
+    assert not any(isinstance(m, torch.nn.ConvTranspose2d) for m in g.modules())
+    x = torch.rand(2, 3, 32, 32) * 2 - 1
+    out, mask = g(x, torch.rand(2, 5), with_mask=True)
+    assert out.shape == x.shape and mask.shape == (2, 1, 32, 32)
+    with pytest.raises(ValueError, match="upsampling 'bilinear'.*transposed, resize"):
+        Generator(c_dim=5, upsampling="bilinear")
+

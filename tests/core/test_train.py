@@ -319,3 +319,23 @@ def test_a_projection_critic_trains_on_the_labels_and_its_run_remembers_it(celeb
     assert not torch.equal(d.embed.weight, before)  # the label embedding learns
     with pytest.raises(ValueError, match=r"d_projection=True \(now False\).*--no-resume"):
         train(cfg.replace(d_projection=False, num_iters=3), spec, [ds], tmp_path)
+
+
+
+def test_the_non_saturating_loss_and_resize_upsampling_train_and_the_run_remembers_them(
+        celeba_train, tmp_path):
+    """The non-saturating loss with R1 and resize up-sampling train (the losses finite, D's
+    real term a softplus, so positive); up-sampling is architecture a run resumes with, the
+    loss is not."""
+    spec, ds = celeba_train
+    cfg = TrainConfig(num_iters=2, num_iters_decay=0, d_projection=True, gan_loss="non-saturating",
+                      lambda_gp=1.0, g_upsampling="resize", **SMALL | EDITING)
+    logged: list[dict[str, float]] = []
+    result = train(cfg, spec, [ds], tmp_path, on_log=lambda step, values: logged.append(values))
+    assert logged and all(v == v and abs(v) < 1e3 for values in logged for v in values.values())
+    assert all(values["D/loss_real"] > 0 and values["D/loss_gp"] >= 0 for values in logged)
+    g, *_ = load_models(result.checkpoint)
+    assert not any(isinstance(m, torch.nn.ConvTranspose2d) for m in g.modules())
+    train(cfg.replace(gan_loss="wgan-gp", lambda_gp=10.0, num_iters=3), spec, [ds], tmp_path)
+    with pytest.raises(ValueError, match=r"g_upsampling=resize \(now transposed\)"):
+        train(cfg.replace(g_upsampling="transposed", num_iters=4), spec, [ds], tmp_path)
