@@ -148,8 +148,9 @@ def training_step(
             with torch.no_grad():
                 x_fake_d = nets.G(x_real, c_trg, c_org)
 
-        # Discriminator: real/fake (WGAN-GP) + classify the real image's domain. A projection
-        # critic judges each image for its labels: the real one's own, the translation's target.
+        # Discriminator: real/fake (WGAN-GP or non-saturating) + classify the real image's
+        # domain. A projection critic judges each image for its labels: the real one's own,
+        # the translation's target.
         s_org, s_trg = (signed_labels(c, spec, label_set) if config.d_projection else None
                         for c in (c_org, c_trg))
         x_fake_d = x_fake_d.to(x_real.dtype)
