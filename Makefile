@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml
 	@touch $@
 
 # The stargan-pipeline flow on the embedded defaults: synthetic CelebA -> Parquet shards in
-# $(DEMO)/storage -> train the tiny preset, tracked in $(DEMO)/mlflow.db -> register and promote
+# $(DEMO)/storage -> train the edit-32 preset, tracked in $(DEMO)/mlflow.db -> register and promote
 # -> translate the held-out faces on a local Dask cluster. Prefect runs without a server.
 # With the local stack up (make stack-up), it uses the stack instead.
 demo: $(STAMP)

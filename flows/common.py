@@ -2,13 +2,41 @@
 
 from __future__ import annotations
 
+import logging
 import re
-from typing import Any
+from typing import Annotated, Any
 
 from prefect import get_run_logger
-from pydantic import BaseModel, ConfigDict, Field
+from prefect.blocks.core import Block
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
-from stargan_core.storage import Credentials
+from stargan_core.storage import URL_WITHOUT_KEYS, Credentials, redact_text
+
+# A URL or path parameter: one with user:password@ in it is refused by the Prefect server
+# before any run exists (the deployment's parameter schema carries the pattern).
+Url = Annotated[str, Field(pattern=URL_WITHOUT_KEYS)]
+
+
+class S3Credentials(Block):
+    """S3 keys for the flows, kept in the Prefect server with every field secret: the API and
+    the UI show `********` unless a caller asks for the secrets (the flow, when it loads them).
+
+        S3Credentials(aws_access_key_id="...", aws_secret_access_key="...").save("s3-keys")
+    """
+
+    _block_type_name = "StarGAN S3 Credentials"
+    _block_type_slug = "stargan-s3-credentials"
+    _description = "S3 keys that the stargan-pipeline flows read their data with."
+
+    aws_access_key_id: SecretStr
+    aws_secret_access_key: SecretStr
+    aws_session_token: SecretStr | None = Field(None, description="for temporary keys")
+
+    def credentials(self) -> Credentials:
+        token = self.aws_session_token
+        return Credentials(self.aws_access_key_id.get_secret_value(),
+                           self.aws_secret_access_key.get_secret_value(),
+                           token.get_secret_value() if token else None)
 
 
 class StorageAccess(BaseModel):
@@ -18,42 +46,52 @@ class StorageAccess(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    endpoint_url: str | None = Field(
-        None, description="an S3-compatible store's endpoint (default: $AWS_ENDPOINT_URL)")
+    endpoint_url: Url | None = Field(
+        None, description="an S3-compatible store's endpoint (default: $AWS_ENDPOINT_URL), "
+        "without keys in it")
     profile: str | None = Field(
         None, description="an AWS profile of the worker's ~/.aws/credentials")
-    credentials_secret: str | None = Field(
-        None, description="a Prefect Secret block holding JSON {aws_access_key_id, "
-        "aws_secret_access_key[, aws_session_token]}")
+    credentials_block: str | None = Field(
+        None, description="a StarGAN S3 Credentials block (its fields secret) holding the keys")
 
     def options(self) -> dict[str, Any] | None:
-        """fsspec options, with the Secret block's keys resolved (never printed)."""
+        """fsspec options, with the block's keys resolved (never printed)."""
         options: dict[str, Any] = {}
         if self.endpoint_url:
             options["endpoint_url"] = self.endpoint_url
         if self.profile:
             options["profile"] = self.profile
-        if self.credentials_secret:
-            options["credentials"] = load_credentials(self.credentials_secret)
+        if self.credentials_block:
+            options["credentials"] = load_credentials(self.credentials_block)
         return options or None
 
 
 def load_credentials(block: str) -> Credentials:
-    """The S3 keys of the Prefect Secret block `block`."""
-    from prefect.blocks.system import Secret
-
-    shape = ("a Prefect Secret block holding JSON {\"aws_access_key_id\": ..., "
-             "\"aws_secret_access_key\": ...} (and \"aws_session_token\" for temporary keys)")
+    """The S3 keys of the S3Credentials block `block`."""
     try:
-        value = Secret.load(block, _sync=True).get()
+        return S3Credentials.load(block, _sync=True).credentials()
     except ValueError:
-        raise ValueError(f"no Secret block named '{block}': create {shape}, e.g. "
-                         f"Secret(value={{...}}).save('{block}')") from None
-    if not isinstance(value, dict) or not {"aws_access_key_id",
-                                           "aws_secret_access_key"} <= set(value):
-        raise ValueError(f"Secret block '{block}' is not {shape}")
-    return Credentials(value["aws_access_key_id"], value["aws_secret_access_key"],
-                       value.get("aws_session_token"))
+        raise ValueError(
+            f"no StarGAN S3 Credentials block named '{block}': create it with "
+            "`from flows.common import S3Credentials; S3Credentials(aws_access_key_id=..., "
+            f"aws_secret_access_key=...).save('{block}')`") from None
+
+
+class RedactUrls(logging.Filter):
+    """Takes user:password@ out of every URL in a log record's text."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        text = record.getMessage()
+        clean = redact_text(text)
+        if clean != text:
+            record.msg, record.args = clean, None
+        return True
+
+
+_REDACT_URLS = RedactUrls()
+# The run loggers (sent to the Prefect API) and the engine's, which print refused parameters.
+for _name in ("prefect.flow_runs", "prefect.task_runs", "prefect.flows", "prefect.engine"):
+    logging.getLogger(_name).addFilter(_REDACT_URLS)
 
 
 def storage_options(storage: StorageAccess | None) -> dict[str, Any] | None:

@@ -19,7 +19,7 @@ from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 from pydantic import Field
 
-from flows.common import StorageAccess, storage_options
+from flows.common import StorageAccess, Url, storage_options
 from flows.preprocess import preprocess_dataset
 from flows.train import train_stargan
 from flows.translate_bulk import translate_bulk
@@ -42,12 +42,12 @@ def synthesize_task(url: str, images: int, options: dict[str, Any] | None) -> st
 
 @flow(name="stargan-pipeline", log_prints=True)
 def stargan_pipeline(
-    source_url: str | None = None,
+    source_url: Url | None = None,
     synthetic_images: Positive = 2000,
     dataset: str | None = None,
     version: str = "v1",
     model_name: str | None = None,
-    output_root: str | None = None,
+    output_root: Url | None = None,
     preset: PresetName = DEFAULT_CPU_PRESET,
     num_iters: Positive | None = None,
     train_options: dict[str, Any] | None = None,

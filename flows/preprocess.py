@@ -23,7 +23,7 @@ from prefect.task_runners import ThreadPoolTaskRunner
 from prefect.utilities.annotations import unmapped
 from pydantic import Field
 
-from flows.common import StorageAccess, artifact_key, storage_options, warn_local_paths
+from flows.common import StorageAccess, Url, artifact_key, storage_options, warn_local_paths
 from stargan_core.data.images import ImageRule
 from stargan_core.data.prepare import (
     Plan,
@@ -35,7 +35,9 @@ from stargan_core.data.prepare import (
     plan,
     write_shard,
 )
+from stargan_core.lease import release
 from stargan_core.storage import default_root
+from stargan_core.threads import set_torch_threads
 
 
 @task(name="plan-shards", cache_policy=NO_CACHE)
@@ -66,9 +68,9 @@ def summary_table(manifest: dict[str, Any]) -> list[dict[str, Any]]:
 
 @flow(name="preprocess-dataset", log_prints=True)
 def preprocess_dataset(
-    source_url: str,
+    source_url: Url,
     format: Literal["auto", "celeba", "rafd", "imagefolder"] = "auto",
-    output_root: str | None = None,
+    output_root: Url | None = None,
     name: str | None = None,
     version: str = "v1",
     image_size: Annotated[int, Field(ge=16, le=2048)] = 256,
@@ -79,7 +81,7 @@ def preprocess_dataset(
     row_group_size: Annotated[int, Field(ge=1)] = 2000,
     storage: StorageAccess | None = None,
     workers: Annotated[int, Field(ge=1, le=256)] = 4,
-    cluster_address: str = "",
+    cluster_address: Url = "",
     overwrite: bool = False,
 ) -> dict[str, Any]:
     """Prepare a data set as Parquet shards and a manifest under
@@ -107,7 +109,11 @@ def preprocess_dataset(
     if manifest is not None:
         logger.info("%s is complete and up to date: nothing to write", output)
     else:
-        results = _write_shards(work, workers, cluster_address)
+        try:
+            results = _write_shards(work, workers, cluster_address)
+        except BaseException:
+            release(config.out)  # the version is free for the next run, which resumes it
+            raise
         written = sum(r.written for r in results)
         logger.info("wrote %d shards, %d were already complete", written,
                     len(results) - written)
@@ -128,7 +134,9 @@ def _write_shards(work: Plan, workers: int, cluster_address: str) -> list[ShardR
         warn_local_paths(cluster_address, work.config.source, work.config.output)
         runner = DaskTaskRunner(address=cluster_address)
     else:
-        # Decoding, resizing and encoding run in Pillow's C code, which releases the GIL.
+        # Decoding, resizing and encoding run in Pillow's C code, which releases the GIL;
+        # torch's framing in each shard thread gets that thread's share of the cores.
+        get_run_logger().info(set_torch_threads(workers))
         runner = ThreadPoolTaskRunner(max_workers=workers)
     total = len(work.tasks)
     progress = create_progress_artifact(0.0, description=f"shards written: 0 of {total}")

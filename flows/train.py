@@ -21,10 +21,10 @@ from prefect import flow, get_client, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.client.schemas.objects import FlowRun, State
 from prefect.exceptions import ObjectNotFound
-from prefect.runtime import flow_run
+from prefect.runtime import flow_run as current_flow_run
 from pydantic import Field
 
-from flows.common import StorageAccess, storage_options
+from flows.common import StorageAccess, Url, storage_options
 from stargan_core.checkpoint import checkpoint_step, load_checkpoint, load_models, spec_and_config
 from stargan_core.config import DEFAULT_GPU_PRESET, PresetName, TrainConfig
 from stargan_core.config import preset as preset_config
@@ -35,6 +35,7 @@ from stargan_core.evaluation import Harness, flat_metrics, summarize
 from stargan_core.registry import default_model_name, model_card, register
 from stargan_core.review import Review, promote_reviewed, record_review, review
 from stargan_core.serving import log_generator
+from stargan_core.threads import set_torch_threads
 from stargan_core.tracked_training import train_in_run, train_processes
 from stargan_core.tracking import (
     FLOW_RUN_TAG,
@@ -69,7 +70,7 @@ def settle_abandoned_runs(client: MlflowClient, experiment: str) -> None:
     with get_client(sync_client=True) as prefect:
         for run in client.search_runs([found.experiment_id], "attributes.status = 'RUNNING'"):
             flow_run_id = run.data.tags.get(FLOW_RUN_TAG)
-            if flow_run_id and flow_run_id != str(flow_run.id):
+            if flow_run_id and flow_run_id != str(current_flow_run.id):
                 try:
                     state = prefect.read_flow_run(UUID(flow_run_id)).state
                 except ObjectNotFound:  # a flow run of another Prefect server: not ours to judge
@@ -88,6 +89,13 @@ def open_run(experiment: str, params: dict[str, Any], resume_from: str | None) -
         run = client.get_run(latest_unfinished_run(client, experiment)
                              if resume_from == "latest" else resume_from)  # fails if unknown
         run_id = run.info.run_id
+        owner = run.data.tags.get(FLOW_RUN_TAG)
+        if run.info.status == "RUNNING" and owner != str(current_flow_run.id):
+            # Still RUNNING once abandoned runs are settled: its flow run is not over.
+            raise RuntimeError(
+                f"MLflow run {run_id} is being trained by flow run {owner}, which is not over: "
+                "one training at a time goes on in a run. Wait for it, or cancel it (or, if its "
+                "process is gone, set it Crashed) in Prefect, then resume")
         if OUTCOME_TAG in run.data.tags:  # it goes on: no longer failed or crashed
             client.delete_tag(run_id, OUTCOME_TAG)
     else:
@@ -95,18 +103,19 @@ def open_run(experiment: str, params: dict[str, Any], resume_from: str | None) -
         experiment_id = found.experiment_id if found else client.create_experiment(experiment)
         run_id = client.create_run(experiment_id).info.run_id
         log_params(client, run_id, params)
-    client.set_tag(run_id, FLOW_RUN_TAG, str(flow_run.id))
+    client.set_tag(run_id, FLOW_RUN_TAG, str(current_flow_run.id))
     get_run_logger().info("%s MLflow run %s", "resuming" if resume_from else "training in",
                           run_url(client, run_id))
     return run_id
 
 
-def mark_run_unfinished(flow: object, run: FlowRun, state: State) -> None:
-    """Flow hook: the MLflow run of a failed or crashed flow run is FAILED, not RUNNING."""
+def mark_run_unfinished(flow: object, flow_run: FlowRun, state: State) -> None:
+    """Flow hook: the MLflow run of a failed or crashed flow run is FAILED, not RUNNING. The
+    engine calls it positionally, the worker (after a killed flow-run process) by keyword."""
     client = MlflowClient()
     for found in client.search_runs(
             [e.experiment_id for e in client.search_experiments()],
-            f"tags.`{FLOW_RUN_TAG}` = '{run.id}'"):
+            f"tags.`{FLOW_RUN_TAG}` = '{flow_run.id}'"):
         end_unfinished(client, found.info.run_id, state.type.value.lower())
 
 
@@ -118,6 +127,7 @@ def train_task(run_id: str, urls: list[str], domains: list[str] | None, config: 
     `evaluation["every"]`, evaluate every that many steps too. With `processes` > 1, torchrun
     starts that many data-parallel training processes on this worker."""
     logger = get_run_logger()
+    logger.info(set_torch_threads(processes))
     job = {"run_id": run_id, "urls": urls, "domains": domains, "config": config.to_dict(),
            "device": device, "evaluation": evaluation, "keep_checkpoints": keep_checkpoints,
            "options": options}
@@ -138,6 +148,7 @@ def evaluate_task(run_id: str, urls: list[str], evaluation: dict[str, int], devi
     """Target accuracy, preservation and, on synthetic data, fidelity to the ground truth, on
     held-out images, logged to the run; and the champion of `model_name` judged on the same
     images by the same classifier."""
+    get_run_logger().info(set_torch_threads())
     dev = resolve_device(device)
     with tempfile.TemporaryDirectory() as tmp:
         checkpoint = restore_checkpoint(run_id, tmp)
@@ -180,7 +191,7 @@ def register_task(run_id: str, model_name: str, metrics: dict[str, float], found
 @flow(name="train-stargan", log_prints=True, on_failure=[mark_run_unfinished],
       on_crashed=[mark_run_unfinished])
 def train_stargan(
-    manifest_url: str | list[str],
+    manifest_url: Url | list[Url],
     domains: list[str] | None = None,
     preset: PresetName = DEFAULT_GPU_PRESET,
     num_iters: Positive | None = None,
@@ -238,7 +249,7 @@ def train_stargan(
     keep_checkpoints: checkpoints kept in the run (paper-128: ~0.6 GB each): the newest ones
         and the best evaluated one (with eval_every; tag stargan.best_checkpoint); 0: all.
     storage: how to reach S3, by reference: {"endpoint_url": ...}, {"profile": <AWS profile>}
-        or {"credentials_secret": <Prefect Secret block>}; default: the worker's environment.
+        or {"credentials_block": <StarGAN S3 Credentials block>}; default: the worker's environment.
     """
     urls = [manifest_url] if isinstance(manifest_url, str) else list(manifest_url)
     overrides = (options or {}) | {

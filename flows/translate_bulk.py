@@ -26,7 +26,7 @@ from prefect.artifacts import (
 from prefect.cache_policies import NO_CACHE
 from pydantic import Field
 
-from flows.common import StorageAccess, artifact_key, storage_options, warn_local_paths
+from flows.common import StorageAccess, Url, artifact_key, storage_options, warn_local_paths
 from stargan_core.bulk import (
     BulkConfig,
     BulkPlan,
@@ -38,8 +38,9 @@ from stargan_core.bulk import (
     parse_targets,
     plan_job,
 )
-from stargan_core.bulk.cluster import connect, gpus, load_model, run_partitions
+from stargan_core.bulk.cluster import connect, gpus, load_model, run_partitions, worker_threads
 from stargan_core.bulk.job import CONTACT_SHEET
+from stargan_core.lease import release
 from stargan_core.preprocessing import FRAMINGS
 from stargan_core.registry import RegisteredModel, resolve_model
 from stargan_core.storage import default_root, join
@@ -77,6 +78,7 @@ def translate_task(plan: BulkPlan, cluster_address: str, workers: int | None, de
     with connect(cluster_address, workers, device) as client:
         logger.info("Dask scheduler %s with %d workers", client.scheduler.address,
                     len(client.scheduler_info()["workers"]))
+        logger.info("torch threads: %s", worker_threads(client))
         logger.info("loading %s on every worker", plan.config.model.uri)
         model = load_model(client, plan.config, device)
         start = time.perf_counter()  # translation alone: without starting or loading workers
@@ -125,17 +127,17 @@ def preview(png: bytes, width: int = 1024) -> str:
 
 @flow(name="translate-bulk", log_prints=True)
 def translate_bulk(
-    input_url: str,
-    model_uri: str = "models:/stargan-celeba@champion",
+    input_url: Url,
+    model_uri: Url = "models:/stargan-celeba@champion",
     targets: list[str] | None = None,
-    output_root: str | None = None,
+    output_root: Url | None = None,
     job: str | None = None,
     output_format: Literal["parquet", "files", "both"] = "parquet",
     output_size: Literal["input", "model"] = "input",
     framing: Literal[FRAMINGS] = "auto",  # type: ignore[valid-type]
     file_format: Literal["auto", "png", "jpeg", "webp"] = "auto",
     quality: Annotated[int, Field(ge=1, le=100)] = 95,
-    cluster_address: str = "",
+    cluster_address: Url = "",
     workers: Annotated[int, Field(ge=1, le=1024)] | None = None,
     batch_size: Annotated[int, Field(ge=1, le=4096)] = 32,
     device: Literal["auto", "cpu", "cuda"] = "auto",
@@ -174,7 +176,7 @@ def translate_bulk(
         present (with dask-cuda).
     files_per_partition: inputs per task for a folder of files (a prepared set: one per shard).
     storage: how to reach S3, by reference: {"endpoint_url": ...}, {"profile": <AWS profile>}
-        or {"credentials_secret": <Prefect Secret block>}; default: the worker's environment.
+        or {"credentials_block": <StarGAN S3 Credentials block>}; default: the worker's environment.
     overwrite: replace a job of other inputs, targets or format in the same folder.
     split: of a prepared data set, translate this split only (e.g. test).
     """
@@ -198,7 +200,11 @@ def translate_bulk(
     if manifest is not None:
         logger.info("%s is complete and up to date: nothing to write", config.output)
     else:
-        results, seconds = translate_task(work, cluster_address, workers, device)
+        try:
+            results, seconds = translate_task(work, cluster_address, workers, device)
+        except BaseException:
+            release(config.out)  # the folder is free for the next run, which resumes it
+            raise
         manifest = finish_task(work, results, contact_sheet_rows)
     key = artifact_key(f"{job}-{model.name}-v{model.version}")
     create_image_artifact(

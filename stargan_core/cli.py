@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from pathlib import Path
 
 from stargan_core.config import DEFAULT_CPU_PRESET, PRESETS
 from stargan_core.preprocessing import FRAMINGS
 from stargan_core.synthetic.faces import STYLES
+from stargan_core.threads import set_torch_threads, threads_environment, usable_cores
 
 EXAMPLES = """\
 examples:
@@ -121,7 +121,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.processes > 1 and not world.parallel:  # this same command, under torchrun
         World(size=args.processes).local_batch(config.batch_size)  # or say what to change
         command = torchrun_command(args.processes, "stargan_core.cli", args.argv)
-        return subprocess.run(command, check=False).returncode
+        return subprocess.run(command, check=False,
+                              env=threads_environment(args.processes)).returncode
     say = print if world.is_main else (lambda *_, **__: None)
     data = training_data(args.data, config.image_size, format=args.format,
                          domains=_domains(args.domains), seed=config.seed,
@@ -155,8 +156,9 @@ def cmd_translate(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from stargan_core.checkpoint import load_models, resolve_checkpoint
+    from stargan_core.data.sample import IMAGE_SUFFIXES
     from stargan_core.train import resolve_device
-    from stargan_core.translate import collect_inputs, translate_files
+    from stargan_core.translate import collect_inputs, other_files, translate_files
 
     device = resolve_device(args.device)
     path = resolve_checkpoint(args.checkpoint)
@@ -171,6 +173,8 @@ def cmd_translate(args: argparse.Namespace) -> int:
         )
     for path, reason in result.skipped:
         print(f"skipped {path}: {reason}", file=sys.stderr)
+    for path in other_files(args.input):
+        print(f"skipped {path}: not an image file ({', '.join(IMAGE_SUFFIXES)})", file=sys.stderr)
     print(f"wrote {len(result.outputs)} images under {args.out}")
     print(f"grid: {result.grid}")
     return 0
@@ -277,8 +281,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="reject images that would need more enlargement than this (default: 2)")
     p.add_argument("--rows-per-shard", type=int, default=8000, help="inputs per shard")
     p.add_argument("--row-group-size", type=int, default=2000, help="rows per Parquet row group")
-    p.add_argument("--workers", type=int, default=os.cpu_count() or 1,
-                   help="parallel processes (default: one per CPU)")
+    p.add_argument("--workers", type=int, default=usable_cores().usable,
+                   help="parallel processes (default: one per core this process may use)")
     p.add_argument("--overwrite", action="store_true",
                    help="replace a version that was prepared from other inputs or parameters")
     p.set_defaults(func=cmd_preprocess)
@@ -396,6 +400,8 @@ def main(argv: list[str] | None = None) -> int:
 
     args = build_parser().parse_args(argv)
     args.argv = sys.argv[1:] if argv is None else list(argv)
+    if args.command != "promote":  # the others compute with torch
+        print(set_torch_threads(), file=sys.stderr)
     try:
         return args.func(args)
     except (ValueError, LookupError, FileNotFoundError, StorageError) as err:

@@ -54,6 +54,9 @@ class TrainConfig(BaseModel):
     log_every: PositiveInt = 10
     sample_every: PositiveInt = 1000
     checkpoint_every: PositiveInt = 10_000
+    # and after this many minutes of training since the last one (0: by steps only), so that
+    # a run killed before `checkpoint_every` steps can resume too
+    checkpoint_minutes: NonNegativeFloat = 10.0
     num_workers: NonNegativeInt = 2
     mixed_precision: bool = True  # bf16 autocast where native (recent GPUs, AMX/AVX-512 CPUs)
 

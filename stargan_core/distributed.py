@@ -4,13 +4,19 @@ torchrun (`python -m torch.distributed.run`) sets RANK, WORLD_SIZE and LOCAL_RAN
 process's environment and the rendezvous (MASTER_ADDR/PORT) they meet at; `World.join` reads
 them and opens the process group (NCCL between GPUs, gloo on CPU). Without them, the world is
 this one process and nothing is opened. `torchrun_command` is how `stargan train --processes`
-and the train-stargan flow start the processes on one machine.
+and the train-stargan flow start the processes on one machine: torchrun through this module's
+entry point, so that it dies with the process that started it, and its workers with it.
 """
 
 from __future__ import annotations
 
+import ctypes
+import functools
 import os
+import signal
 import sys
+import threading
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -94,6 +100,8 @@ class World:
         """The world of this process, its process group open while inside (NCCL for CUDA,
         gloo for CPU) unless someone opened it already."""
         world = World.from_environment()
+        if world.parallel:
+            die_with_launcher()
         opened = world.parallel and not dist.is_initialized()
         if opened:
             if device.type == "cuda":
@@ -108,10 +116,59 @@ class World:
 
 ONE_PROCESS = World()
 
+PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
+LAUNCHER_PID = "STARGAN_LAUNCHER_PID"  # the torchrun process, in its workers' environment
+
+
+def die_with(parent: int, signum: signal.Signals) -> None:
+    """Have this process sent `signum` when `parent`, the process that started it, ends
+    (even by SIGKILL): the kernel's parent-death signal on Linux, a watchdog thread elsewhere.
+    A parent that ended before the signal was armed counts too."""
+    try:
+        armed = ctypes.CDLL(None).prctl(PR_SET_PDEATHSIG, int(signum)) == 0
+    except (OSError, AttributeError):  # no prctl: not Linux
+        armed = False
+    if not armed:
+        threading.Thread(target=_watch_parent, args=(parent, signum), daemon=True,
+                         name="parent-watchdog").start()
+    if os.getppid() != parent:
+        os.kill(os.getpid(), signum)
+
+
+def _watch_parent(parent: int, signum: signal.Signals) -> None:
+    while os.getppid() == parent:
+        time.sleep(1.0)
+    os.kill(os.getpid(), signum)
+
+
+@functools.cache
+def die_with_launcher() -> None:
+    """A torchrun worker ends with its launcher: without it the other workers are going or
+    gone, and a rerun must find the run folder free. SIGKILL, since nothing is left to save
+    that the last checkpoint does not hold."""
+    die_with(int(os.environ.get(LAUNCHER_PID, os.getppid())), signal.SIGKILL)
+
 
 def torchrun_command(processes: int, module: str, args: Sequence[str]) -> list[str]:
-    """`python -m torch.distributed.run` starting `processes` copies of `python -m module
-    args` on this machine, meeting at a rendezvous of their own (several machines start
-    torchrun themselves, with a shared rendezvous: see the README)."""
-    return [sys.executable, "-m", "torch.distributed.run", "--standalone",
+    """torchrun starting `processes` copies of `python -m module args` on this machine,
+    meeting at a rendezvous of their own (several machines start torchrun themselves, with a
+    shared rendezvous: see the README). It runs through this module, as a child of this
+    process that ends with it (see `launch`)."""
+    return [sys.executable, "-m", "stargan_core.distributed", str(os.getpid()), "--standalone",
             "--nproc-per-node", str(processes), "-m", module, *args]
+
+
+def launch(parent: int, torchrun_args: Sequence[str]) -> None:
+    """torchrun (`python -m torch.distributed.run torchrun_args`), sent SIGTERM when `parent`
+    ends so that it stops its workers; they end with it in any case (`die_with_launcher`).
+    On Linux the signal comes when the parent's thread that started it ends: keep that thread
+    waiting for it."""
+    from torch.distributed.run import main
+
+    die_with(parent, signal.SIGTERM)
+    os.environ[LAUNCHER_PID] = str(os.getpid())
+    main(list(torchrun_args))
+
+
+if __name__ == "__main__":  # python -m stargan_core.distributed PARENT_PID TORCHRUN_ARGS...
+    launch(int(sys.argv[1]), sys.argv[2:])

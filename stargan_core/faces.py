@@ -104,9 +104,18 @@ def warp(photo: torch.Tensor, to_out: np.ndarray, width: int, height: int) -> to
     v, u = torch.meshgrid(torch.arange(height, dtype=torch.float64) + 0.5,
                           torch.arange(width, dtype=torch.float64) + 0.5, indexing="ij")
     points = torch.stack([u, v, torch.ones_like(u)], -1) @ inverse.T
-    h, w = photo.shape[-2:]
-    grid = torch.stack([(2 * points[..., 0] + 1) / w - 1, (2 * points[..., 1] + 1) / h - 1], -1)
-    return F.grid_sample(photo[None].float(), grid[None].float(), mode="bilinear",
+    # Only the part of the photo that is sampled (and the pixel beyond, which bilinear reads)
+    # is made float: a large photo is not copied whole for one face.
+    sampled = points[..., :2].flatten(0, 1)
+    x0, y0 = (sampled.amin(0).floor().long() - 1).clamp(min=0).tolist()
+    x1, y1 = (sampled.amax(0).ceil().long() + 2).clamp(min=0).tolist()
+    part = photo[:, y0:y1, x0:x1]
+    h, w = part.shape[-2:]
+    if not h or not w:
+        return torch.zeros(3, height, width)
+    grid = torch.stack([(2 * (points[..., 0] - x0) + 1) / w - 1,
+                        (2 * (points[..., 1] - y0) + 1) / h - 1], -1)
+    return F.grid_sample(part[None].float(), grid[None].float(), mode="bilinear",
                          padding_mode="zeros", align_corners=False)[0]
 
 

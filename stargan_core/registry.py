@@ -112,7 +112,13 @@ def resolve_model(model_uri: str, client: MlflowClient | None = None) -> Registe
         raise LookupError(f"model '{name}' has no version {number} "
                           f"(versions: {_versions(client, name)})") from None
     version = str(found.version)
-    metadata = mlflow.models.get_model_info(f"models:/{name}/{version}").metadata or {}
+    try:
+        metadata = mlflow.models.get_model_info(f"models:/{name}/{version}").metadata or {}
+    except (MlflowException, OSError) as error:
+        raise LookupError(
+            f"{model_uri} is version {version}, whose files cannot be read ({type(error).__name__}:"
+            f" {error}): they are gone from the artifact store or it is unreachable; promote a "
+            f"version that loads (`stargan promote {name} VERSION`)") from None
     if "domain_spec" not in metadata:
         raise LookupError(f"models:/{name}/{version} is not a StarGAN generator logged by this "
                           "project (its metadata has no domain_spec)")

@@ -86,7 +86,9 @@ def record_review(name: str, version: str, found: Review, client: MlflowClient |
 
 def promote_reviewed(name: str, version: str, by: str, client: MlflowClient | None = None
                      ) -> None:
-    """Make `version` the champion, noting who decided."""
+    """Make `version` the champion, noting who decided, once it is known to load (a version
+    whose files are gone would stop every job that follows the alias)."""
     client = client or MlflowClient()
+    load_registered(f"models:/{name}/{version}", "cpu")
     promote(name, version, client)
     client.set_model_version_tag(name, version, PROMOTED_BY_TAG, by)

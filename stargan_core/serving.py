@@ -37,11 +37,16 @@ from stargan_core.checkpoint import (
 from stargan_core.config import EDITING_OPTIONS
 from stargan_core.data.celeba import ALIGNED
 from stargan_core.data.images import RejectedImage, decode_rgb, encode
+from stargan_core.domains import DomainError
 from stargan_core.editing import OUTPUT_SIZES, Editor
 from stargan_core.preprocessing import FRAMINGS
+from stargan_core.storage import redact
 from stargan_core.targets import Target, parse_target, single_targets
 
 BATCH = 64  # images per forward pass in predict
+# Photos over this are shrunk to it when decoded (a 16 MP phone photo is not): it bounds what
+# a served model holds per photo, the face detector's buffers (which OpenCV keeps) included.
+MAX_SERVED_PIXELS = 16_000_000
 # What the logged code imports, pinned to the versions it was logged with (without local tags
 # such as +cu130, so that an index can resolve them).
 REQUIREMENTS = ("torch", "torchvision", "pillow", "numpy", "pandas", "tqdm", "fsspec",
@@ -58,9 +63,10 @@ SIGNATURE = ModelSignature(
 class StarGANModel(mlflow.pyfunc.PythonModel):
     """Input: `image` (JPEG/PNG/WebP bytes) and `target` (`Blond_Hair`, `Male=0,Young`, `happy`)
     per row. Output: `image`, the translation as PNG bytes: the input photo at its own size
-    with the edit in it, or the model's square with the parameter `output_size="model"`. The
-    parameter `framing` (`preprocessing.FRAMINGS`; default `auto`: every face of a photo that
-    is not an aligned face) says where in the photo the model looks."""
+    (shrunk to MAX_SERVED_PIXELS when larger) with the edit in it, or the model's square with
+    the parameter `output_size="model"`. The parameter `framing` (`preprocessing.FRAMINGS`;
+    default `auto`: every face of a photo that is not an aligned face) says where in the photo
+    the model looks."""
 
     def load_context(self, context: mlflow.pyfunc.PythonModelContext) -> None:
         from stargan_core.train import resolve_device
@@ -118,7 +124,11 @@ class StarGANModel(mlflow.pyfunc.PythonModel):
                 f"{', '.join(t.text for t in single_targets(self.spec))})")
         outputs = pd.Series([None] * len(model_input), index=model_input.index, dtype=object)
         for target_text, group in model_input.groupby("target", sort=False):
-            target = parse_target(self.spec, str(target_text))
+            try:
+                target = parse_target(self.spec, str(target_text))
+            except DomainError as error:
+                raise MlflowException.invalid_parameter_value(
+                    f"rows {group.index[:10].tolist()}: {error}") from None
             for start in range(0, len(group), BATCH):  # bounded memory for any request size
                 chunk = group.iloc[start:start + BATCH]
                 photos = [self._decode(row, data) for row, data in chunk["image"].items()]
@@ -138,7 +148,8 @@ class StarGANModel(mlflow.pyfunc.PythonModel):
 
     def _decode(self, row: object, data: object) -> torch.Tensor:
         try:
-            return decode_rgb(data, self.editor.min_side)  # type: ignore[arg-type]
+            return decode_rgb(data, self.editor.min_side,  # type: ignore[arg-type]
+                              fit_pixels=MAX_SERVED_PIXELS)
         except RejectedImage as error:
             raise MlflowException.invalid_parameter_value(f"row {row}: {error}") from None
         except TypeError:
@@ -153,7 +164,8 @@ def log_generator(checkpoint: str | Path) -> mlflow.models.model.ModelInfo:
     spec, options = spec_and_config(state)
     preprocessing = preprocessing_of(state)
     described = preprocessing.to_dict() | {
-        "output": "PNG, RGB: the input's size with the edit carried back (output_size=model: "
+        "output": "PNG, RGB: the input's size (shrunk to at most "
+                  f"{MAX_SERVED_PIXELS:,} pixels) with the edit carried back (output_size=model: "
                   "the image_size square)"}
     generator = {k: getattr(options, k) for k in EDITING_OPTIONS}
     example = io.BytesIO()
@@ -176,6 +188,10 @@ def log_generator(checkpoint: str | Path) -> mlflow.models.model.ModelInfo:
         )
 
 
+class ModelUnavailable(LookupError):
+    """A registered version whose files cannot be read."""
+
+
 def load_registered(model_uri: str, device: str = "auto", tracking_uri: str | None = None,
                     registry_uri: str | None = None) -> StarGANModel:
     """The StarGANModel of a registered version, on `device` (auto: CUDA when present).
@@ -186,9 +202,15 @@ def load_registered(model_uri: str, device: str = "auto", tracking_uri: str | No
     from stargan_core.train import resolve_device
 
     with tempfile.TemporaryDirectory() as tmp:
-        local = mlflow.artifacts.download_artifacts(artifact_uri=model_uri, dst_path=tmp,
-                                                    tracking_uri=tracking_uri,
-                                                    registry_uri=registry_uri)
-        flavor = Model.load(local).flavors["python_function"]
-        weights = Path(local) / flavor["artifacts"]["weights"]["path"]
+        try:
+            local = mlflow.artifacts.download_artifacts(artifact_uri=model_uri, dst_path=tmp,
+                                                        tracking_uri=tracking_uri,
+                                                        registry_uri=registry_uri)
+            flavor = Model.load(local).flavors["python_function"]
+            weights = Path(local) / flavor["artifacts"]["weights"]["path"]
+        except (MlflowException, OSError, KeyError) as error:
+            raise ModelUnavailable(
+                f"{model_uri} cannot be loaded: {type(error).__name__}: {error}. Its files in "
+                f"the artifact store ({redact(tracking_uri or mlflow.get_tracking_uri())}) are "
+                "gone or unreachable: use another version, or register it again") from None
         return StarGANModel.from_weights(weights, resolve_device(device))

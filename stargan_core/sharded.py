@@ -6,7 +6,8 @@ same fingerprint is not written again, so tasks run in any order, in parallel an
 a crash; inputs that cannot be used become rows of `rejected.parquet` with their reason; the
 manifest is written last and marks the job complete. Preparing a data set (`data.prepare`)
 and translating a collection (`bulk`) are such jobs: a new one brings its plan (the chunks
-and their fingerprints), its per-shard function and what its manifest says.
+and their fingerprints), its per-shard function and what its manifest says. One job at a time
+writes a folder: `committed` takes the folder's lease (`lease`), `publish` gives it back.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from typing import Any
 import pyarrow as pa
 
 from stargan_core.data.parquet import ShardFile, read_record, write_table
+from stargan_core.lease import LEASES, acquire, holding, release
 from stargan_core.storage import Location, remove_empty_folders, write_bytes
 
 MANIFEST = "manifest.json"
@@ -54,18 +56,35 @@ def finished_shard(out: Location, path: str, fingerprint: str
 
 def committed(out: Location, fingerprint: str, *,
               replaceable: Callable[[dict[str, Any]], bool],
-              clash: Callable[[dict[str, Any]], Exception]) -> dict[str, Any] | None:
+              clash: Callable[[dict[str, Any]], Exception],
+              about: str = "a sharded job", hint: str = "write to another folder"
+              ) -> dict[str, Any] | None:
     """The manifest when the job at `out` is complete with `fingerprint`; else None, after
     unmarking a finished job there that `replaceable` allows to be replaced (before any shard
     changes: a run killed midway must not leave a manifest naming shards that are gone).
-    A finished job that may not be replaced raises the error `clash` makes of its manifest."""
+    A finished job that may not be replaced raises the error `clash` makes of its manifest.
+
+    Unless it is complete, first takes the folder's lease (`lease.acquire`, with `about` and
+    `hint`): waits while this same job runs elsewhere, refuses while another does. When the job
+    is to run (None), the lease is held until `publish`, or `release` after a failure."""
     manifest = out.read_json(MANIFEST)
-    if manifest is None or manifest.get("fingerprint") == fingerprint:
-        return manifest
-    if not replaceable(manifest):
-        raise clash(manifest)
-    out.fs.rm_file(out.join(MANIFEST))
-    return None
+    if manifest is not None and manifest.get("fingerprint") == fingerprint:
+        return manifest  # a re-run writes nothing, not even a lease
+    lease = acquire(out, fingerprint, about, hint)
+    try:
+        out.fs.invalidate_cache(out.path)  # the job may have ended elsewhere while we waited
+        manifest = out.read_json(MANIFEST)
+        if manifest is not None and manifest.get("fingerprint") == fingerprint:
+            lease.release()  # complete: nothing to write
+            return manifest
+        if manifest is not None:
+            if not replaceable(manifest):
+                raise clash(manifest)
+            out.fs.rm_file(out.join(MANIFEST))
+        return None
+    except BaseException:
+        lease.release()
+        raise
 
 
 def shard_entry(result: Any, **extra: object) -> dict[str, Any]:
@@ -81,20 +100,28 @@ def publish(out: Location, *, about: dict[str, Any], shards: list[dict[str, Any]
     """Finish a job: remove what it no longer has (every path under `out` whose relative
     name `stale` accepts), write the rejected list and `files` (name: bytes), then the
     manifest, last: what the job says `about` itself, its shards (`shard_entry`), counts and
-    fingerprint. Returns the manifest."""
+    fingerprint. Returns the manifest, and gives back the folder's lease (even on failure)."""
     manifest = about | {
         "shards": shards, "inputs": inputs, "rows": sum(s["rows"] for s in shards),
         "rejected": {"count": len(rejected), "path": REJECTED,
                      "by_reason": dict(Counter(r.reason for r in rejected).most_common())},
         "fingerprint": fingerprint}
-    prefix = out.path.rstrip("/") + "/"
-    old = [p for p in out.fs.find(out.path) if stale(p[len(prefix):])]  # find: no globbing
-    if old:
-        out.fs.rm(old)  # batched deletes on S3
-        remove_empty_folders(out.fs, out.path)
-    write_table(out.fs, out.join(REJECTED),
-                pa.Table.from_pylist([asdict(r) for r in rejected], schema=REJECTED_SCHEMA))
-    for name, data in (files or {}).items():
-        write_bytes(out.fs, out.join(name), data)
-    out.write_json(manifest, MANIFEST)
+    lease = holding(out)
+    try:
+        if lease is not None:
+            lease.check()  # before anything is removed: the folder may be another job's now
+        prefix = out.path.rstrip("/") + "/"
+        names = {p: p[len(prefix):] for p in out.fs.find(out.path)}  # find: no globbing
+        old = [p for p, name in names.items()
+               if stale(name) and not name.startswith(f"{LEASES}/")]  # the lease is not stale
+        if old:
+            out.fs.rm(old)  # batched deletes on S3
+            remove_empty_folders(out.fs, out.path)
+        write_table(out.fs, out.join(REJECTED),
+                    pa.Table.from_pylist([asdict(r) for r in rejected], schema=REJECTED_SCHEMA))
+        for name, data in (files or {}).items():
+            write_bytes(out.fs, out.join(name), data)
+        out.write_json(manifest, MANIFEST)
+    finally:
+        release(out)
     return manifest

@@ -13,6 +13,7 @@ import hashlib
 import json
 import os
 import posixpath
+import re
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +29,12 @@ SECRET_OPTIONS = ("key", "secret", "token", "password", "aws_access_key_id",
 
 
 S3_OPTIONS = ("endpoint_url", "profile", "credentials", "client_kwargs", "config_kwargs")
+# A URL or path without user:password@ before its host: no "@" at all, or a local path (no
+# "://" in it), or a scheme's authority without "@" (one in the path is a file name's).
+# Plain regular-expression syntax: the flows' parameter schemas carry it to the Prefect
+# server, which refuses a run whose parameters do not match.
+URL_WITHOUT_KEYS = r"^(?:[^@]*|(?:[^:]|:[^/]|:/[^/])*(?::/?)?|[^/]*//[^/@]*(?:/.*)?)$"
+_USERINFO = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)[^/\s@]+@")
 
 
 class StorageError(RuntimeError):
@@ -67,10 +74,29 @@ def default_root() -> str:
     return os.environ.get("STARGAN_STORAGE_URL") or str(Path(DEFAULT_ROOT).resolve())
 
 
+def refuse_keys_in_url(url: str, what: str = "a storage URL") -> str:
+    """`url`, unless it carries user:password@ (keys end up in parameters, logs and events)."""
+    if not re.match(URL_WITHOUT_KEYS, str(url)):
+        raise StorageError(
+            f"{what} must not carry credentials (user:password@ in {redact(str(url))}): set "
+            "AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY in the environment, an AWS profile or a "
+            "credentials block instead")
+    return url
+
+
+def redact_text(text: str) -> str:
+    """`text` with the user:password@ of every URL in it removed: for log lines."""
+    return _USERINFO.sub(r"\g<scheme>", text)
+
+
 def storage_options(url: str, options: dict[str, Any] | None = None) -> dict[str, Any]:
     """fsspec options for `url`: for s3://, the endpoint from AWS_ENDPOINT_URL and short
-    timeouts (an unreachable store fails in seconds, not minutes), under `options`."""
+    timeouts (an unreachable store fails in seconds, not minutes), under `options`. A URL or
+    endpoint with keys in it is refused."""
+    refuse_keys_in_url(url)
     options = dict(options or {})
+    if options.get("endpoint_url"):
+        refuse_keys_in_url(options["endpoint_url"], "an endpoint URL")
     secrets = _secret_keys(options)
     if secrets:
         raise StorageError(
@@ -83,7 +109,8 @@ def storage_options(url: str, options: dict[str, Any] | None = None) -> dict[str
         "config_kwargs": {"connect_timeout": 5, "retries": {"max_attempts": 3}},
     }
     if os.environ.get("AWS_ENDPOINT_URL"):
-        defaults["endpoint_url"] = os.environ["AWS_ENDPOINT_URL"]
+        defaults["endpoint_url"] = refuse_keys_in_url(os.environ["AWS_ENDPOINT_URL"],
+                                                      "AWS_ENDPOINT_URL")
     credentials = options.pop("credentials", None)
     if credentials is not None:
         options |= credentials.options()
@@ -218,6 +245,22 @@ def write_bytes(fs: fsspec.AbstractFileSystem, path: str, data: bytes) -> None:
         os.replace(tmp, path)
     else:
         fs.pipe_file(path, data)
+
+
+def create_bytes(fs: fsspec.AbstractFileSystem, path: str, data: bytes) -> None:
+    """Write `data` to `path` only when nothing is there (else FileExistsError): of writers
+    racing for one path exactly one wins, on S3 (a PUT with If-None-Match: *) as on a local
+    disk (a hard link, which fails when the name exists), and readers never see half of it."""
+    fs.makedirs(posixpath.dirname(path), exist_ok=True)
+    if is_local(fs):
+        tmp = f"{path}.tmp-{uuid.uuid4().hex}"
+        fs.pipe_file(tmp, data)
+        try:
+            os.link(tmp, path)
+        finally:
+            os.remove(tmp)
+    else:
+        fs.pipe_file(path, data, mode="create")
 
 
 def write_files(fs: fsspec.AbstractFileSystem, files: dict[str, bytes]) -> None:

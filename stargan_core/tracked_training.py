@@ -21,8 +21,9 @@ import torch
 from stargan_core.checkpoint import load_models
 from stargan_core.config import TrainConfig
 from stargan_core.data.loading import training_data
-from stargan_core.distributed import World, torchrun_command
+from stargan_core.distributed import World, die_with_launcher, torchrun_command
 from stargan_core.evaluation import Harness
+from stargan_core.threads import set_torch_threads, threads_environment
 from stargan_core.tracking import RunTracker, restore_checkpoint
 from stargan_core.train import resolve_device, train
 
@@ -85,8 +86,9 @@ def train_in_run(run_id: str, urls: list[str], domains: list[str] | None, config
 def train_processes(job: dict[str, Any], processes: int, folder: Path,
                     log: Callable[..., None]) -> dict[str, float]:
     """`train_in_run` in `processes` torchrun processes, each line of their output passed to
-    `log`. The job travels in a file only this user can read (storage options may hold
-    secrets), never on the command line."""
+    `log`; they end with this process, even killed (this thread waits for them). The job
+    travels in a file only this user can read (storage options may hold secrets), never on
+    the command line."""
     job_file, result_file = folder / "job.json", folder / "result.json"
     job_file.touch(mode=0o600)
     job_file.write_text(json.dumps(job | {"out": str(folder / "run"),
@@ -95,7 +97,7 @@ def train_processes(job: dict[str, Any], processes: int, folder: Path,
                                ["--job", str(job_file)])
     log("starting %d training processes: %s", processes, " ".join(command[1:]))
     with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                          text=True) as process:
+                          text=True, env=threads_environment(processes)) as process:
         for line in process.stdout:
             log("%s", line.rstrip())
     if process.returncode:
@@ -105,7 +107,9 @@ def train_processes(job: dict[str, Any], processes: int, folder: Path,
 
 
 def main_process_job(path: str) -> None:
-    """Entry point of each torchrun process."""
+    """Entry point of each torchrun process, which ends with torchrun."""
+    die_with_launcher()
+    print(set_torch_threads(), flush=True)
     job = json.loads(Path(path).read_text())
     result_file = job.pop("result")
     job["config"] = TrainConfig(**job["config"])

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -26,6 +28,7 @@ from stargan_core.config import TrainConfig
 from stargan_core.data.sampling import endless_batches
 from stargan_core.distributed import ONE_PROCESS, World
 from stargan_core.domains import DomainSpec
+from stargan_core.lease import OutputBusy, exclusive
 from stargan_core.losses import (
     classification_loss,
     gradient_penalty,
@@ -33,6 +36,7 @@ from stargan_core.losses import (
     reconstruction_loss,
 )
 from stargan_core.preprocessing import Preprocessing
+from stargan_core.storage import Location
 from stargan_core.targets import single_targets
 from stargan_core.translate import sample_grid, save_grid
 
@@ -227,9 +231,11 @@ def train(
 ) -> TrainResult:
     """Train G and D on `datasets` (one per label set of `spec`; two for joint training).
 
-    Checkpoints go to `out_dir/checkpoints`, sample grids of `sample_images` x every single
-    target to `out_dir/samples`. With `resume`, training continues from the last checkpoint;
-    without, the folder's old checkpoints are deleted first.
+    Checkpoints go to `out_dir/checkpoints` every `checkpoint_every` steps and every
+    `checkpoint_minutes` of training, sample grids of `sample_images` x every single target to
+    `out_dir/samples`. With `resume`, training continues from the last checkpoint; without,
+    the folder's old checkpoints are deleted first. A folder another training still writes
+    into is refused (OutputBusy; `lease`).
     `data_format` (the data's layout) sets the `Preprocessing` saved with every checkpoint,
     which every later use of the model repeats.
     `on_log`, `on_sample` and `on_checkpoint` let a tracker follow the run (metrics per logging
@@ -243,10 +249,23 @@ def train(
     out_dir = Path(out_dir)
     # Under torchrun, one of several processes: each its own part of every batch, the
     # gradients averaged; one process logs, samples and writes checkpoints.
-    with World.join(dev) as world:
+    with World.join(dev) as world, contextlib.ExitStack() as held:
         dev = world.device(dev)
         if not world.is_main:
             on_log = on_sample = on_checkpoint = None
+        # One training writes into a run folder: process 0 holds it, and every process learns
+        # whether it could.
+        refused = None
+        if world.is_main:
+            try:
+                held.enter_context(exclusive(
+                    Location.of(str(out_dir)), f"training {config.num_iters} steps",
+                    "train into another folder (--out)"))
+            except OutputBusy as error:
+                refused = str(error)
+        refused = world.share(refused)
+        if refused:
+            raise OutputBusy(refused)
         ckpt_dir = out_dir / "checkpoints"
         world.local_batch(config.batch_size)  # splits evenly, or says what would
         torch.manual_seed(config.seed)
@@ -291,6 +310,8 @@ def train(
         nets.D.train()
         t0, images = time.perf_counter(), 0
         window: dict[str, list[torch.Tensor]] = {}
+        period = 60 * config.checkpoint_minutes or math.inf
+        due = time.monotonic() + period
         for step in range(start, config.num_iters):
             set_learning_rates(nets, config, step)
             update_g = (step + 1) % config.n_critic == 0
@@ -306,6 +327,7 @@ def train(
                 for k, v in losses.items():
                     window.setdefault(k, []).append(v)
             done = step + 1
+            by_time = False
             if done % config.log_every == 0 or done == config.num_iters:
                 # One host sync per logging step, not one per loss and step; the losses are the
                 # means over all processes.
@@ -318,16 +340,20 @@ def train(
                 if on_log:
                     on_log(done, metrics)
                 window.clear()
+                # A checkpoint by time too, so that a run killed before `checkpoint_every` can
+                # resume: process 0's clock decides for all, at logging steps only.
+                by_time = world.share(world.is_main and time.monotonic() >= due)
             # One process samples and writes checkpoints.
             if world.is_main and sample_images is not None and (done % config.sample_every == 0
                                                                 or done == config.num_iters):
                 sample(done)
-            if done % config.checkpoint_every == 0 or done == config.num_iters:
+            if done % config.checkpoint_every == 0 or done == config.num_iters or by_time:
                 if done == config.num_iters:
                     set_learning_rates(nets, config, done)  # 0: the decay has run its course
                 last = save(done) if world.is_main else checkpoint_path(ckpt_dir, done)
                 if on_checkpoint:
                     on_checkpoint(last, done)
+                due = time.monotonic() + period
         world.barrier()  # the last checkpoint is written
         final = out_dir / "samples" / f"step-{config.num_iters:07d}.png"
         if world.is_main and sample_images is not None and not final.is_file():  # resumed there

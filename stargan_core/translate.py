@@ -76,6 +76,19 @@ def save_grid(grid: torch.Tensor, columns: Sequence[str], path: str | Path) -> P
     return path
 
 
+def other_files(paths: Sequence[str | Path]) -> list[str]:
+    """The files of the folders in `paths` that `collect_inputs` passes over: not of an image
+    type (hidden files aside), so that a user hears of them."""
+    found = []
+    for raw in map(str, paths):
+        fs, path = filesystem(raw)
+        if fs.isdir(path):
+            found += [url_of(fs, p) for p in sorted(fs.find(path))
+                      if posixpath.splitext(p)[1].lower() not in IMAGE_SUFFIXES
+                      and not posixpath.basename(p).startswith(".")]
+    return found
+
+
 def collect_inputs(paths: Sequence[str | Path]) -> list[tuple[str, str]]:
     """(image file's path or URL, output name relative to a target folder) for files and
     folders, local or s3://.

@@ -50,7 +50,12 @@ start() {  # start NAME PORT COMMAND...: in its own process group, logging to lo
       exit 1
     fi
   fi
-  setsid "$@" > "$stack/logs/$name.log" 2>&1 < /dev/null &
+  # Each start appends to the log, under a line saying when, so earlier runs' logs stay.
+  echo "=== $name started $(date -u +%Y-%m-%dT%H:%M:%SZ) ===" >> "$stack/logs/$name.log"
+  # A script starts background commands with SIGINT ignored, and a Prefect worker answers
+  # SIGTERM by sending itself SIGINT: SIGINT's default comes back first, so that it stops.
+  setsid "$bin/python" -c 'import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL)
+os.execvp(sys.argv[1], sys.argv[1:])' "$@" >> "$stack/logs/$name.log" 2>&1 < /dev/null &
   echo $! > "$stack/pids/$name"
   echo "$name: started (log: $stack/logs/$name.log)"
 }

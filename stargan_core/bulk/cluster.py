@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib.util
 import logging
+import os
 import threading
 import uuid
 from collections import Counter, OrderedDict
@@ -20,14 +21,15 @@ from dataclasses import dataclass, replace
 import dask.config
 import mlflow
 import torch
-from dask.system import CPU_COUNT
 from distributed import Client, LocalCluster, WorkerPlugin, as_completed, get_worker
 
 from stargan_core.bulk.partition import PartitionResult, translate_partition
 from stargan_core.bulk.plan import BulkConfig, BulkPlan, Partition
 from stargan_core.serving import StarGANModel, load_registered
+from stargan_core.threads import usable_cores
 
 PLUGIN = "stargan-models"
+THREADS_PLUGIN = "stargan-torch-threads"
 MODELS_PER_WORKER = 2  # loaded versions a worker keeps when no task uses them
 
 
@@ -83,6 +85,27 @@ class ModelCache(WorkerPlugin):
             del self.models[source]
 
 
+class TorchThreads(WorkerPlugin):
+    """Each worker of a local cluster computes with `threads`, its share of the cores, chosen
+    before the workers start (a worker sampling the cores would see its siblings starting)."""
+
+    idempotent = True
+
+    def __init__(self, threads: int) -> None:
+        self.threads = threads
+
+    def setup(self, worker: object) -> None:
+        if not os.environ.get("OMP_NUM_THREADS"):  # the user's choice, inherited, is kept
+            torch.set_num_threads(self.threads)
+
+
+def worker_threads(client: Client) -> str:
+    """torch's threads in the cluster's workers: `2 in 4 workers`."""
+    counts = Counter(client.run(torch.get_num_threads).values())
+    return ", ".join(f"{threads} in {n} worker{'s' if n > 1 else ''}"
+                     for threads, n in sorted(counts.items()))
+
+
 def gpus() -> int:
     return torch.cuda.device_count() if torch.cuda.is_available() else 0
 
@@ -92,7 +115,8 @@ def connect(address: str = "", workers: int | None = None, device: str = "auto"
             ) -> Iterator[Client]:
     """A client of the scheduler at `address` (or $DASK_SCHEDULER_ADDRESS), or of a cluster
     started here and stopped at the end: a LocalCUDACluster (one worker per GPU) when GPUs are
-    present, else a LocalCluster of `workers` processes (default: one per usable core)."""
+    present, else a LocalCluster of `workers` processes (default: one per usable core), each
+    with torch threads for its share of the cores (a remote cluster's workers: as started)."""
     address = address or dask.config.get("scheduler-address", None)  # $DASK_SCHEDULER_ADDRESS
     if address:
         with Client(address) as client:
@@ -103,13 +127,20 @@ def connect(address: str = "", workers: int | None = None, device: str = "auto"
     level = chatter.level
     chatter.setLevel(max(level, logging.WARNING))
     try:
-        with _local_cluster(workers, device) as cluster, Client(cluster) as client:
+        # Dask starts each worker with OMP_NUM_THREADS=1: left out, TorchThreads decides (a
+        # user's OMP_NUM_THREADS, which the workers inherit, is kept).
+        cores = usable_cores()
+        with dask.config.set({"distributed.nanny.pre-spawn-environ.OMP_NUM_THREADS": None}):
+            cluster = _local_cluster(workers, device, cores.usable)
+        with cluster, Client(cluster) as client:
+            threads = max(1, cores.usable // len(cluster.workers))
+            client.register_plugin(TorchThreads(threads), name=THREADS_PLUGIN)
             yield client
     finally:
         chatter.setLevel(level)
 
 
-def _local_cluster(workers: int | None, device: str) -> LocalCluster:
+def _local_cluster(workers: int | None, device: str, cores: int) -> LocalCluster:
     dashboard = ":0" if importlib.util.find_spec("bokeh") else None
     if device != "cpu" and gpus():
         if not importlib.util.find_spec("dask_cuda"):
@@ -119,10 +150,9 @@ def _local_cluster(workers: int | None, device: str) -> LocalCluster:
 
         return LocalCUDACluster(n_workers=workers or gpus(), threads_per_worker=1,
                                 dashboard_address=dashboard)
-    # One thread per worker process: Dask sets OMP_NUM_THREADS=1 in each, so n workers use n
-    # cores without oversubscribing them.
-    return LocalCluster(n_workers=workers or CPU_COUNT, threads_per_worker=1, processes=True,
-                        host="127.0.0.1", dashboard_address=dashboard)
+    # One task at a time per worker process: its torch threads are the parallelism.
+    return LocalCluster(n_workers=workers or cores, threads_per_worker=1,
+                        processes=True, host="127.0.0.1", dashboard_address=dashboard)
 
 
 def load_model(client: Client, config: BulkConfig, device: str = "auto") -> ModelSource:

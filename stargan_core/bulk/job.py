@@ -24,7 +24,8 @@ class JobClash(ValueError):
 
 
 def committed_job(plan: BulkPlan) -> dict[str, Any] | None:
-    """The manifest when this exact job is complete, else None.
+    """The manifest when this exact job is complete, else None (and the folder's lease is this
+    run's until `finish_job`; a job that another run is writing now is an error).
 
     A finished job of the same inputs, targets and format whose inputs have changed since is
     unmarked first (its folder is about to change); one of other inputs, targets or format
@@ -42,7 +43,11 @@ def committed_job(plan: BulkPlan) -> dict[str, Any] | None:
             f"{', '.join(found['targets'])} ({found['output_format']}): choose another job "
             "name (job=...), or replace it on purpose (overwrite=True)")
 
-    return committed(config.out, plan.fingerprint, replaceable=replaceable, clash=clash)
+    return committed(config.out, plan.fingerprint, replaceable=replaceable, clash=clash,
+                     about=f"translating {config.input_url} into "
+                           f"{', '.join(t.text for t in config.targets)} with "
+                           f"{config.model.uri} ({config.output_format})",
+                     hint="choose another job name (job=...)")
 
 
 def _keep(plan: BulkPlan, results: list[PartitionResult]) -> set[str]:

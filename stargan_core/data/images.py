@@ -87,8 +87,10 @@ def _to_rgb(image: Image.Image) -> Image.Image:
         raise RejectedImage("unsupported mode", f"{image.mode}: {error}") from None
 
 
-def open_rgb(data: bytes, max_pixels: int = MAX_PIXELS) -> Image.Image:
-    """The upright RGB image of an input file's bytes, or RejectedImage (the rule above)."""
+def open_rgb(data: bytes, max_pixels: int = MAX_PIXELS, fit_pixels: int | None = None
+             ) -> Image.Image:
+    """The upright RGB image of an input file's bytes, or RejectedImage (the rule above); with
+    `fit_pixels`, shrunk to at most that many pixels as soon as it is decoded."""
     if not data:
         raise RejectedImage("empty file", "0 bytes")
     try:
@@ -108,13 +110,20 @@ def open_rgb(data: bytes, max_pixels: int = MAX_PIXELS) -> Image.Image:
         image = ImageOps.exif_transpose(image)
     except DAMAGED as error:
         raise RejectedImage("truncated or corrupt", str(error) or type(error).__name__) from None
-    return _to_rgb(image)
+    image = _to_rgb(image)
+    if fit_pixels is not None and width * height > fit_pixels:
+        scale = math.sqrt(fit_pixels / (width * height))
+        image = image.resize((max(1, math.floor(image.width * scale)),
+                              max(1, math.floor(image.height * scale))), Image.Resampling.LANCZOS)
+    return image
 
 
-def decode_rgb(data: bytes, min_side: int = 0, max_pixels: int = MAX_PIXELS) -> torch.Tensor:
+def decode_rgb(data: bytes, min_side: int = 0, max_pixels: int = MAX_PIXELS,
+               fit_pixels: int | None = None) -> torch.Tensor:
     """An input file's bytes as upright uint8 RGB (3, H, W), or RejectedImage: the rule above,
-    and a shorter side of at least `min_side` (see `min_input_side`)."""
-    image = open_rgb(data, max_pixels)
+    and a shorter side of at least `min_side` (see `min_input_side`); with `fit_pixels`, shrunk
+    to at most that many pixels (`open_rgb`)."""
+    image = open_rgb(data, max_pixels, fit_pixels)
     if min(image.size) < min_side:
         raise RejectedImage("too small", f"{image.width}x{image.height} is under {min_side} px "
                             "on its shorter side: it would be enlarged more than "

@@ -27,6 +27,7 @@ from stargan_core.data.folders import FORMATS, read_dataset
 from stargan_core.data.images import ImageRule, RejectedImage
 from stargan_core.data.parquet import ShardWriter, image_schema
 from stargan_core.data.sample import DataFormatError, Sample
+from stargan_core.lease import release
 from stargan_core.preprocessing import Preprocessing, prepare_image
 from stargan_core.sharded import (
     Rejection,
@@ -224,18 +225,23 @@ def write_shard(config: PrepareConfig, label_schema: pa.Schema, task: ShardTask)
 
 
 def committed_version(plan: Plan) -> dict[str, Any] | None:
-    """The manifest of this exact preparation when it is already complete, else None.
+    """The manifest of this exact preparation when it is already complete, else None (and
+    the version's lease is this run's until `finish_version`).
 
     A version that was completed with other inputs or parameters is an error unless the
-    configuration says to overwrite it: models trained on it name it.
+    configuration says to overwrite it: models trained on it name it. So is one that another
+    preparation is writing now.
     """
     config = plan.config
     clash = DataFormatError(
         f"{config.output} already holds a data set prepared from other inputs or with other "
         "parameters: choose a new version (--version), or replace it on purpose (--overwrite; "
         "in the flow, overwrite=True)")
+    rule = config.rule
     return committed(config.out, plan.fingerprint, replaceable=lambda _: config.overwrite,
-                     clash=lambda _: clash)
+                     clash=lambda _: clash,
+                     about=f"preparing {config.source} at {rule.image_size} px ({rule.encoding})",
+                     hint="prepare into another version (--version; in the flow, version=...)")
 
 
 def finish_version(plan: Plan, results: list[ShardResult]) -> dict[str, Any]:
@@ -290,15 +296,20 @@ def prepare_dataset(
     # from a parent that used it, would hang the child if it were entered.
     pool_context = ProcessPoolExecutor(workers, initializer=torch.set_num_threads,
                                        initargs=(1,)) if workers > 1 else nullcontext()
-    with pool_context as pool:
-        if pool is None:
-            done: Iterable[ShardResult] = (write_shard(work.config, work.label_schema, t)
-                                           for t in work.tasks)
-        else:
-            done = (f.result() for f in as_completed(
-                [pool.submit(write_shard, work.config, work.label_schema, t) for t in work.tasks]))
-        for result in done:
-            results.append(result)
-            if on_shard:
-                on_shard(result, len(results), len(work.tasks))
+    try:
+        with pool_context as pool:
+            if pool is None:
+                done: Iterable[ShardResult] = (write_shard(work.config, work.label_schema, t)
+                                               for t in work.tasks)
+            else:
+                done = (f.result() for f in as_completed(
+                    [pool.submit(write_shard, work.config, work.label_schema, t)
+                     for t in work.tasks]))
+            for result in done:
+                results.append(result)
+                if on_shard:
+                    on_shard(result, len(results), len(work.tasks))
+    except BaseException:
+        release(work.config.out)  # the version is free for the next run, which resumes it
+        raise
     return finish_version(work, results)

@@ -31,6 +31,7 @@ from stargan_core.data.images import ImageRule
 from stargan_core.data.prepare import PrepareConfig, prepare_dataset
 from stargan_core.data.sample import DataFormatError
 from stargan_core.domains import DomainError
+from stargan_core.lease import LEASES, OutputBusy
 from stargan_core.registry import resolve_model
 from stargan_core.serving import load_registered
 from stargan_core.targets import single_targets
@@ -200,6 +201,24 @@ def test_another_job_in_the_same_folder_is_refused_unless_it_overwrites(
     assert manifest["targets"] == ["Blond_Hair"] and manifest["rows"] == 33
     assert not (output / "Male=0").exists()  # what the new job does not have is gone
     assert len(list((output / "Blond_Hair").rglob("*.*"))) == 33
+
+
+def test_another_job_is_refused_while_one_writes_the_folder(registered_model, photos, tmp_path):
+    model = resolve_model("models:/stargan-celeba@champion")
+    first = job(model, photos / "png", tmp_path / "out", targets=["Male"])
+    plan = plan_job(first)
+    assert committed_job(plan) is None  # to run: the folder's lease is this run's
+    other = plan_job(job(model, photos / "png", tmp_path / "out", targets=["Blond_Hair"]))
+    with pytest.raises(OutputBusy, match=r"being written by another job: translating .*png into "
+                                         r"Male with .* \(parquet\).* choose another job name"):
+        committed_job(other)
+    generator = load_registered(model.uri, "cpu")
+    manifest = finish_job(plan, [translate_partition(first, p, generator)
+                                 for p in plan.partitions])
+    assert manifest["targets"] == ["Male"] and manifest["rows"] == 2
+    assert not (Path(first.output) / LEASES).exists()  # given back
+    with pytest.raises(JobClash):  # one after the other: the folder holds the finished job
+        committed_job(other)
 
 
 def test_a_prepared_data_set_is_translated_shard_by_shard(registered_model, celeba_root,
@@ -373,3 +392,15 @@ def test_face_framing_edits_the_faces_of_photos_and_lists_photos_without_one(
     assert out.shape == original.shape  # the whole photo, at its size
     assert np.abs(out[320:] - original[320:]).mean() < 2  # far from the face: as it was
     assert manifest["framing"] == "face"
+
+
+def test_the_workers_of_a_local_cluster_compute_with_their_share_of_the_cores(monkeypatch):
+    import torch
+
+    from stargan_core.bulk.cluster import connect, worker_threads
+    from stargan_core.threads import threads_for
+
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)  # the workers would inherit it
+    with connect(workers=1, device="cpu") as client:
+        assert list(client.run(torch.get_num_threads).values()) == [threads_for(1)]
+        assert worker_threads(client) == f"{threads_for(1)} in 1 worker"

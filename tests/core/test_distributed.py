@@ -1,6 +1,8 @@
 """Data-parallel training: 2 gloo processes started by torchrun train what one process trains
-on the same global batches, and a killed 2-process run resumes."""
+on the same global batches, a killed 2-process run resumes, and its processes die with
+torchrun."""
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -20,6 +22,8 @@ from stargan_core.cli import main as stargan
 from stargan_core.data import read_dataset
 from stargan_core.data.dataset import FaceDataset, held_out_batch
 from stargan_core.distributed import World
+from stargan_core.lease import exclusive
+from stargan_core.storage import Location
 
 SMALL = ["--set", "image_size=16", "--set", "g_conv_dim=4", "--set", "d_conv_dim=4",
          "--set", "g_repeat_num=1", "--set", "d_repeat_num=4", "--set", "n_critic=2",
@@ -29,12 +33,12 @@ SMALL = ["--set", "image_size=16", "--set", "g_conv_dim=4", "--set", "d_conv_dim
 STEPS = 12
 
 
-def stargan_train(data, out, processes: int, **popen) -> subprocess.Popen:
+def stargan_train(data, out, processes: int, steps: int = STEPS, **popen) -> subprocess.Popen:
     # gloo on the loopback interface only
     env = os.environ | {"GLOO_SOCKET_IFNAME": "lo", "OMP_NUM_THREADS": "1"}
     return subprocess.Popen(
         [sys.executable, "-m", "stargan_core.cli", "train", "--data", str(data), "--out",
-         str(out), "--preset", "edit-32", "--iters", str(STEPS), "--device", "cpu",
+         str(out), "--preset", "edit-32", "--iters", str(steps), "--device", "cpu",
          "--processes", str(processes), *SMALL],
         env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **popen)
 
@@ -99,6 +103,35 @@ def test_the_batch_splits_evenly_or_the_run_says_what_to_do(celeba_root, tmp_pat
     # Said before any process starts.
     args = ["train", "--data", str(celeba_root), "--out", str(tmp_path), "--processes"]
     assert stargan([*args, "3"]) == 2 and stargan([*args, "0"]) == 2
-    assert capsys.readouterr().err.splitlines() == [
+    assert [line for line in capsys.readouterr().err.splitlines()
+            if not line.startswith("torch threads:")] == [
         "stargan train: error: batch size 16 does not split over 3 processes: use a multiple "
         "of 3", "stargan train: error: --processes must be 1 or more, got 0"]
+
+
+@pytest.mark.parametrize("killed", ["torchrun", "its parent"])
+def test_the_training_processes_die_with_torchrun(celeba_root, tmp_path, killed):
+    """kill -9 of torchrun, or of the `stargan train` that started it, ends both training
+    processes within seconds: no checkpoint after, and a rerun finds the run folder free."""
+    process = stargan_train(celeba_root, tmp_path, 2, steps=100_000)
+    checkpoints, started = tmp_path / "checkpoints", []
+    try:
+        while latest_checkpoint(checkpoints) is None and process.poll() is None:
+            time.sleep(0.01)
+        parent = psutil.Process(process.pid)
+        (torchrun,) = [p for p in parent.children() if "--nproc-per-node" in p.cmdline()]
+        started = [parent, torchrun, *torchrun.children()]
+        assert len(started) == 4  # and two training processes
+        (torchrun if killed == "torchrun" else parent).kill()
+        _, alive = psutil.wait_procs(started[1:], timeout=5)
+        assert not alive, f"still running 5 s after the kill: {alive}"
+        written = sorted(checkpoints.glob("*.ckpt"))
+        time.sleep(1)
+        assert sorted(checkpoints.glob("*.ckpt")) == written
+        with exclusive(Location.of(str(tmp_path)), "the next training", "-"):
+            pass  # the killed run's lease is taken over
+    finally:
+        for p in started:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                p.kill()
+        process.communicate()

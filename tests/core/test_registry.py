@@ -88,3 +88,87 @@ def test_the_registered_model_edits_every_face_when_asked(registered_model):
     with pytest.raises(mlflow.exceptions.MlflowException, match="framing 'faces' is not one"):
         model.predict(pd.DataFrame({"image": [png(data.astronaut())], "target": ["Male"]}),
                       params={"framing": "faces"})
+
+
+def test_an_unknown_target_is_a_bad_request_that_names_the_known_domains(registered_model,
+                                                                        monkeypatch):
+    """Through the scoring server's app (`mlflow models serve`'s), without a server."""
+    import base64
+
+    from fastapi.testclient import TestClient
+    from mlflow.pyfunc import scoring_server
+
+    monkeypatch.setenv("_MLFLOW_IS_IN_SERVING_ENVIRONMENT", "true")  # init sets it: undone
+    app = scoring_server.init(mlflow.pyfunc.load_model("models:/stargan-celeba@champion"))
+    photo = io.BytesIO()
+    Image.new("RGB", (178, 218), (120, 90, 60)).save(photo, "JPEG")
+    rows = [[base64.b64encode(photo.getvalue()).decode(), target]
+            for target in ("Male", "Purple_Hair")]
+    with TestClient(app) as client:
+        answer = client.post("/invocations", json={
+            "dataframe_split": {"columns": ["image", "target"], "data": rows}})
+    assert answer.status_code == 400
+    error = answer.json()
+    assert ("rows [1]: unknown domain 'Purple_Hair' (known: Black_Hair, Blond_Hair, "
+            "Brown_Hair, Male, Young)") in error["message"]
+    assert "stack_trace" not in error  # a user's mistake, not a server's traceback
+
+
+def test_a_large_photo_is_served_shrunk_with_bounded_memory(registered_model, tmp_path):
+    """A 36 MP photo held 1.2 GB more at its peak (and 0.5 GB after) at full size."""
+    import os
+    import subprocess
+    import sys
+
+    from skimage import data
+
+    from stargan_core.serving import MAX_SERVED_PIXELS
+
+    Image.fromarray(data.astronaut()).resize((6000, 6000)).save(tmp_path / "big.jpg",
+                                                                quality=90)
+    measure = (
+        "import io, resource, sys\n"
+        "import mlflow, pandas as pd, psutil\n"
+        "from PIL import Image\n"
+        "model = mlflow.pyfunc.load_model('models:/stargan-celeba@champion')\n"
+        "request = pd.DataFrame({'image': [open(sys.argv[1], 'rb').read()], 'target': ['Male']})\n"
+        "before = psutil.Process().memory_info().rss\n"
+        "out = model.predict(request, params={'framing': 'face'})['image'][0]\n"
+        "grown = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - before\n"
+        "print(*Image.open(io.BytesIO(out)).size, grown)\n")
+    done = subprocess.run([sys.executable, "-c", measure, str(tmp_path / "big.jpg")],
+                          capture_output=True, text=True, timeout=600,
+                          env=os.environ | {"OMP_NUM_THREADS": "1"})  # as measured before
+    assert done.returncode == 0, done.stderr
+    width, height, grown = map(int, done.stdout.split()[-3:])
+    assert width == height and width >= 3999 and width * height <= MAX_SERVED_PIXELS
+    assert grown < 800 * 2**20, f"{grown / 2**20:.0f} MiB"
+
+
+def test_a_version_whose_files_are_gone_is_not_promoted_and_jobs_say_which_and_why(
+        registered_model, tmp_path, capsys):
+    """Version 2's artifacts deleted: `stargan promote` refuses it and the champion stays;
+    a job following an alias to it says which version and why, not a raw MlflowException."""
+    import shutil
+
+    from mlflow import MlflowClient
+
+    from stargan_core.cli import main
+    from stargan_core.registry import register, resolve_model
+    from stargan_core.serving import ModelUnavailable, load_registered
+
+    client = MlflowClient()
+    first = client.get_model_version("stargan-celeba", "1")
+    version = register(first.source, "stargan-celeba", "the same files, registered again")
+    assert version == "2"
+    assert main(["promote", "stargan-celeba", "2"]) == 0  # it loads: promoted
+    assert main(["promote", "stargan-celeba", "1"]) == 0
+    shutil.rmtree(tmp_path / "artifacts")  # the artifact store lost the files of both
+
+    assert main(["promote", "stargan-celeba", "2"]) == 2
+    assert "models:/stargan-celeba/2 cannot be loaded" in capsys.readouterr().err
+    assert str(client.get_model_version_by_alias("stargan-celeba", "champion").version) == "1"
+    with pytest.raises(LookupError, match="is version 1, whose files cannot be read"):
+        resolve_model("models:/stargan-celeba@champion")
+    with pytest.raises(ModelUnavailable, match="models:/stargan-celeba/1 cannot be loaded"):
+        load_registered("models:/stargan-celeba/1", "cpu")

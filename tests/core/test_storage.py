@@ -39,8 +39,10 @@ def test_resolved_credentials_reach_s3fs_only_and_never_print(monkeypatch):
 
 def test_messages_never_show_user_and_password_of_an_endpoint(monkeypatch):
     monkeypatch.setenv("AWS_ENDPOINT_URL", "https://user:pa55word@minio.internal:9000")
-    text = describe("s3://bucket/x")
-    assert "pa55word" not in text and "minio.internal:9000" in text
+    with pytest.raises(StorageError, match="AWS_ENDPOINT_URL must not carry") as refused:
+        describe("s3://bucket/x")
+    assert "pa55word" not in str(refused.value)
+    assert "minio.internal:9000" in str(refused.value)
 
 
 def test_local_paths_become_absolute(tmp_path, monkeypatch):
@@ -67,3 +69,21 @@ def test_an_aws_profile_by_name_reaches_s3(s3, monkeypatch, tmp_path):
     fs, path = filesystem(s3.url("a/b.txt"))
     with pytest.raises(Exception, match="credentials"):  # the same worker without the profile
         fs.cat_file(path)
+
+
+def test_keys_inside_urls_are_refused_and_redacted(monkeypatch):
+    from stargan_core.storage import redact_text, storage_options
+
+    for url, options in (("s3://AKIA:s3cret@bucket/raw", None),
+                         ("s3://bucket/raw", {"endpoint_url": "http://AKIA:s3cret@host:9000"})):
+        with pytest.raises(StorageError, match="must not carry credentials") as refused:
+            storage_options(url, options)
+        assert "s3cret" not in str(refused.value)
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://AKIA:s3cret@host:9000")
+    with pytest.raises(StorageError, match="AWS_ENDPOINT_URL"):
+        storage_options("s3://bucket/raw")
+    monkeypatch.delenv("AWS_ENDPOINT_URL")
+    assert storage_options("s3://bucket/raw@2026/x")  # an "@" in a key is a file name's
+    assert storage_options("/data/me@home") == {}
+    assert redact_text("read http://AKIA:s3cret@host:9000/x and s3://k@b/y, mail a@b") == \
+        "read http://host:9000/x and s3://b/y, mail a@b"

@@ -1,4 +1,7 @@
 import importlib.util
+import socket
+import subprocess
+import sys
 import typing
 from pathlib import Path
 
@@ -339,3 +342,74 @@ def test_the_non_saturating_loss_and_resize_upsampling_train_and_the_run_remembe
     train(cfg.replace(gan_loss="wgan-gp", lambda_gp=10.0, num_iters=3), spec, [ds], tmp_path)
     with pytest.raises(ValueError, match=r"g_upsampling=resize \(now transposed\)"):
         train(cfg.replace(g_upsampling="transposed", num_iters=4), spec, [ds], tmp_path)
+
+
+HOLDER = """
+import sys, time
+from stargan_core.lease import exclusive
+from stargan_core.storage import Location
+with exclusive(Location.of(sys.argv[1]), "training elsewhere", "-"):
+    print("held", flush=True)
+    time.sleep(600)
+"""
+
+
+def test_a_run_folder_has_one_writer_until_it_is_gone(celeba_train, tmp_path, caplog):
+    """A second training into a folder is refused while the first one lives, naming it, even
+    in the same process; once the first is killed, the next one takes the folder over."""
+    from stargan_core.lease import OutputBusy, exclusive
+    from stargan_core.storage import Location
+
+    spec, ds = celeba_train
+    cfg = TrainConfig(num_iters=3, num_iters_decay=0, **SMALL)
+    holder = subprocess.Popen([sys.executable, "-c", HOLDER, str(tmp_path)],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        holder.stdout.readline()
+        refused = (rf"being written by another job: training elsewhere \(process {holder.pid} "
+                   rf"on {socket.gethostname()}, .*train into another folder \(--out\)")
+        with pytest.raises(OutputBusy, match=refused):
+            train(cfg, spec, [ds], tmp_path)
+        assert not (tmp_path / "checkpoints").exists()
+    finally:
+        holder.kill()
+        holder.wait()
+    result = train(cfg, spec, [ds], tmp_path)
+    assert result.checkpoint.name == "step-0000003.ckpt"
+    assert f"from process {holder.pid} on {socket.gethostname()}, which is gone" in caplog.text
+    assert not (tmp_path / ".job-lease").exists()  # released
+    with exclusive(Location.of(str(tmp_path)), "a first training here", "-"), \
+            pytest.raises(OutputBusy, match="a first training here"):
+        train(cfg, spec, [ds], tmp_path)
+
+
+def test_a_run_checkpoints_by_time_and_resumes_from_there(celeba_train, tmp_path):
+    """With `checkpoint_every` beyond the run, checkpoints come every `checkpoint_minutes` of
+    training (here at every logging step), and a run killed between them resumes from the
+    last one, to the same weights; a checkpoint of a config without the field resumes too."""
+    spec, ds = celeba_train
+    cfg = TrainConfig(num_iters=8, num_iters_decay=4, seed=7, **SMALL | {
+        "checkpoint_every": 1000, "log_every": 2, "checkpoint_minutes": 1e-6})
+    torch.use_deterministic_algorithms(True)
+    try:
+        straight = train(cfg.replace(checkpoint_minutes=0), spec, [ds], tmp_path / "straight")
+        assert [p.name for p in (tmp_path / "straight" / "checkpoints").iterdir()] == [
+            "step-0000008.ckpt"]
+        with pytest.raises(Crash):
+            train(cfg, spec, [ds], tmp_path / "stopped", on_log=crash_at(6))
+        assert sorted(p.name for p in (tmp_path / "stopped" / "checkpoints").iterdir()) == [
+            "step-0000002.ckpt", "step-0000004.ckpt"]
+        last = tmp_path / "stopped" / "checkpoints" / "step-0000004.ckpt"
+        state = torch.load(last, weights_only=True)
+        del state["config"]["checkpoint_minutes"]  # as saved before the field existed
+        torch.save(state, last)
+        logged = []
+        resumed = train(cfg, spec, [ds], tmp_path / "stopped",
+                        on_log=lambda s, _: logged.append(s))
+    finally:
+        torch.use_deterministic_algorithms(False)
+    assert logged == [6, 8]
+    a, b = load_checkpoint(straight.checkpoint), load_checkpoint(resumed.checkpoint)
+    for net in ("G", "D"):
+        for name, tensor in a[net].items():
+            torch.testing.assert_close(b[net][name], tensor, rtol=0, atol=0, msg=name)

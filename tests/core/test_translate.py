@@ -179,3 +179,14 @@ def test_reads_and_writes_s3(nets, celeba_root, s3, tmp_path):
     assert result.grid == out + "/grid.png"
     photo = s3.client.get_object(Bucket=s3.name, Key="translated/Male=0/000001.jpg")["Body"]
     assert Image.open(io.BytesIO(photo.read())).size == (178, 218)
+
+
+def test_files_a_folder_holds_beside_its_images_are_named_not_passed_over(tmp_path):
+    from stargan_core.translate import collect_inputs, other_files
+
+    (tmp_path / "sub").mkdir()
+    for name in ("a.jpg", "notes.txt", ".DS_Store", "sub/readme.md", "sub/b.PNG"):
+        (tmp_path / name).write_bytes(b"x")
+    assert [name for _, name in collect_inputs([tmp_path])] == ["a.jpg", "sub/b.PNG"]
+    assert [Path(p).relative_to(tmp_path).as_posix() for p in other_files([tmp_path])] == [
+        "notes.txt", "sub/readme.md"]

@@ -6,10 +6,15 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import boto3
 import pytest
@@ -62,6 +67,10 @@ def stack(tmp_path_factory):
     finally:
         subprocess.run(["bash", "infra/local/stack-down.sh"], cwd=ROOT, env=env, timeout=120)
     assert not any(listening(p) for p in ports)  # the stack is gone
+    for pool in ("cpu-process", "gpu-process"):  # stopped by SIGTERM, not killed after a wait
+        log = (folder / "logs" / f"worker-{pool}.log").read_text()
+        assert f"Worker 'local-{pool}' stopped!" in log, log[-2000:]
+        assert f"=== worker-{pool} started" in log  # logs are appended to, under a header
 
 
 def prefect(stack: dict[str, str], *args: str) -> None:
@@ -77,19 +86,32 @@ def run(stack: dict[str, str], deployment: str, **parameters: object) -> None:
     prefect(stack, "deployment", "run", deployment, *params, "--watch", "--watch-timeout", "600")
 
 
-def test_deployments_on_the_local_stack(stack, celeba_root):
-    s3 = boto3.client("s3", endpoint_url=stack["AWS_ENDPOINT_URL"], region_name="us-east-1",
-                      aws_access_key_id=stack["AWS_ACCESS_KEY_ID"],
-                      aws_secret_access_key=stack["AWS_SECRET_ACCESS_KEY"])
+def s3_client(stack: dict[str, str]):
+    return boto3.client("s3", endpoint_url=stack["AWS_ENDPOINT_URL"], region_name="us-east-1",
+                        aws_access_key_id=stack["AWS_ACCESS_KEY_ID"],
+                        aws_secret_access_key=stack["AWS_SECRET_ACCESS_KEY"])
+
+
+@pytest.fixture(scope="module")
+def deployed(stack, celeba_root):
+    """Every deployment on the stack's Prefect server, and CelebA prepared on its S3 server."""
+    s3 = s3_client(stack)
     for path in sorted(celeba_root.rglob("*")):
         if path.is_file():
             s3.upload_file(str(path), "stargan", f"raw/celeba/{path.relative_to(celeba_root)}")
-
     prefect(stack, "--no-prompt", "deploy", "--all")
     run(stack, "preprocess-dataset/celeba", image_size=64, workers=2)
-    run(stack, "train-stargan/celeba-128", preset="tiny", num_iters=10, batch_size=8, n_critic=1,
-        checkpoint_every=5, sample_every=5, eval_images=48, classifier_steps=30, device="cpu",
-        options={"g_conv_dim": 8, "d_conv_dim": 8, "g_repeat_num": 1})
+    return stack
+
+
+TINY = {"preset": "tiny", "batch_size": 8, "n_critic": 1, "device": "cpu",
+        "options": {"g_conv_dim": 8, "d_conv_dim": 8, "g_repeat_num": 1}}
+
+
+def test_deployments_on_the_local_stack(deployed):
+    stack, s3 = deployed, s3_client(deployed)
+    run(stack, "train-stargan/celeba-128", num_iters=10, checkpoint_every=5, sample_every=5,
+        eval_images=48, classifier_steps=30, **TINY)
     promoted = subprocess.run([str(BIN / "stargan"), "promote", "stargan-celeba", "1"],
                               env=os.environ | stack, capture_output=True, text=True)
     assert promoted.returncode == 0, promoted.stderr
@@ -126,11 +148,58 @@ def test_deployments_on_the_local_stack(stack, celeba_root):
     assert len(processes) <= 3, processes
 
 
-def flow_run_states(api_url: str) -> dict[str, list[str]]:
+def test_a_killed_training_flow_run_leaves_its_mlflow_run_failed(deployed):
+    """kill -9 of a training flow run's process under the worker: the worker reports it
+    Crashed and runs the flow's crash hook, which ends the MLflow run FAILED, tagged crashed
+    (not left RUNNING until the next training starts)."""
+    from prefect.deployments import run_deployment
+
+    from stargan_core.tracking import FLOW_RUN_TAG, OUTCOME_TAG
+
+    with prefect_api(deployed["PREFECT_API_URL"]) as client:
+        flow_run = run_deployment(
+            "train-stargan/celeba-128", timeout=0, parameters=TINY | {
+                "num_iters": 100_000, "experiment": "killed",
+                "options": TINY["options"] | {"log_every": 1}})
+        mlflow = MlflowClient(tracking_uri=deployed["MLFLOW_TRACKING_URI"])
+
+        def training_run():  # the run once it has logged a training step
+            found = mlflow.search_runs(
+                [e.experiment_id for e in mlflow.search_experiments()],
+                f"tags.`{FLOW_RUN_TAG}` = '{flow_run.id}'")
+            return found[0] if found and found[0].data.metrics else None
+
+        waited = wait_until(training_run, 300)
+        pid = int(client.read_flow_run(flow_run.id).infrastructure_pid.rsplit(":", 1)[-1])
+        os.kill(pid, signal.SIGKILL)
+        wait_until(lambda: client.read_flow_run(flow_run.id).state.is_crashed(), 120)
+        run_id = waited.info.run_id
+        ended = wait_until(lambda: (r := mlflow.get_run(run_id)).info.status != "RUNNING" and r,
+                           60)
+    assert ended.info.status == "FAILED" and ended.data.tags[OUTCOME_TAG] == "crashed"
+
+
+def wait_until(check, seconds: float):
+    """`check()`'s first truthy value within `seconds`, else the test fails."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if found := check():
+            return found
+        time.sleep(1)
+    raise AssertionError(f"not within {seconds} s: {check}")
+
+
+@contextmanager
+def prefect_api(api_url: str) -> Iterator[Any]:
     from prefect import get_client
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
     with temporary_settings({PREFECT_API_URL: api_url}), get_client(sync_client=True) as c:
+        yield c
+
+
+def flow_run_states(api_url: str) -> dict[str, list[str]]:
+    with prefect_api(api_url) as c:
         names = {d.id: f"{c.read_flow(d.flow_id).name}/{d.name}" for d in c.read_deployments()}
         states: dict[str, list[str]] = {}
         for flow_run in c.read_flow_runs():

@@ -95,17 +95,33 @@ def test_prefect_deploy_all_against_a_local_server(prefect_server, tmp_path):
     # A credential given as a parameter: refused before any flow run exists, and not echoed.
     planted = "planted-secret-4f1d2c"
     prefect = str(Path(sys.executable).parent / "prefect")
-    for param in (f'storage={{"credentials_secret": "s3", "secret": "{planted}"}}',
+    for param in (f'storage={{"credentials_block": "s3", "secret": "{planted}"}}',
                   f'storage_options={{"secret": "{planted}"}}', f"secret={planted}"):
         refused = subprocess.run([prefect, "deployment", "run", "preprocess-dataset/celeba",
                                   "-p", param], env=env, capture_output=True, text=True,
                                  timeout=120)
         assert refused.returncode != 0, refused.stdout
         assert planted not in refused.stdout + refused.stderr, param
+    # Keys inside a URL: refused by the server too, in every URL parameter of every flow.
+    for deployment, param in (
+            ("preprocess-dataset/celeba", f'storage={{"endpoint_url": "http://AKIA:{planted}@'
+                                          '127.0.0.1:9000"}'),
+            ("preprocess-dataset/celeba", f'source_url="s3://AKIA:{planted}@bucket/raw"'),
+            ("train-stargan/celeba-128", f'manifest_url=["s3://AKIA:{planted}@b/d/v1"]'),
+            ("translate-bulk/on-demand", f'input_url="s3://AKIA:{planted}@b/in"'),
+            ("translate-bulk/on-demand", f'output_root="s3://AKIA:{planted}@b/out"')):
+        given = GIVEN_AT_RUN.get(deployment, {})
+        others = [f"{k}={v}" for k, v in given.items() if not param.startswith(k)]
+        refused = subprocess.run([prefect, "deployment", "run", deployment, "-p", param,
+                                  *(arg for p in others for arg in ("-p", p))],
+                                 env=env, capture_output=True, text=True, timeout=120)
+        assert refused.returncode != 0 and "match" in refused.stdout + refused.stderr, param
     with get_client(sync_client=True) as client:
         assert planted not in str([r.parameters for r in client.read_flow_runs()])
-    # By reference, it is a flow run whose parameters hold the block's name only.
+    # By reference, it is a flow run whose parameters hold the block's name only; an "@" in
+    # a path is a file name's, not keys.
     done = subprocess.run([prefect, "deployment", "run", "preprocess-dataset/celeba", "-p",
-                           'storage={"credentials_secret": "stargan-s3"}'], env=env,
+                           'storage={"credentials_block": "stargan-s3"}', "-p",
+                           'source_url="s3://bucket/raw@2026"'], env=env,
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stdout + done.stderr

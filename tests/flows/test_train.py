@@ -11,7 +11,7 @@ import pytest
 from mlflow import MlflowClient
 from PIL import Image
 from prefect import get_client
-from prefect.states import Crashed
+from prefect.states import Crashed, Running
 
 import stargan_core.train
 from flows.train import settle_abandoned_runs, train_stargan
@@ -138,9 +138,16 @@ def test_a_crash_resumes_from_the_runs_last_checkpoint(prefect_server, mlflow_st
     flow_run_id = state.state_details.flow_run_id
     assert run.data.tags["prefect.flow_run_id"] == str(flow_run_id)
 
+    # While its flow run goes on (in Prefect, Running), no other flow run trains in the run.
+    mlflow_store.update_run(run_id, "RUNNING")
+    with get_client(sync_client=True) as prefect:
+        prefect.set_flow_run_state(flow_run_id, Running(), force=True)
+    refused = train_stargan(manifest_url=manifest, experiment="faces", resume_from="latest",
+                            return_state=True, **SMALL)
+    assert refused.is_failed() and f"being trained by flow run {flow_run_id}" in str(
+        refused.result(raise_on_failure=False))
     # A killed process leaves its MLflow run RUNNING and no hook runs; once Prefect has the
     # flow run as Crashed, the next train-stargan marks the MLflow run crashed.
-    mlflow_store.update_run(run_id, "RUNNING")
     with get_client(sync_client=True) as prefect:
         prefect.set_flow_run_state(flow_run_id, Crashed(), force=True)
     settle_abandoned_runs(mlflow_store, "faces")
@@ -217,18 +224,33 @@ def test_a_run_keeps_its_newest_checkpoints_and_the_best(mlflow_server, tmp_path
 
 def test_credentials_by_reference_reach_s3_and_nothing_records_them(
         prefect_server, mlflow_store, s3, celeba_root, monkeypatch, tmp_path, capsys):
-    """A secret planted in a Prefect Secret block: the flows reach S3 with it when given the
-    block's name, and it appears nowhere in Prefect's API, the output or the MLflow store."""
+    """Keys planted in a StarGAN S3 Credentials block: the Prefect API and the UI's endpoints
+    show them masked, the flows reach S3 with them when given the block's name, and they
+    appear nowhere in Prefect's records, the output or the MLflow store."""
     import json
     import uuid
 
-    from prefect.blocks.system import Secret
+    import httpx
 
+    from flows.common import S3Credentials
     from flows.preprocess import preprocess_dataset
 
     planted = f"planted-{uuid.uuid4().hex}"
-    Secret(value={"aws_access_key_id": "AKIAPLANTEDKEY000000", "aws_secret_access_key": planted}
-           ).save("stargan-s3-test", overwrite=True)
+    key_id = f"AKIA{uuid.uuid4().hex[:16].upper()}"
+    block_id = S3Credentials(aws_access_key_id=key_id, aws_secret_access_key=planted).save(
+        "stargan-s3-test", overwrite=True)
+    slug = "stargan-s3-credentials"
+    with httpx.Client(base_url=prefect_server) as api:  # as the UI and any API user read it
+        answers = [api.post("/block_documents/filter", json={"include_secrets": False}),
+                   api.get(f"/block_documents/{block_id}"),
+                   api.get(f"/block_types/slug/{slug}/block_documents"),
+                   api.get(f"/block_types/slug/{slug}/block_documents/name/stargan-s3-test")]
+        for answer in answers:
+            assert answer.status_code == 200, answer.text
+            assert planted not in answer.text and key_id not in answer.text, answer.url
+            assert "********" in answer.text
+        shown = api.get(f"/block_documents/{block_id}", params={"include_secrets": True})
+        assert planted in shown.text  # the check can fail: the keys are there when asked for
     raw = s3.upload(celeba_root, "raw/celeba")
     for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):  # a worker with no keys
         monkeypatch.delenv(name)
@@ -238,7 +260,7 @@ def test_credentials_by_reference_reach_s3_and_nothing_records_them(
     with pytest.raises(Exception, match="credentials"):  # without the reference: no way in
         preprocess_dataset(source_url=raw, output_root=s3.url("store"), image_size=32)
 
-    storage = {"credentials_secret": "stargan-s3-test"}
+    storage = {"credentials_block": "stargan-s3-test"}
     preprocess_dataset(source_url=raw, output_root=s3.url("store"), image_size=32,
                        rows_per_shard=50, storage=storage)
     result = train_stargan(manifest_url=s3.url("store/datasets/celeba/v1"), experiment="faces",
@@ -250,9 +272,9 @@ def test_credentials_by_reference_reach_s3_and_nothing_records_them(
                     client.read_artifacts(), client.read_deployments()]
     text = json.dumps([[item.model_dump(mode="json") for item in found] for found in recorded])
     assert "stargan-s3-test" in text  # the reference is there, in the flow runs' parameters
-    assert planted not in text
+    assert planted not in text and key_id not in text
     out = capsys.readouterr()
-    assert planted not in out.out + out.err
+    assert planted not in out.out + out.err and key_id not in out.out + out.err
     # The MLflow store: its database (params, tags, metrics, model versions) and artifacts.
     for path in tmp_path.rglob("*"):
         if path.is_file():
