@@ -1,4 +1,5 @@
-"""What the flows share: typed parameters and artifact keys."""
+"""What the flows share: typed parameters (URLs without keys), the S3 credentials block, log
+redaction and artifact keys."""
 
 from __future__ import annotations
 
