@@ -128,7 +128,7 @@ def test_a_large_photo_is_served_shrunk_with_bounded_memory(registered_model, tm
     Image.fromarray(data.astronaut()).resize((6000, 6000)).save(tmp_path / "big.jpg",
                                                                 quality=90)
     measure = (
-        "import io, resource, sys\n"
+        "import io, sys\n"
         "import mlflow, pandas as pd, psutil\n"
         "from PIL import Image\n"
         "import stargan_core.serving\n"
@@ -137,8 +137,10 @@ def test_a_large_photo_is_served_shrunk_with_bounded_memory(registered_model, tm
         "model = mlflow.pyfunc.load_model('models:/stargan-celeba@champion')\n"
         "request = pd.DataFrame({'image': [open(sys.argv[1], 'rb').read()], 'target': ['Male']})\n"
         "before = psutil.Process().memory_info().rss\n"
+        "open('/proc/self/clear_refs', 'w').write('5')  # the peak so far: loading's\n"
         "out = model.predict(request, params={'framing': 'face'})['image'][0]\n"
-        "grown = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - before\n"
+        "status = open('/proc/self/status').read().split('VmHWM:')[1].split()[0]\n"
+        "grown = int(status) * 1024 - before\n"
         "print(*Image.open(io.BytesIO(out)).size, grown)\n")
     found = {}
     for size in ("full", "bounded"):
@@ -150,7 +152,7 @@ def test_a_large_photo_is_served_shrunk_with_bounded_memory(registered_model, tm
     assert found["full"][:2] == (6000, 6000)
     width, height, grown = found["bounded"]
     assert width == height and width >= 3999 and width * height <= MAX_SERVED_PIXELS
-    assert grown < 0.7 * found["full"][2], {k: f"{v[2] / 2**20:.0f} MiB" for k, v in found.items()}
+    assert grown < 0.8 * found["full"][2], {k: f"{v[2] / 2**20:.0f} MiB" for k, v in found.items()}
 
 
 def test_a_version_whose_files_are_gone_is_not_promoted_and_jobs_say_which_and_why(
