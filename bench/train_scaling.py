@@ -28,7 +28,7 @@ from stargan_core.checkpoint import build_networks
 from stargan_core.config import preset
 from stargan_core.distributed import World, torchrun_command
 from stargan_core.domains import DomainSpec
-from stargan_core.train import StepInputs, training_step
+from stargan_core.train import StepInputs, math_settings, training_step
 
 
 def worker(args: argparse.Namespace) -> None:
@@ -36,7 +36,8 @@ def worker(args: argparse.Namespace) -> None:
     device = torch.device(args.device)
     with World.join(device) as world:
         device = world.device(device)
-        config = preset(args.preset)
+        config = preset(args.preset, mixed_precision=args.precision == "bf16")
+        math_settings(device, config)  # the arithmetic training uses (TF32 off in fp32)
         spec = DomainSpec.celeba()
         torch.manual_seed(0)
         nets = build_networks(spec, config, device)
@@ -81,7 +82,8 @@ def run(processes: int, args: argparse.Namespace, threads: int) -> float:
     return json.loads(out.stdout.strip().splitlines()[-1])["images_per_second"]
 
 
-def main() -> None:
+def build_parser() -> argparse.ArgumentParser:
+    """The command line (bench/gpu_train.sh --dry-run checks its planned arguments with it)."""
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="cpu")
@@ -92,7 +94,11 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5, help="runs of each, alternating")
     parser.add_argument("--precision", choices=["fp32", "bf16"], default="fp32")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
-    args = parser.parse_args()
+    return parser
+
+
+def main() -> None:
+    args = build_parser().parse_args()
     if args.worker:
         return worker(args)
     cuda = args.device.startswith("cuda")

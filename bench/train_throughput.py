@@ -1,24 +1,33 @@
 """Training throughput (images/s) of the StarGAN training step: variants of the step against
 the eager fp32 step as it trains today, measured in the same run.
 
+Each variant runs under the arithmetic training itself uses for its config
+(stargan_core.train.math_settings): fp32 is fp32 throughout (no TF32), bf16 lets cuBLAS and
+cuDNN use TF32 where bf16 autocast leaves fp32, cuDNN picks its fastest kernels, and the
+"-det" variants use deterministic kernels only (training's `deterministic=true`). The settings
+are process-wide, so they are applied again before every variant's turn.
+
 A single short timing on a shared machine is noise (two runs minutes apart once disagreed by
 a factor of 1.6), so every variant is timed in several rounds, the variants taking turns
 within each round in alternating order, and the report gives medians with the spread (the
 slowest and fastest round) and the median of the per-round ratios. FLOPs are counted with
 torch.utils.flop_counter's formulas over one full n_critic cycle (n_critic D updates, one G
 update, gradient penalty included); the matmul peak is printed for scale only. Data loading
-is left out: the inputs are random tensors already on the device.
+is left out: the inputs are random tensors already on the device. Peak memory (CUDA) is each
+variant's alone: built, one warm-up cycle, the peak of the next cycle, freed before the next
+variant is built, all before the timing.
 
     python bench/train_throughput.py                  # tiny, edit-32 and paper-128 on CPU
-    python bench/train_throughput.py --device cuda --preset paper-128 edit-128 --steps 20 \\
-        --rounds 5                                    # what bench/gpu_train.sh runs
+    python bench/train_throughput.py --device cuda --preset paper-128 edit-128 \\
+        --variant fp32 bf16 --steps 20 --rounds 3     # what bench/gpu_train.sh runs
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import functools
+import gc
+import os
 import statistics
 import time
 from collections.abc import Callable
@@ -33,7 +42,7 @@ from stargan_core.config import TrainConfig, preset
 from stargan_core.domains import DomainSpec
 from stargan_core.losses import classification_loss, gradient_penalty, reconstruction_loss
 from stargan_core.model import PatchMatmulConv2d
-from stargan_core.train import StepInputs, training_step
+from stargan_core.train import StepInputs, math_settings, training_step
 
 
 class FlopCount(TorchDispatchMode):
@@ -121,17 +130,20 @@ def reference_step(nets: Networks, inputs: StepInputs, label_set: int, spec: Dom
         D.requires_grad_(True)
 
 
-# variant: (step function, bf16 autocast)
-VARIANTS = {"reference": (reference_step, False), "fp32": (training_step, False),
-            "bf16": (training_step, True)}
+# variant: (step function, bf16 autocast, deterministic kernels)
+VARIANTS = {"reference": (reference_step, False, False), "fp32": (training_step, False, False),
+            "bf16": (training_step, True, False), "fp32-det": (training_step, False, True),
+            "bf16-det": (training_step, True, True)}
 
 
 def make_step(name: str, device: torch.device, variant: str
               ) -> tuple[Callable[[int], None], int, int]:
     """One training step of preset `name` on random inputs already on the device, the same
-    networks and data for every variant; with its n_critic and batch size."""
-    step_function, bf16 = VARIANTS[variant]
-    config = preset(name)
+    networks and data for every variant; with its n_critic and batch size. The step applies
+    the variant's math settings (those training uses with the variant's config) before it
+    runs, as they are process-wide and the variants take turns."""
+    step_function, bf16, deterministic = VARIANTS[variant]
+    config = preset(name, mixed_precision=bf16, deterministic=deterministic)
     spec = DomainSpec.celeba()
     torch.manual_seed(0)
     nets = build_networks(spec, config, device)
@@ -148,6 +160,8 @@ def make_step(name: str, device: torch.device, variant: str
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16)
 
     def step(i: int) -> None:
+        if i == 0:  # each turn of a variant starts a cycle: its settings, once per turn
+            math_settings(device, config)
         step_function(nets, StepInputs.draw(x, c), 0, spec, config,
                       (i + 1) % config.n_critic == 0, autocast)
 
@@ -180,16 +194,29 @@ def interleaved(steps: dict[str, Callable[[int], None]], cycle: int, rounds: int
     return seconds
 
 
-def peak_memory(step: Callable[[int], None], cycle: int, device: torch.device) -> str:
+def peak_memory(name: str, device: torch.device, variant: str) -> str:
+    """Peak memory of one n_critic cycle of the variant with nothing else resident: its
+    networks, Adam state and step built alone, warmed up (Adam's state, cuDNN's choice of
+    kernels), then the peak of the next cycle; freed afterwards."""
     if device.type != "cuda":
         return ""
+    step, cycle, _ = make_step(name, device, variant)
+    for i in range(cycle):
+        step(i)
+    sync(device)
     torch.cuda.reset_peak_memory_stats(device)
     for i in range(cycle):
         step(i)
-    return f", peak memory {torch.cuda.max_memory_allocated(device) / 2**30:.2f} GiB"
+    sync(device)
+    peak = torch.cuda.max_memory_allocated(device)
+    del step
+    gc.collect()
+    torch.cuda.empty_cache()
+    return f", peak memory {peak / 2**30:.2f} GiB"
 
 
-def main() -> None:
+def build_parser() -> argparse.ArgumentParser:
+    """The command line (bench/gpu_train.sh --dry-run checks its planned arguments with it)."""
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="cpu")
@@ -197,31 +224,38 @@ def main() -> None:
     parser.add_argument("--variant", nargs="+", default=list(VARIANTS), choices=list(VARIANTS),
                         help="step variants measured against each other (the first is the "
                         "baseline): reference, the step before it was made faster; fp32 and "
-                        "bf16, the training step without and with bf16 autocast")
+                        "bf16, the training step without and with bf16 autocast; fp32-det and "
+                        "bf16-det, the same with deterministic kernels")
     parser.add_argument("--rounds", type=int, default=7, help="interleaved rounds")
     parser.add_argument("--steps", type=int, default=0,
                         help="steps per variant and round (default: 10 for 32 px presets, 2 "
                         "for 128 px on CPU)")
-    args = parser.parse_args()
+    return parser
+
+
+def main() -> None:
+    args = build_parser().parse_args()
     device = torch.device(args.device)
-    with contextlib.suppress(AttributeError):  # fp32 means fp32, for matmuls and convolutions
-        torch.backends.cuda.matmul.allow_tf32 = False
-        torch.backends.cudnn.allow_tf32 = False
+    if any(VARIANTS[v][2] for v in args.variant):
+        # cuBLAS reads its workspace setting when it first runs in the process: deterministic
+        # variants need it set before any of them (math_settings sets it too late here).
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else \
         f"CPU, {torch.get_num_threads()} threads"
     print(f"device: {name}; torch {torch.__version__}; medians of {args.rounds} interleaved "
           "rounds (spread: fastest and slowest round)")
+    math_settings(device, preset("tiny", mixed_precision=False))  # fp32: the fp32 peak
     for dtype in (torch.float32, torch.bfloat16):
         peak = matmul_peak(device, dtype, 8192 if device.type == "cuda" else 2048)
         print(f"matmul peak ({dtype}, best of 5; for scale only): {peak:,.0f} GFLOP/s")
     for preset_name in args.preset:
+        memory = {v: peak_memory(preset_name, device, v) for v in args.variant}  # each alone
         made = {v: make_step(preset_name, device, v) for v in args.variant}
         cycle, batch = next(iter(made.values()))[1:]
         small = preset(preset_name).image_size <= 64 or device.type == "cuda"
         per_round = args.steps or (10 if small else 2)
         per_round = max(cycle, per_round - per_round % cycle)  # whole n_critic cycles
         gflop = flops_per_step(next(iter(made.values()))[0], cycle) / 1e9
-        memory = {v: peak_memory(m[0], cycle, device) for v, m in made.items()}
         seconds = interleaved({v: m[0] for v, m in made.items()}, cycle, args.rounds,
                               per_round, device)
         base = args.variant[0]

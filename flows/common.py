@@ -9,6 +9,9 @@ from typing import Annotated, Any
 
 from prefect import get_run_logger
 from prefect.blocks.core import Block
+from prefect.context import get_run_context
+from prefect.exceptions import MissingContextError
+from prefect.logging.handlers import APILogHandler
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 from stargan_core.storage import URL_WITHOUT_KEYS, Credentials, redact_text
@@ -93,6 +96,25 @@ _REDACT_URLS = RedactUrls()
 # The run loggers (sent to the Prefect API) and the engine's, which print refused parameters.
 for _name in ("prefect.flow_runs", "prefect.task_runs", "prefect.flows", "prefect.engine"):
     logging.getLogger(_name).addFilter(_REDACT_URLS)
+
+
+class InRun(logging.Filter):
+    """Records logged inside a Prefect flow or task run (in its thread) only."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            get_run_context()
+        except MissingContextError:
+            return False
+        return True
+
+
+# The library's messages (GPUs that torch cannot use, the local Dask cluster, a lease taken
+# over) in the run's log too when a run logs them; the console has them in any case.
+_TO_RUN_LOG = APILogHandler()
+_TO_RUN_LOG.addFilter(InRun())
+_TO_RUN_LOG.addFilter(_REDACT_URLS)
+logging.getLogger("stargan_core").addHandler(_TO_RUN_LOG)
 
 
 def storage_options(storage: StorageAccess | None) -> dict[str, Any] | None:

@@ -30,6 +30,7 @@ from stargan_core.config import DEFAULT_GPU_PRESET, PresetName, TrainConfig
 from stargan_core.config import preset as preset_config
 from stargan_core.data.loading import chosen_domains
 from stargan_core.data.manifest import manifest_spec, read_manifest
+from stargan_core.distributed import check_gpus
 from stargan_core.domains import DomainSpec
 from stargan_core.evaluation import Harness, flat_metrics, summarize
 from stargan_core.registry import default_model_name, model_card, register
@@ -261,6 +262,7 @@ def train_stargan(
     config = preset_config(preset, **{k: v for k, v in overrides.items() if v is not None})
     options = storage_options(storage)
     spec = data_spec(urls, domains, options)  # fails before any work on a wrong manifest
+    check_gpus(resolve_device(device), processes, "training processes")  # and on wrong GPUs
     name = model_name or default_model_name(spec)
     params = config.to_dict() | {"preset": preset, "manifest_url": ",".join(urls),
                                  "domains": ",".join(spec.domains), "device": device,

@@ -38,12 +38,19 @@ from stargan_core.bulk import (
     parse_targets,
     plan_job,
 )
-from stargan_core.bulk.cluster import connect, gpus, load_model, run_partitions, worker_threads
+from stargan_core.bulk.cluster import (
+    connect,
+    load_model,
+    local_workers,
+    run_partitions,
+    worker_threads,
+)
 from stargan_core.bulk.job import CONTACT_SHEET
 from stargan_core.lease import release
 from stargan_core.preprocessing import FRAMINGS
 from stargan_core.registry import RegisteredModel, resolve_model
 from stargan_core.storage import default_root, join
+from stargan_core.threads import usable_cores
 
 PARTITION_RETRIES = 2
 
@@ -75,7 +82,7 @@ def translate_task(plan: BulkPlan, cluster_address: str, workers: int | None, de
             logger.info("%s: %d translations in %.1f s on %s (%d of %d done)", result.path,
                         result.rows, result.seconds, result.worker, done, total)
 
-    with connect(cluster_address, workers, device) as client:
+    with connect(cluster_address, workers, device, logger) as client:
         logger.info("Dask scheduler %s with %d workers", client.scheduler.address,
                     len(client.scheduler_info()["workers"]))
         logger.info("torch threads: %s", worker_threads(client))
@@ -173,7 +180,7 @@ def translate_bulk(
         (JPEG with 4:4:4 chroma; WebP at 100: lossless).
     cluster_address: a Dask scheduler; empty: $DASK_SCHEDULER_ADDRESS when set, else a local
         cluster of `workers` processes (one per core), or one worker per GPU when GPUs are
-        present (with dask-cuda).
+        present (the first `workers` GPUs; more workers than GPUs is an error).
     files_per_partition: inputs per task for a folder of files (a prepared set: one per shard).
     storage: how to reach S3, by reference: {"endpoint_url": ...}, {"profile": <AWS profile>}
         or {"credentials_block": <StarGAN S3 Credentials block>}; default: the worker's environment.
@@ -181,9 +188,8 @@ def translate_bulk(
     split: of a prepared data set, translate this split only (e.g. test).
     """
     logger = get_run_logger()
-    if device == "cuda" and not cluster_address and not gpus():
-        raise ValueError("device 'cuda' was asked for, but there is no GPU here: use 'auto' or "
-                         "'cpu', or give the cluster_address of GPU workers")
+    if not cluster_address:  # a local cluster that cannot be placed fails before any work
+        local_workers(workers, device, usable_cores())
     model = resolve_model_task(model_uri)
     logger.info("%s is %s (run %s)", model_uri, model.uri, model.run_id)
     job = job or default_job(input_url)

@@ -50,16 +50,18 @@ class CheckpointError(ValueError):
 CHECKPOINT_KEYS = ("G", "D", "spec", "config")
 
 
-def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> dict:
+def load_checkpoint(path: str | Path) -> dict:
     """Load with `weights_only=True`: tensors and plain data only, never arbitrary objects.
-    Anything else than a checkpoint written by training is a CheckpointError saying so."""
+    Anything else than a checkpoint written by training is a CheckpointError saying so.
+    The tensors stay in the file (memory-mapped, on the CPU) until used: whoever uses a part
+    moves that part where it computes (`load_models`: the weights alone, not Adam's state)."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint {path} does not exist")
     hint = ("give a checkpoint written by `stargan train` (a run folder, or one of its "
             "checkpoints/step-*.ckpt files)")
     try:
-        state = torch.load(path, map_location=device, weights_only=True)
+        state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
     except OSError:
         raise
     except Exception:  # torch's unpickler fails in many ways, and advises unsafe loading
@@ -105,8 +107,9 @@ def resolve_checkpoint(path: str | Path) -> Path:
 def load_models(
     path: str | Path, device: str | torch.device = "cpu"
 ) -> tuple[Generator, Discriminator, DomainSpec, TrainConfig, Preprocessing]:
-    """G and D in eval mode, with the spec, config and preprocessing they were trained with."""
-    state = load_checkpoint(path, device)
+    """G and D in eval mode on `device`, with the spec, config and preprocessing they were
+    trained with."""
+    state = load_checkpoint(path)
     spec, config = spec_and_config(state)
     g, d = build_generator(spec, config), build_discriminator(spec, config)
     g.load_state_dict(inference_weights(state))

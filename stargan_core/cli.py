@@ -107,8 +107,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     from stargan_core.checkpoint import checkpoint_step, latest_checkpoint
     from stargan_core.config import preset
     from stargan_core.data.loading import training_data
-    from stargan_core.distributed import World, torchrun_command
-    from stargan_core.train import train
+    from stargan_core.distributed import World, check_gpus, torchrun_command
+    from stargan_core.train import resolve_device, train
 
     overrides = _parse_overrides(args.set or [])
     for name in ("num_iters", "batch_size", "seed"):
@@ -119,7 +119,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.processes < 1:
         raise ValueError(f"--processes must be 1 or more, got {args.processes}")
     if args.processes > 1 and not world.parallel:  # this same command, under torchrun
-        World(size=args.processes).local_batch(config.batch_size)  # or say what to change
+        # or say what to change
+        World(size=args.processes).local_batch(config.batch_size)
+        check_gpus(resolve_device(args.device), args.processes, "training processes")
         command = torchrun_command(args.processes, "stargan_core.cli", args.argv)
         return subprocess.run(command, check=False,
                               env=threads_environment(args.processes)).returncode

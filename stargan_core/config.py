@@ -59,6 +59,9 @@ class TrainConfig(BaseModel):
     checkpoint_minutes: NonNegativeFloat = 10.0
     num_workers: NonNegativeInt = 2
     mixed_precision: bool = True  # bf16 autocast where native (recent GPUs, AMX/AVX-512 CPUs)
+    # CUDA: deterministic kernels (cuDNN, cuBLAS), so that a resumed run repeats an
+    # uninterrupted one bit for bit on the same GPU and software; slower (train.math_settings)
+    deterministic: bool = False
 
     @model_validator(mode="after")
     def _consistent(self) -> TrainConfig:

@@ -20,6 +20,7 @@ import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import timedelta
 
 import torch
 import torch.distributed as dist
@@ -32,6 +33,7 @@ class World:
     rank: int = 0
     size: int = 1
     local_rank: int = 0
+    local_size: int = 1  # the processes on this machine
 
     @property
     def is_main(self) -> bool:
@@ -43,8 +45,10 @@ class World:
         return self.size > 1
 
     def device(self, device: torch.device) -> torch.device:
-        """Each process of a node takes its own GPU (LOCAL_RANK); CPUs are shared."""
-        if device.type == "cuda" and self.parallel and device.index is None:
+        """Each process of a node takes its own GPU (LOCAL_RANK); CPUs are shared. A device
+        that cannot be mapped so is a ValueError (`check_gpus`)."""
+        if device.type == "cuda" and self.parallel:
+            check_gpus(device, self.local_size, "training processes on this machine")
             return torch.device("cuda", self.local_rank)
         return device
 
@@ -85,14 +89,19 @@ class World:
         return box[0]
 
     def barrier(self) -> None:
+        """Wait until every process is here. This is where the others wait while process 0
+        works alone (restoring the run, evaluating, uploading a checkpoint), however long that
+        takes (up to `PATIENCE`): call it after such work, before the next collective, whose
+        wait is bounded by the process group's timeout (`collective_timeout`)."""
         if self.parallel:
-            dist.barrier()
+            dist.barrier(group=_patient_group())
 
     @staticmethod
     def from_environment() -> World:
         """The world torchrun describes in the environment; a single process without it."""
-        return World(int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1)),
-                     int(os.environ.get("LOCAL_RANK", 0)))
+        size = int(os.environ.get("WORLD_SIZE", 1))
+        return World(int(os.environ.get("RANK", 0)), size, int(os.environ.get("LOCAL_RANK", 0)),
+                     int(os.environ.get("LOCAL_WORLD_SIZE", size)))
 
     @staticmethod
     @contextmanager
@@ -106,15 +115,72 @@ class World:
         if opened:
             if device.type == "cuda":
                 torch.cuda.set_device(world.device(device))
-            dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+            dist.init_process_group("nccl" if device.type == "cuda" else "gloo",
+                                    timeout=collective_timeout())
+            _patient_group()  # every process is here now: meet in it too
         try:
             yield world
         finally:
             if opened:
+                _PATIENT.clear()
                 dist.destroy_process_group()
 
 
 ONE_PROCESS = World()
+
+COLLECTIVE_TIMEOUT = "STARGAN_COLLECTIVE_TIMEOUT"  # seconds, in the environment
+# How long the other processes wait for process 0 at `World.barrier`: its lone work (an
+# evaluation, a checkpoint upload to slow storage) ends or fails well within it; a failure
+# ends every process at once (torchrun stops the others), so this only bounds a hang.
+PATIENCE = timedelta(hours=2)
+_PATIENT: list[dist.ProcessGroup] = []  # the group `World.barrier` waits in, once opened
+
+
+def collective_timeout() -> timedelta | None:
+    """How long a collective (the gradients' all-reduce, a broadcast) waits for a process
+    that does not come: $STARGAN_COLLECTIVE_TIMEOUT seconds, else torch's default (NCCL 10
+    minutes, gloo 30). Only steps that every process computes meet in such collectives."""
+    value = os.environ.get(COLLECTIVE_TIMEOUT, "").strip()
+    if not value:
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = 0.0
+    if seconds <= 0:
+        raise ValueError(f"{COLLECTIVE_TIMEOUT}={value!r} is not a number of seconds above 0")
+    return timedelta(seconds=seconds)
+
+
+def _patient_group() -> dist.ProcessGroup:
+    """A gloo group of every process whose operations wait up to `PATIENCE` (gloo, so that a
+    wait on NCCL's watchdog never starts): opened once by every process together."""
+    if not _PATIENT:
+        _PATIENT.append(dist.new_group(backend="gloo", timeout=PATIENCE))
+    return _PATIENT[0]
+
+
+def visible_gpus() -> int:
+    return torch.cuda.device_count() if torch.cuda.is_available() else 0
+
+
+def check_gpus(device: torch.device, processes: int, what: str) -> None:
+    """Before any work: `processes` processes on this machine can each take a GPU of its own
+    on `device`, or a ValueError says what to give instead."""
+    if device.type != "cuda" or processes < 2:
+        return
+    if device.index is not None:
+        raise ValueError(
+            f"device {device} names one GPU, but {processes} {what} would each need their "
+            "own: give --device cuda (process N takes GPU N), and choose the GPUs with "
+            "CUDA_VISIBLE_DEVICES")
+    gpus = visible_gpus()
+    if processes > gpus:
+        raise ValueError(
+            f"{processes} {what}, but {gpus} GPU{'s' if gpus != 1 else ''} visible "
+            f"(CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES', 'unset')}): "
+            f"give at most {gpus} processes, or --device cpu")
+
 
 PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
 LAUNCHER_PID = "STARGAN_LAUNCHER_PID"  # the torchrun process, in its workers' environment

@@ -138,8 +138,17 @@ class FaceDetector:
     on a rolled or small face are less exact), left to right."""
 
     def __init__(self, min_face: int = MIN_FACE, min_score: float = MIN_SCORE) -> None:
-        self.mtcnn, self.min_score = _mtcnn(min_face), min_score
-        self.lock = threading.Lock()  # OpenCV's networks are not safe to run from two threads
+        self.min_face, self.min_score = min_face, min_score
+        # OpenCV's networks are not safe to run from two threads: each thread loads its own
+        # (a few MB), so that the partitions a worker runs at once detect at once.
+        self.per_thread = threading.local()
+
+    @property
+    def mtcnn(self) -> object:
+        """This thread's MTCNN."""
+        if not hasattr(self.per_thread, "mtcnn"):
+            self.per_thread.mtcnn = _mtcnn(self.min_face)
+        return self.per_thread.mtcnn
 
     def __call__(self, photo: torch.Tensor) -> list[AlignedFace]:
         """Every face of a uint8 (3, H, W) photo, left to right."""
@@ -149,8 +158,7 @@ class FaceDetector:
 
     def _landmarks(self, photo: torch.Tensor) -> list[np.ndarray]:
         """Eyes and mouth middle (3 x 2, photo pixels) of each face found."""
-        with self.lock:
-            found = self.mtcnn.detect_faces(np.ascontiguousarray(photo.permute(1, 2, 0).numpy()))
+        found = self.mtcnn.detect_faces(np.ascontiguousarray(photo.permute(1, 2, 0).numpy()))
         out = []
         for face in found:
             if face["confidence"] < self.min_score:

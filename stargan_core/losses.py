@@ -46,7 +46,10 @@ def classification_loss(
     span = spec.span(label_set)
     logits, labels = logits[:, span].float(), labels[:, span].float()
     if spec.label_sets[label_set].one_hot:
-        return F.cross_entropy(logits, labels.argmax(1))
+        # Cross-entropy written out: F.cross_entropy's CUDA reduction (nll_loss) adds in a
+        # varying order, which deterministic training cannot have.
+        target = F.one_hot(labels.argmax(1), logits.size(1)).to(logits.dtype)
+        return -(F.log_softmax(logits, 1) * target).sum(1).mean()
     return F.binary_cross_entropy_with_logits(logits, labels, reduction="sum") / logits.size(0)
 
 

@@ -2,7 +2,9 @@
 torchrun starts on this machine (`python -m stargan_core.tracked_training --job FILE` each).
 
 The main process restores the run's last checkpoint, logs metrics, sample grids and
-checkpoints to the run and evaluates at checkpoints; every process trains.
+checkpoints to the run and evaluates at checkpoints; every process trains. While the main
+process works alone, the others wait at `World.barrier`, which outlasts the collectives'
+timeout.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from stargan_core.distributed import World, die_with_launcher, torchrun_command
 from stargan_core.evaluation import Harness
 from stargan_core.threads import set_torch_threads, threads_environment
 from stargan_core.tracking import RunTracker, restore_checkpoint
-from stargan_core.train import resolve_device, train
+from stargan_core.train import math_settings, resolve_device, train
 
 
 def train_in_run(run_id: str, urls: list[str], domains: list[str] | None, config: TrainConfig,
@@ -34,8 +36,10 @@ def train_in_run(run_id: str, urls: list[str], domains: list[str] | None, config
                  ) -> dict[str, float]:
     """Train in the MLflow run from its last checkpoint, in this process or as one of several
     torchrun processes: the main process restores, tracks and evaluates; every process trains."""
-    world = World.from_environment()
-    with contextlib.ExitStack() as stack:
+    dev = resolve_device(device)
+    with World.join(dev) as world, contextlib.ExitStack() as stack:
+        dev = world.device(dev)
+        math_settings(dev, config)  # before the evaluation's classifier first uses cuBLAS
         tracker = None
         if world.is_main:
             tracker = RunTracker(run_id, keep=keep_checkpoints)
@@ -48,7 +52,6 @@ def train_in_run(run_id: str, urls: list[str], domains: list[str] | None, config
         on_checkpoint = tracker.log_checkpoint if tracker else None
         every = evaluation["every"]
         if every and tracker:
-            dev = world.device(resolve_device(device))
             harness = Harness.build(urls, data.spec, config.image_size,
                                     images=evaluation["images"],
                                     classifier_steps=evaluation["classifier_steps"], device=dev,
@@ -62,6 +65,9 @@ def train_in_run(run_id: str, urls: list[str], domains: list[str] | None, config
                     with torch.random.fork_rng(devices=[dev] if dev.type == "cuda" else []):
                         metrics = harness.metrics(load_models(path, dev)[0])
                     mlflow.log_metrics(metrics, step=step)
+        # The others wait here, as long as it takes, while process 0 restores the run and
+        # trains the evaluation's classifier; in training, where it uploads and evaluates.
+        world.barrier()
 
         report_at = [0]  # progress in the flow's log about every tenth of the run
 

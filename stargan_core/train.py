@@ -3,7 +3,14 @@
 from __future__ import annotations
 
 import contextlib
+import functools
+import logging
 import math
+import os
+import queue
+import shutil
+import subprocess
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -40,6 +47,8 @@ from stargan_core.storage import Location
 from stargan_core.targets import single_targets
 from stargan_core.translate import sample_grid, save_grid
 
+log = logging.getLogger(__name__)
+
 LOSS_NAMES = (
     "D/loss_real", "D/loss_fake", "D/loss_cls", "D/loss_gp", "G/loss_fake", "G/loss_rec",
     "G/loss_cls",
@@ -47,9 +56,46 @@ LOSS_NAMES = (
 
 
 def resolve_device(device: str = "auto") -> torch.device:
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
+    """`auto`: CUDA when torch can use a GPU, else the CPU, said loudly (a warning on stderr
+    and in the log) when the machine has NVIDIA GPUs that torch cannot use."""
+    if device != "auto":
+        return torch.device(device)
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    gpus = nvidia_gpus()
+    if gpus:
+        log.warning(
+            "device auto: this machine has %d NVIDIA GPU%s (%s) but this torch cannot use "
+            "them (torch %s, built for CUDA %s; %s): it computes on the CPU, many times "
+            "slower. Install a torch built for this driver, or give --device cpu to choose "
+            "the CPU.", len(gpus), "s" if len(gpus) > 1 else "", "; ".join(gpus),
+            torch.__version__, torch.version.cuda or "no CUDA", _cuda_unusable_reason())
+    return torch.device("cpu")
+
+
+@functools.cache
+def nvidia_gpus() -> tuple[str, ...]:
+    """The NVIDIA GPUs the driver lists (`nvidia-smi -L`), whether or not torch can use them;
+    none without the driver."""
+    if not shutil.which("nvidia-smi"):
+        return ()
+    try:
+        listed = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True,
+                                timeout=20, check=False).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        return ()
+    return tuple(line.split(" (UUID")[0] for line in listed.splitlines()
+                 if line.startswith("GPU "))
+
+
+def _cuda_unusable_reason() -> str:
+    if torch.version.cuda is None:
+        return "a CPU-only build"
+    try:
+        torch.cuda.init()
+    except Exception as error:  # noqa: BLE001 - its message is the reason
+        return str(error).strip().splitlines()[0][:300]
+    return "CUDA did not initialise"
 
 
 def native_bf16(device: torch.device) -> bool:
@@ -61,6 +107,26 @@ def native_bf16(device: torch.device) -> bool:
     return device.type == "cpu" and any(
         getattr(torch.cpu, check, lambda: False)()
         for check in ("_is_amx_tile_supported", "_is_avx512_bf16_supported"))
+
+
+def math_settings(device: torch.device, config: TrainConfig) -> None:
+    """The arithmetic training does on `device`, for this process (the bench uses the same):
+    - `mixed_precision=false` is fp32 throughout: no TF32 in cuBLAS or cuDNN;
+    - cuDNN picks its fastest algorithms for the fixed shapes of training (`benchmark`);
+    - with `deterministic`, deterministic algorithms only (cuBLAS given a fixed workspace),
+      so that a resumed run repeats an uninterrupted one bit for bit; where an operation has
+      no deterministic kernel, torch warns and names it.
+    On the CPU, training is deterministic in any case."""
+    if device.type != "cuda":
+        return
+    fp32 = not (config.mixed_precision and native_bf16(device))
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = not fp32
+    torch.backends.cudnn.benchmark = not config.deterministic
+    torch.backends.cudnn.deterministic = config.deterministic
+    if config.deterministic:
+        # Read when cuBLAS first runs in this process; set by then, or the run warns.
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    torch.use_deterministic_algorithms(config.deterministic, warn_only=True)
 
 
 def lr_factor(step: int, config: TrainConfig) -> float:
@@ -114,11 +180,16 @@ class StepInputs:
         from the CPU generator, the same on every process, so that N processes compute what
         one process computes on the whole batch."""
         size, device = x_real.size(0) * world.size, x_real.device
-        flip = world.part(torch.rand(size) < 0.5).to(device)
-        c_trg = world.part(world.gather(c_org)[torch.randperm(size).to(device)])
-        alpha = world.part(torch.rand(size)).to(device)
+        # Drawn in the order of the CPU generator, sent to the device in one copy that does
+        # not wait (pinned memory; exact: the permutation's indices are below 2^24).
+        draws = torch.stack([torch.rand(size), torch.randperm(size).float(), torch.rand(size)])
+        if device.type == "cuda":
+            draws = draws.pin_memory()
+        flip_draw, order, alpha = draws.to(device, non_blocking=True)
+        flip = world.part(flip_draw < 0.5)
+        c_trg = world.part(world.gather(c_org)[order.long()])
         x_real = torch.where(flip[:, None, None, None], x_real.flip(-1), x_real)
-        return StepInputs(x_real, c_org, c_trg, alpha)
+        return StepInputs(x_real, c_org, c_trg, world.part(alpha))
 
 
 def training_step(
@@ -206,6 +277,70 @@ def training_step(
     return {k: v.detach() for k, v in losses.items()}
 
 
+class MetricsLog:
+    """`on_log` in a thread of its own, so that the training loop never waits for it: the loop
+    hands over the step's mean losses still on the device (copied to the host without
+    waiting) and goes on; the thread waits for the copy and calls `on_log` (an MLflow
+    request, a progress bar). Steps are logged in order; `flush` waits for the ones handed
+    over, and an error of `on_log` is raised in the loop at the next hand-over or flush."""
+
+    def __init__(self, on_log: Callable[[int, dict[str, float]], None] | None) -> None:
+        self.on_log = on_log
+        self.pending: queue.Queue = queue.Queue(maxsize=4)
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, daemon=True, name="metrics-log")
+        if on_log is not None:
+            self.thread.start()
+
+    def put(self, step: int, names: list[str], means: torch.Tensor, extra: dict[str, float]
+            ) -> None:
+        """Log `names` (their values `means`, a tensor) and `extra` at `step`."""
+        self._raise()
+        if self.on_log is None:
+            return
+        ready = None
+        if means.is_cuda:
+            host = torch.empty(means.shape, pin_memory=True)
+            host.copy_(means, non_blocking=True)
+            ready, means = torch.cuda.Event(), host
+            ready.record()
+        self.pending.put((step, names, means, ready, extra))
+
+    def flush(self) -> None:
+        if self.on_log is not None:
+            self.pending.join()
+        self._raise()
+
+    def close(self) -> None:
+        """Flush, and end the thread."""
+        self.flush()
+        self.stop()
+
+    def stop(self) -> None:
+        """End the thread after what it was handed (an error of `on_log` is dropped)."""
+        if self.thread.is_alive():
+            self.pending.put(None)
+            self.thread.join()
+
+    def _raise(self) -> None:
+        if self.error is not None:
+            raise self.error
+
+    def _run(self) -> None:
+        while (item := self.pending.get()) is not None:
+            step, names, means, ready, extra = item
+            try:
+                if ready is not None:
+                    ready.synchronize()
+                if self.error is None:  # after an error, nothing more is logged
+                    self.on_log(step, dict(zip(names, means.tolist(), strict=True)) | extra)
+            except BaseException as error:  # noqa: BLE001 - raised in the training loop
+                self.error = error
+            finally:
+                self.pending.task_done()
+        self.pending.task_done()
+
+
 @dataclass
 class TrainResult:
     checkpoint: Path
@@ -239,7 +374,8 @@ def train(
     `data_format` (the data's layout) sets the `Preprocessing` saved with every checkpoint,
     which every later use of the model repeats.
     `on_log`, `on_sample` and `on_checkpoint` let a tracker follow the run (metrics per logging
-    step, each sample grid and each checkpoint file, with its step).
+    step, each sample grid and each checkpoint file, with its step). `on_log` runs in a thread
+    of its own, which the loop does not wait for (`MetricsLog`), but before each checkpoint.
     """
     if len(datasets) != len(spec.label_sets):
         raise ValueError(
@@ -251,6 +387,7 @@ def train(
     # gradients averaged; one process logs, samples and writes checkpoints.
     with World.join(dev) as world, contextlib.ExitStack() as held:
         dev = world.device(dev)
+        math_settings(dev, config)
         if not world.is_main:
             on_log = on_sample = on_checkpoint = None
         # One training writes into a run folder: process 0 holds it, and every process learns
@@ -281,7 +418,7 @@ def train(
                 f"training process {world.rank} finds checkpoint {found} in {ckpt_dir}, process 0 "
                 "another: every process must see the same run folder (on several machines, a "
                 "shared volume)")
-        start = restore(nets, load_checkpoint(last, dev), spec, config, dev) if last else 0
+        start = restore(nets, load_checkpoint(last), spec, config, dev) if last else 0
         if world.parallel:  # every process restored the same state; DDP checks the shapes
             ids = [dev.index] if dev.type == "cuda" else None
             nets.parallel = (DistributedDataParallel(nets.G, device_ids=ids),
@@ -312,6 +449,8 @@ def train(
         window: dict[str, list[torch.Tensor]] = {}
         period = 60 * config.checkpoint_minutes or math.inf
         due = time.monotonic() + period
+        metrics_log = MetricsLog(on_log)
+        held.callback(metrics_log.stop)
         for step in range(start, config.num_iters):
             set_learning_rates(nets, config, step)
             update_g = (step + 1) % config.n_critic == 0
@@ -329,32 +468,38 @@ def train(
             done = step + 1
             by_time = False
             if done % config.log_every == 0 or done == config.num_iters:
-                # One host sync per logging step, not one per loss and step; the losses are the
-                # means over all processes.
+                # The losses stay on the device: their means over the window and over the
+                # processes go to the host and the log without the loop waiting (MetricsLog).
                 names = sorted(window)
                 means = world.mean(torch.stack([torch.stack(window[k]).mean() for k in names]))
-                metrics = dict(zip(names, means.tolist(), strict=True))
-                metrics |= {"lr/G": nets.g_opt.param_groups[0]["lr"],
-                            "lr/D": nets.d_opt.param_groups[0]["lr"],
-                            "images_per_second": images / (time.perf_counter() - t0)}
-                if on_log:
-                    on_log(done, metrics)
+                metrics_log.put(done, names, means, {
+                    "lr/G": nets.g_opt.param_groups[0]["lr"],
+                    "lr/D": nets.d_opt.param_groups[0]["lr"],
+                    "images_per_second": images / (time.perf_counter() - t0)})
                 window.clear()
                 # A checkpoint by time too, so that a run killed before `checkpoint_every` can
                 # resume: process 0's clock decides for all, at logging steps only.
                 by_time = world.share(world.is_main and time.monotonic() >= due)
-            # One process samples and writes checkpoints.
-            if world.is_main and sample_images is not None and (done % config.sample_every == 0
-                                                                or done == config.num_iters):
-                sample(done)
+            # One process samples and writes checkpoints; the others wait for it at a barrier
+            # (not in the next step's collectives, which time out sooner).
+            alone = False
+            if sample_images is not None and (done % config.sample_every == 0
+                                              or done == config.num_iters):
+                alone = True
+                if world.is_main:
+                    sample(done)
             if done % config.checkpoint_every == 0 or done == config.num_iters or by_time:
+                alone = True
+                metrics_log.flush()  # the run's metrics reach the checkpoint's step first
                 if done == config.num_iters:
                     set_learning_rates(nets, config, done)  # 0: the decay has run its course
                 last = save(done) if world.is_main else checkpoint_path(ckpt_dir, done)
                 if on_checkpoint:
                     on_checkpoint(last, done)
                 due = time.monotonic() + period
-        world.barrier()  # the last checkpoint is written
+            if alone:
+                world.barrier()
+        metrics_log.close()
         final = out_dir / "samples" / f"step-{config.num_iters:07d}.png"
         if world.is_main and sample_images is not None and not final.is_file():  # resumed there
             sample(config.num_iters)

@@ -135,3 +135,107 @@ def test_the_training_processes_die_with_torchrun(celeba_root, tmp_path, killed)
             with contextlib.suppress(psutil.NoSuchProcess):
                 p.kill()
         process.communicate()
+
+
+SLOW_MAIN = '''"""A tracked training whose process 0 is slow wherever it works alone:
+restoring and building the evaluation, uploading checkpoints, evaluating."""
+import sys
+import time
+
+from stargan_core import tracked_training
+from stargan_core.evaluation import Harness
+from stargan_core.tracking import RunTracker
+
+SECONDS = float(sys.argv[1])
+
+
+class SlowHarness(Harness):
+    @classmethod
+    def build(cls, *args, **kwargs):
+        time.sleep(SECONDS)
+        return super().build(*args, **kwargs)
+
+    def metrics(self, *args, **kwargs):
+        time.sleep(SECONDS)
+        return super().metrics(*args, **kwargs)
+
+
+upload = RunTracker.log_checkpoint
+
+
+def slow_upload(self, path, step):
+    time.sleep(SECONDS)
+    upload(self, path, step)
+
+
+tracked_training.Harness = SlowHarness
+RunTracker.log_checkpoint = slow_upload
+tracked_training.main_process_job(sys.argv[2])
+'''
+
+
+def test_the_others_wait_out_a_slow_main_process(celeba_root, tmp_path):
+    """Process 0 restores, builds the evaluation, uploads checkpoints and evaluates alone, each
+    here 4 s, twice the collectives' timeout: the other process waits at the barrier, and the
+    run trains, evaluates and logs to the end."""
+    import json
+
+    import mlflow
+
+    from stargan_core.config import TrainConfig
+    from stargan_core.distributed import COLLECTIVE_TIMEOUT, torchrun_command
+
+    store = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = mlflow.MlflowClient(store)
+    run_id = client.create_run(client.create_experiment("slow")).info.run_id
+    config = TrainConfig(image_size=16, g_conv_dim=4, d_conv_dim=4, g_repeat_num=1,
+                         d_repeat_num=4, n_critic=2, num_workers=0, log_every=2,
+                         sample_every=1000, checkpoint_every=4, mixed_precision=False,
+                         batch_size=4, num_iters=8, num_iters_decay=4)
+    job = {"run_id": run_id, "urls": [str(celeba_root)], "domains": None,
+           "config": config.to_dict(), "device": "cpu",
+           "evaluation": {"every": 4, "images": 16, "classifier_steps": 4},
+           "keep_checkpoints": 0, "options": None, "out": str(tmp_path / "run"),
+           "result": str(tmp_path / "result.json")}
+    (tmp_path / "job.json").write_text(json.dumps(job))
+    (tmp_path / "slow_main.py").write_text(SLOW_MAIN)
+    command = torchrun_command(2, "slow_main", ["4", str(tmp_path / "job.json")])
+    env = os.environ | {"GLOO_SOCKET_IFNAME": "lo", "OMP_NUM_THREADS": "1",
+                        COLLECTIVE_TIMEOUT: "2", "MLFLOW_TRACKING_URI": store,
+                        "PYTHONPATH": os.pathsep.join([str(tmp_path), os.getcwd()])}
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert json.loads((tmp_path / "result.json").read_text())["step"] == 8
+    assert [m.step for m in client.get_metric_history(run_id, "lr/G")] == [2, 4, 6, 8]
+    evaluated = [k for k in client.get_run(run_id).data.metrics if k.startswith("eval/")]
+    assert evaluated and all(
+        [m.step for m in client.get_metric_history(run_id, k)] == [4] for k in evaluated)
+
+
+def test_each_training_process_takes_a_gpu_of_its_own_or_is_refused(celeba_root, tmp_path,
+                                                                   monkeypatch, capsys):
+    """Simulated GPUs: process N of a machine takes GPU N; one named GPU for several processes
+    and more processes than GPUs are refused before anything starts."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    cuda = torch.device("cuda")
+    assert World(1, 2, 1, 2).device(cuda) == torch.device("cuda", 1)
+    assert World(2, 4, 0, 2).device(cuda) == torch.device("cuda", 0)  # 2 machines of 2
+    assert World().device(torch.device("cuda", 1)) == torch.device("cuda", 1)
+    with pytest.raises(ValueError, match="names one GPU, but 2 training processes"):
+        World(0, 2, 0, 2).device(torch.device("cuda", 1))
+    with pytest.raises(ValueError, match="3 training processes on this machine, but 2 GPUs"):
+        World(0, 3, 0, 3).device(cuda)
+    args = ["train", "--data", str(celeba_root), "--out", str(tmp_path / "run"), "--processes"]
+    assert stargan([*args, "4", "--device", "cuda"]) == 2
+    assert stargan([*args, "2", "--device", "cuda:1"]) == 2
+    errors = [line for line in capsys.readouterr().err.splitlines()
+              if line.startswith("stargan train: error")]
+    assert errors[:2] == [
+        "stargan train: error: 4 training processes, but 2 GPUs visible (CUDA_VISIBLE_DEVICES="
+        f"{os.environ.get('CUDA_VISIBLE_DEVICES', 'unset')}): give at most 2 processes, or "
+        "--device cpu",
+        "stargan train: error: device cuda:1 names one GPU, but 2 training processes would "
+        "each need their own: give --device cuda (process N takes GPU N), and choose the GPUs "
+        "with CUDA_VISIBLE_DEVICES"]
+    assert not (tmp_path / "run").exists()

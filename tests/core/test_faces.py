@@ -59,6 +59,26 @@ def test_faces_are_found_and_aligned_wherever_they_are_placed(astronaut, detecto
     assert max(errors) < 3, errors  # pixels of the original photo
 
 
+def test_threads_detect_at_once_with_networks_of_their_own(astronaut, detector):
+    """The partitions a Dask worker runs at once share its detector: each thread gets its own
+    OpenCV networks, and finds what one thread alone finds."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    photos = [place(astronaut, scale, 0, offset)[0]
+              for scale, offset in [(1.0, (300, 120)), (0.6, (40, 400)), (0.8, (420, 150))] * 2]
+    alone = [[f.landmarks() for f in detector(p)] for p in photos]
+    shared = FaceDetector()
+
+    def detect(photo):
+        return [f.landmarks() for f in shared(photo)], id(shared.mtcnn)
+
+    with ThreadPoolExecutor(3) as pool:
+        together = list(pool.map(detect, photos))
+    for (found, _), expected in zip(together, alone, strict=True):
+        np.testing.assert_array_equal(np.array(found), np.array(expected))
+    assert len({net for _, net in together}) > 1
+
+
 def test_two_faces_are_both_edited_and_nothing_else(astronaut, detector):
     canvas = torch.full((3, 600, 1100), 90, dtype=torch.uint8)
     small = TF.resize(astronaut, [420, 420], antialias=True)

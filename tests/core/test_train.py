@@ -413,3 +413,100 @@ def test_a_run_checkpoints_by_time_and_resumes_from_there(celeba_train, tmp_path
     for net in ("G", "D"):
         for name, tensor in a[net].items():
             torch.testing.assert_close(b[net][name], tensor, rtol=0, atol=0, msg=name)
+
+
+def test_the_log_runs_beside_the_loop_and_is_complete_before_each_checkpoint(celeba_train,
+                                                                            tmp_path):
+    """on_log runs in a thread of its own: a slow one does not hold the loop back, yet every
+    step up to a checkpoint is logged before the checkpoint is handed on, and in order."""
+    import threading
+    import time
+
+    spec, ds = celeba_train
+    cfg = TrainConfig(num_iters=8, num_iters_decay=4, **SMALL | {"checkpoint_every": 4})
+    events, threads = [], set()
+
+    def on_log(step, metrics):
+        time.sleep(0.2)
+        threads.add(threading.current_thread().name)
+        events.append(("log", step, sorted(metrics)))
+
+    train(cfg, spec, [ds], tmp_path, on_log=on_log,
+          on_checkpoint=lambda _, step: events.append(("checkpoint", step)))
+    assert threads == {"metrics-log"}
+    assert [e[:2] for e in events] == [("log", 1), ("log", 2), ("log", 3), ("log", 4),
+                                       ("checkpoint", 4), ("log", 5), ("log", 6), ("log", 7),
+                                       ("log", 8), ("checkpoint", 8)]
+    assert events[0][2] == sorted(["D/loss_real", "D/loss_fake", "D/loss_cls", "D/loss_gp",
+                                   "lr/G", "lr/D", "images_per_second"])
+    assert "G/loss_rec" in events[1][2]  # step 2 updates G
+
+
+def test_the_cuda_arithmetic_is_what_the_config_asks(monkeypatch):
+    """On CUDA (simulated: only torch's switches are set): fp32 without TF32, bf16 with it;
+    cuDNN's fastest algorithms, or deterministic ones with a fixed cuBLAS workspace."""
+    from stargan_core import train as training
+
+    backends = torch.backends
+    saved = (backends.cuda.matmul.allow_tf32, backends.cudnn.allow_tf32,
+             backends.cudnn.benchmark, backends.cudnn.deterministic)
+    monkeypatch.setattr(training, "native_bf16", lambda device: True)
+    monkeypatch.delenv("CUBLAS_WORKSPACE_CONFIG", raising=False)
+    cuda = torch.device("cuda")
+    try:
+        training.math_settings(cuda, TrainConfig(mixed_precision=False))
+        assert not backends.cuda.matmul.allow_tf32 and not backends.cudnn.allow_tf32
+        assert backends.cudnn.benchmark and not backends.cudnn.deterministic
+        assert not torch.are_deterministic_algorithms_enabled()
+        training.math_settings(cuda, TrainConfig(deterministic=True))
+        assert backends.cuda.matmul.allow_tf32 and backends.cudnn.allow_tf32
+        assert not backends.cudnn.benchmark and backends.cudnn.deterministic
+        assert torch.are_deterministic_algorithms_enabled()
+        assert torch.is_deterministic_algorithms_warn_only_enabled()
+        assert training.os.environ["CUBLAS_WORKSPACE_CONFIG"] == ":4096:8"
+    finally:
+        torch.use_deterministic_algorithms(False)
+        (backends.cuda.matmul.allow_tf32, backends.cudnn.allow_tf32,
+         backends.cudnn.benchmark, backends.cudnn.deterministic) = saved
+
+
+def test_gpus_that_torch_cannot_use_are_said_loudly(monkeypatch, caplog):
+    from stargan_core import train as training
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(training, "nvidia_gpus", lambda: ("GPU 0: NVIDIA H100 80GB HBM3",))
+    monkeypatch.setattr(training, "_cuda_unusable_reason",
+                        lambda: "The NVIDIA driver on your system is too old")
+    assert training.resolve_device("auto") == torch.device("cpu")
+    assert ("this machine has 1 NVIDIA GPU (GPU 0: NVIDIA H100 80GB HBM3) but this torch "
+            "cannot use them") in caplog.text
+    assert "driver on your system is too old" in caplog.text
+    caplog.clear()
+    assert training.resolve_device("cpu") == torch.device("cpu")  # chosen: nothing to say
+    monkeypatch.setattr(training, "nvidia_gpus", lambda: ())
+    assert training.resolve_device("auto") == torch.device("cpu")
+    assert not caplog.text
+
+
+def test_a_model_loads_its_weights_alone(celeba_train, tmp_path):
+    """load_models reads G and D only: the optimisers' state (here made 400 MB) stays in the
+    file, so loading for translation or evaluation costs the weights' memory, on any device."""
+    from stargan_core.checkpoint import save_checkpoint
+
+    spec, ds = celeba_train
+    cfg = TrainConfig(num_iters=1, num_iters_decay=0, **SMALL)
+    result = train(cfg, spec, [ds], tmp_path)
+    state = torch.load(result.checkpoint, weights_only=True)
+    state["d_opt"]["state"][0]["exp_avg"] = torch.ones(100_000_000)
+    save_checkpoint(tmp_path / "big.ckpt", state)
+    del state
+    Path("/proc/self/clear_refs").write_text("5")  # the peak resident memory starts again
+
+    def peak_mib() -> float:
+        status = Path("/proc/self/status").read_text()
+        return int(status.split("VmHWM:")[1].split()[0]) / 1024
+
+    before = peak_mib()
+    g, d, *_ = load_models(tmp_path / "big.ckpt", "cpu")
+    assert peak_mib() - before < 100
+    torch.testing.assert_close(g.state_dict(), load_models(result.checkpoint)[0].state_dict())

@@ -181,7 +181,9 @@ def test_two_training_processes_on_the_worker(prefect_server, mlflow_store, mani
     assert result["version"] == "1" and result["metrics"]["eval/reconstruction_l1"] > 0
 
 
-def test_bad_input_fails_before_any_run_is_opened(prefect_server, mlflow_store, s3):
+def test_bad_input_fails_before_any_run_is_opened(prefect_server, mlflow_store, s3, manifest,
+                                                  monkeypatch):
+    import torch
     from prefect.exceptions import ParameterTypeError
 
     from stargan_core.data import DataFormatError
@@ -192,8 +194,36 @@ def test_bad_input_fails_before_any_run_is_opened(prefect_server, mlflow_store, 
         train_stargan(manifest_url=s3.url("nothing/here"), options={"learning_rate": 1})
     with pytest.raises(ParameterTypeError, match="g_lr"):
         train_stargan(manifest_url=s3.url("nothing/here"), g_lr=2.0)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)  # a machine with one GPU
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    with pytest.raises(ValueError, match="2 training processes, but 1 GPU visible"):
+        train_stargan(manifest_url=manifest, experiment="faces", processes=2)
     faces = mlflow_store.get_experiment_by_name("faces").experiment_id
     assert mlflow_store.search_runs([faces]) == []
+
+
+def test_gpus_torch_cannot_use_are_said_in_the_runs_log(prefect_server, monkeypatch, recwarn):
+    """The library's warnings reach the Prefect run's log when a run logs them; outside a run,
+    the console alone has them (no complaint of a log without a run)."""
+    import torch
+    from prefect import flow
+    from prefect.logging.handlers import APILogWorker
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(stargan_core.train, "nvidia_gpus", lambda: ("GPU 0: NVIDIA H100",))
+
+    @flow
+    def picks_a_device() -> str:
+        return str(stargan_core.train.resolve_device("auto"))
+
+    assert picks_a_device() == "cpu"
+    APILogWorker.drain_all(timeout=10)
+    with get_client(sync_client=True) as client:
+        logs = [log.message for log in client.read_logs()]
+    assert any("1 NVIDIA GPU (GPU 0: NVIDIA H100) but this torch cannot use them" in m
+               for m in logs)
+    stargan_core.train.resolve_device("auto")  # no run here
+    assert not [w for w in recwarn if "without a flow run id" in str(w.message)]
 
 
 def test_a_run_keeps_its_newest_checkpoints_and_the_best(mlflow_server, tmp_path):

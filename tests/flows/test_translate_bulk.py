@@ -135,7 +135,9 @@ def test_a_killed_worker_still_ends_with_every_pair_once_and_bad_files_are_liste
         assert Image.open(f).size == (2 + 4 * (160 + 2), 16 + 2 + 8 * (160 + 2))
 
 
-def test_bad_input_fails_before_any_work(prefect_server, registered_model, prepared, s3):
+def test_bad_input_fails_before_any_work(prefect_server, registered_model, prepared, s3,
+                                        monkeypatch):
+    import torch
     from prefect.exceptions import ParameterTypeError
 
     from stargan_core.domains import DomainError
@@ -156,4 +158,10 @@ def test_bad_input_fails_before_any_work(prefect_server, registered_model, prepa
         translate_bulk(input_url="s3://no-such-bucket/in", output_root=s3.url("x"))
     with pytest.raises(ParameterTypeError, match="output_format"):
         translate_bulk(input_url=prepared, output_format="zip")
+    with pytest.raises(ValueError, match="device 'cuda' was asked for, but there is no GPU"):
+        translate_bulk(input_url=prepared, device="cuda", output_root=s3.url("x"))
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)  # a machine with 2 GPUs
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    with pytest.raises(ValueError, match="3 workers were asked for on 2 GPUs.*workers <= 2"):
+        translate_bulk(input_url=prepared, workers=3, output_root=s3.url("x"))
     assert not [k for k in s3.versions() if k.startswith("x/")]  # nothing written

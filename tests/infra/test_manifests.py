@@ -28,7 +28,7 @@ def test_compose_gives_the_flows_the_local_stacks_environment():
     compose = yaml.safe_load((INFRA / "compose/compose.yaml").read_text())
     assert set(compose["x-pipeline-env"]) == stack_names()
     services = compose["services"]
-    for name in ("mlflow", "worker-cpu", "worker-gpu", "dask-scheduler", "dask-cuda-worker"):
+    for name in ("mlflow", "worker-cpu", "worker-gpu", "dask-scheduler", "dask-gpu-worker"):
         assert set(services[name]["environment"]) >= stack_names(), name
         build = services[name]["build"]  # the context is relative to the compose file
         assert (INFRA / "compose" / build["context"]).resolve() == ROOT
@@ -49,11 +49,29 @@ def test_kubernetes_gives_the_flows_the_local_stacks_environment():
     assert {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"} <= secrets - set(config["data"])
     workers = {d["metadata"]["name"]: d["spec"]["template"]["spec"]["containers"][0]
                for d in docs if d["kind"] == "Deployment"}
-    for name in ("worker-cpu", "worker-gpu", "dask-cuda-worker", "mlflow"):
+    for name in ("worker-cpu", "worker-gpu", "dask-gpu-worker", "mlflow"):
         refs = workers[name]["envFrom"]
         assert {"configMapRef": {"name": "stargan-env"}} in refs, name
         assert {"secretRef": {"name": "stargan-s3"}} in refs, name
         # The database URLs reach the servers only, never code that runs flows.
         assert ({"secretRef": {"name": "stargan-db"}} in refs) == (name == "mlflow"), name
     assert workers["worker-gpu"]["resources"]["limits"]["nvidia.com/gpu"] == 1
-    assert workers["dask-cuda-worker"]["resources"]["limits"]["nvidia.com/gpu"] == 1
+    assert workers["dask-gpu-worker"]["resources"]["limits"]["nvidia.com/gpu"] == 1
+
+
+def test_the_gpu_dask_workers_are_plain_dask_workers_with_a_thread_per_core():
+    """dask-cuda is not installed (it would pin another dask than the one tested): a GPU
+    worker is `dask worker`, one process for its one GPU, with a thread per requested core."""
+    compose = yaml.safe_load((INFRA / "compose/compose.yaml").read_text())["services"]
+    docs = [d for d in yaml.safe_load_all((INFRA / "kubernetes/stargan.yaml").read_text()) if d]
+    pod = next(d for d in docs if d["metadata"]["name"] == "dask-gpu-worker")
+    container = pod["spec"]["template"]["spec"]["containers"][0]
+    commands = [compose["dask-gpu-worker"]["command"].split(), container["command"]]
+    for command in commands:
+        assert command[:2] == ["dask", "worker"], command
+        assert command[command.index("--nworkers") + 1] == "1", command
+    threads = container["command"][container["command"].index("--nthreads") + 1]
+    assert threads == container["resources"]["requests"]["cpu"]
+    assert not any("cuda" in name for name in compose) and "dask-cuda" not in str(docs)
+    extras = re.search(r"^gpu = (.*)$", (ROOT / "pyproject.toml").read_text(), re.M)
+    assert extras is not None and "dask-cuda" not in extras.group(1)
