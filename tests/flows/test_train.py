@@ -207,6 +207,7 @@ def test_gpus_torch_cannot_use_are_said_in_the_runs_log(prefect_server, monkeypa
     the console alone has them (no complaint of a log without a run)."""
     import torch
     from prefect import flow
+    from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
     from prefect.logging.handlers import APILogWorker
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
@@ -216,10 +217,12 @@ def test_gpus_torch_cannot_use_are_said_in_the_runs_log(prefect_server, monkeypa
     def picks_a_device() -> str:
         return str(stargan_core.train.resolve_device("auto"))
 
-    assert picks_a_device() == "cpu"
+    state = picks_a_device(return_state=True)
+    assert state.result() == "cpu"
     APILogWorker.drain_all(timeout=10)
-    with get_client(sync_client=True) as client:
-        logs = [log.message for log in client.read_logs()]
+    run = LogFilter(flow_run_id=LogFilterFlowRunId(any_=[state.state_details.flow_run_id]))
+    with get_client(sync_client=True) as client:  # the server holds every test's logs
+        logs = [log.message for log in client.read_logs(run)]
     assert any("1 NVIDIA GPU (GPU 0: NVIDIA H100) but this torch cannot use them" in m
                for m in logs)
     stargan_core.train.resolve_device("auto")  # no run here
