@@ -191,14 +191,9 @@ def check_command(argv: list[str]) -> str | None:
         with contextlib.redirect_stderr(errors), contextlib.redirect_stdout(io.StringIO()):
             parsed = parser.parse_args(rest)
         if getattr(parsed, "command", None) == "train" and argv[1:2] == ["stargan_core.cli"]:
-            from stargan_core.cli import _parse_overrides
-            from stargan_core.config import preset
+            from stargan_core.cli import train_config
 
-            overrides = _parse_overrides(parsed.set or [])
-            for name in ("num_iters", "batch_size", "seed"):
-                if getattr(parsed, name) is not None:
-                    overrides[name] = getattr(parsed, name)
-            preset(parsed.preset, **overrides)
+            train_config(parsed)
     except SystemExit as stop:  # argparse's way of refusing
         if stop.code:
             return errors.getvalue().strip().splitlines()[-1] if errors.getvalue() else \

@@ -8,7 +8,7 @@ import json
 import sys
 from pathlib import Path
 
-from stargan_core.config import DEFAULT_CPU_PRESET, PRESETS
+from stargan_core.config import DEFAULT_CPU_PRESET, PRESETS, TrainConfig, preset
 from stargan_core.preprocessing import FRAMINGS
 from stargan_core.synthetic.faces import STYLES
 from stargan_core.threads import set_torch_threads, threads_environment, usable_cores
@@ -99,22 +99,27 @@ def cmd_preprocess(args: argparse.Namespace) -> int:
     return 0
 
 
+def train_config(args: argparse.Namespace) -> TrainConfig:
+    """The config `stargan train` trains with: the preset, its --set options, then --iters,
+    --batch-size and --seed; a ValueError names what is wrong."""
+    overrides = _parse_overrides(args.set or [])
+    for name in ("num_iters", "batch_size", "seed"):
+        if getattr(args, name) is not None:
+            overrides[name] = getattr(args, name)
+    return preset(args.preset, **overrides)
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     import subprocess
 
     from tqdm import tqdm
 
     from stargan_core.checkpoint import checkpoint_step, latest_checkpoint
-    from stargan_core.config import preset
     from stargan_core.data.loading import training_data
     from stargan_core.distributed import World, check_gpus, torchrun_command
     from stargan_core.train import resolve_device, train
 
-    overrides = _parse_overrides(args.set or [])
-    for name in ("num_iters", "batch_size", "seed"):
-        if getattr(args, name) is not None:
-            overrides[name] = getattr(args, name)
-    config = preset(args.preset, **overrides)
+    config = train_config(args)
     world = World.from_environment()
     if args.processes < 1:
         raise ValueError(f"--processes must be 1 or more, got {args.processes}")
