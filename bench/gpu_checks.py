@@ -28,7 +28,7 @@ import torch
 def devices(args: argparse.Namespace) -> int:
     """The driver's GPUs as torch sees them, what `--device auto` picks, and whether bf16 is
     native (training's bf16 autocast is on only where it is)."""
-    from stargan_core.train import native_bf16, resolve_device
+    from stargan_core.devices import native_bf16, resolve_device
 
     print(f"torch {torch.__version__}, built for CUDA {torch.version.cuda}, cuDNN "
           f"{torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None}")

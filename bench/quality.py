@@ -33,11 +33,11 @@ from stargan_core.domains import DomainSpec
 from stargan_core.editing import Editor
 from stargan_core.evaluation import EvaluationSet, evaluation_set, flat_metrics, train_judge
 from stargan_core.evaluation.metrics import evaluate
+from stargan_core.grids import photo_grid
 from stargan_core.preprocessing import Preprocessing
 from stargan_core.synthetic import write_celeba, write_rafd
 from stargan_core.targets import single_targets
 from stargan_core.train import train
-from stargan_core.translate import photo_grid
 
 COLUMNS = [("translation_accuracy", "accuracy", "{:.1%}"),
            ("change_share", "change, 32", "{:.1%}"),

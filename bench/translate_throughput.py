@@ -149,7 +149,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main() -> None:
     args = build_parser().parse_args()
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
-    from stargan_core.train import resolve_device
+    from stargan_core.devices import resolve_device
 
     device = resolve_device(args.device)
     cuda = device.type == "cuda"

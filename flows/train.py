@@ -30,7 +30,7 @@ from stargan_core.config import DEFAULT_GPU_PRESET, PresetName, TrainConfig
 from stargan_core.config import preset as preset_config
 from stargan_core.data.loading import chosen_domains
 from stargan_core.data.manifest import manifest_spec, read_manifest
-from stargan_core.distributed import check_gpus
+from stargan_core.devices import check_gpus, resolve_device
 from stargan_core.domains import DomainSpec
 from stargan_core.evaluation import Harness, flat_metrics, summarize
 from stargan_core.registry import default_model_name, model_card, register
@@ -47,7 +47,6 @@ from stargan_core.tracking import (
     restore_checkpoint,
     run_url,
 )
-from stargan_core.train import resolve_device
 
 Positive = Annotated[int, Field(gt=0)]
 Rate = Annotated[float, Field(gt=0, lt=1)]

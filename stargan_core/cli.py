@@ -116,8 +116,9 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     from stargan_core.checkpoint import checkpoint_step, latest_checkpoint
     from stargan_core.data.loading import training_data
-    from stargan_core.distributed import World, check_gpus, torchrun_command
-    from stargan_core.train import resolve_device, train
+    from stargan_core.devices import check_gpus, resolve_device
+    from stargan_core.distributed import World, torchrun_command
+    from stargan_core.train import train
 
     config = train_config(args)
     world = World.from_environment()
@@ -164,7 +165,7 @@ def cmd_translate(args: argparse.Namespace) -> int:
 
     from stargan_core.checkpoint import load_models, resolve_checkpoint
     from stargan_core.data.sample import IMAGE_SUFFIXES
-    from stargan_core.train import resolve_device
+    from stargan_core.devices import resolve_device
     from stargan_core.translate import collect_inputs, other_files, translate_files
 
     device = resolve_device(args.device)
@@ -189,9 +190,9 @@ def cmd_translate(args: argparse.Namespace) -> int:
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from stargan_core.checkpoint import load_models, resolve_checkpoint
+    from stargan_core.devices import resolve_device
     from stargan_core.evaluation import Harness, flat_metrics, summarize
     from stargan_core.preprocessing import Framer
-    from stargan_core.train import resolve_device
 
     device = resolve_device(args.device)
     g, _, spec, config, preprocessing = load_models(resolve_checkpoint(args.checkpoint), device)

@@ -25,6 +25,8 @@ from datetime import timedelta
 import torch
 import torch.distributed as dist
 
+from stargan_core.devices import check_gpus
+
 
 @dataclass(frozen=True)
 class World:
@@ -158,28 +160,6 @@ def _patient_group() -> dist.ProcessGroup:
     if not _PATIENT:
         _PATIENT.append(dist.new_group(backend="gloo", timeout=PATIENCE))
     return _PATIENT[0]
-
-
-def visible_gpus() -> int:
-    return torch.cuda.device_count() if torch.cuda.is_available() else 0
-
-
-def check_gpus(device: torch.device, processes: int, what: str) -> None:
-    """Before any work: `processes` processes on this machine can each take a GPU of its own
-    on `device`, or a ValueError says what to give instead."""
-    if device.type != "cuda" or processes < 2:
-        return
-    if device.index is not None:
-        raise ValueError(
-            f"device {device} names one GPU, but {processes} {what} would each need their "
-            "own: give --device cuda (process N takes GPU N), and choose the GPUs with "
-            "CUDA_VISIBLE_DEVICES")
-    gpus = visible_gpus()
-    if processes > gpus:
-        raise ValueError(
-            f"{processes} {what}, but {gpus} GPU{'s' if gpus != 1 else ''} visible "
-            f"(CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES', 'unset')}): "
-            f"give at most {gpus} processes, or --device cpu")
 
 
 PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>

@@ -69,7 +69,7 @@ class StarGANModel(mlflow.pyfunc.PythonModel):
     the model looks."""
 
     def load_context(self, context: mlflow.pyfunc.PythonModelContext) -> None:
-        from stargan_core.train import resolve_device
+        from stargan_core.devices import resolve_device
 
         self._load(context.artifacts["weights"], resolve_device("auto"))
 
@@ -199,7 +199,7 @@ def load_registered(model_uri: str, device: str = "auto", tracking_uri: str | No
     Only its weights are loaded, with `weights_only=True`: the version's pickled python_model
     is never unpickled, so a registry entry cannot run code where it is loaded.
     """
-    from stargan_core.train import resolve_device
+    from stargan_core.devices import resolve_device
 
     with tempfile.TemporaryDirectory() as tmp:
         try:

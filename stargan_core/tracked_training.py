@@ -23,11 +23,12 @@ import torch
 from stargan_core.checkpoint import load_models
 from stargan_core.config import TrainConfig
 from stargan_core.data.loading import training_data
+from stargan_core.devices import resolve_device
 from stargan_core.distributed import World, die_with_launcher, torchrun_command
 from stargan_core.evaluation import Harness
 from stargan_core.threads import set_torch_threads, threads_environment
 from stargan_core.tracking import RunTracker, restore_checkpoint
-from stargan_core.train import math_settings, resolve_device, train
+from stargan_core.train import math_settings, train
 
 
 def train_in_run(run_id: str, urls: list[str], domains: list[str] | None, config: TrainConfig,

@@ -3,13 +3,10 @@
 from __future__ import annotations
 
 import contextlib
-import functools
 import logging
 import math
 import os
 import queue
-import shutil
-import subprocess
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -33,8 +30,10 @@ from stargan_core.checkpoint import (
 )
 from stargan_core.config import TrainConfig
 from stargan_core.data.sampling import endless_batches
+from stargan_core.devices import native_bf16, resolve_device
 from stargan_core.distributed import ONE_PROCESS, World
 from stargan_core.domains import DomainSpec
+from stargan_core.grids import sample_grid, save_grid
 from stargan_core.lease import OutputBusy, exclusive
 from stargan_core.losses import (
     classification_loss,
@@ -45,7 +44,6 @@ from stargan_core.losses import (
 from stargan_core.preprocessing import Preprocessing
 from stargan_core.storage import Location
 from stargan_core.targets import single_targets
-from stargan_core.translate import sample_grid, save_grid
 
 log = logging.getLogger(__name__)
 
@@ -53,60 +51,6 @@ LOSS_NAMES = (
     "D/loss_real", "D/loss_fake", "D/loss_cls", "D/loss_gp", "G/loss_fake", "G/loss_rec",
     "G/loss_cls",
 )
-
-
-def resolve_device(device: str = "auto") -> torch.device:
-    """`auto`: CUDA when torch can use a GPU, else the CPU, said loudly (a warning on stderr
-    and in the log) when the machine has NVIDIA GPUs that torch cannot use."""
-    if device != "auto":
-        return torch.device(device)
-    if torch.cuda.is_available():
-        return torch.device("cuda")
-    gpus = nvidia_gpus()
-    if gpus:
-        log.warning(
-            "device auto: this machine has %d NVIDIA GPU%s (%s) but this torch cannot use "
-            "them (torch %s, built for CUDA %s; %s): it computes on the CPU, many times "
-            "slower. Install a torch built for this driver, or give --device cpu to choose "
-            "the CPU.", len(gpus), "s" if len(gpus) > 1 else "", "; ".join(gpus),
-            torch.__version__, torch.version.cuda or "no CUDA", _cuda_unusable_reason())
-    return torch.device("cpu")
-
-
-@functools.cache
-def nvidia_gpus() -> tuple[str, ...]:
-    """The NVIDIA GPUs the driver lists (`nvidia-smi -L`), whether or not torch can use them;
-    none without the driver."""
-    if not shutil.which("nvidia-smi"):
-        return ()
-    try:
-        listed = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True,
-                                timeout=20, check=False).stdout
-    except (OSError, subprocess.TimeoutExpired):
-        return ()
-    return tuple(line.split(" (UUID")[0] for line in listed.splitlines()
-                 if line.startswith("GPU "))
-
-
-def _cuda_unusable_reason() -> str:
-    if torch.version.cuda is None:
-        return "a CPU-only build"
-    try:
-        torch.cuda.init()
-    except Exception as error:  # noqa: BLE001 - its message is the reason
-        return str(error).strip().splitlines()[0][:300]
-    return "CUDA did not initialise"
-
-
-def native_bf16(device: torch.device) -> bool:
-    """Whether `device` computes in bf16 natively, so that bf16 autocast speeds training up:
-    CUDA GPUs from Ampere on, CPUs with AMX or AVX-512 BF16 (elsewhere it is emulated, and
-    slower than fp32)."""
-    if device.type == "cuda":
-        return torch.cuda.is_bf16_supported(including_emulation=False)
-    return device.type == "cpu" and any(
-        getattr(torch.cpu, check, lambda: False)()
-        for check in ("_is_amx_tile_supported", "_is_avx512_bf16_supported"))
 
 
 def math_settings(device: torch.device, config: TrainConfig) -> None:

@@ -34,7 +34,7 @@ from distributed import (
 
 from stargan_core.bulk.partition import PartitionResult, translate_partition
 from stargan_core.bulk.plan import BulkConfig, BulkPlan, Partition
-from stargan_core.distributed import visible_gpus
+from stargan_core.devices import visible_gpus
 from stargan_core.serving import StarGANModel, load_registered
 from stargan_core.threads import Cores, usable_cores
 

@@ -471,20 +471,20 @@ def test_the_cuda_arithmetic_is_what_the_config_asks(monkeypatch):
 
 
 def test_gpus_that_torch_cannot_use_are_said_loudly(monkeypatch, caplog):
-    from stargan_core import train as training
+    from stargan_core import devices
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    monkeypatch.setattr(training, "nvidia_gpus", lambda: ("GPU 0: NVIDIA H100 80GB HBM3",))
-    monkeypatch.setattr(training, "_cuda_unusable_reason",
+    monkeypatch.setattr(devices, "nvidia_gpus", lambda: ("GPU 0: NVIDIA H100 80GB HBM3",))
+    monkeypatch.setattr(devices, "_cuda_unusable_reason",
                         lambda: "The NVIDIA driver on your system is too old")
-    assert training.resolve_device("auto") == torch.device("cpu")
+    assert devices.resolve_device("auto") == torch.device("cpu")
     assert ("this machine has 1 NVIDIA GPU (GPU 0: NVIDIA H100 80GB HBM3) but this torch "
             "cannot use them") in caplog.text
     assert "driver on your system is too old" in caplog.text
     caplog.clear()
-    assert training.resolve_device("cpu") == torch.device("cpu")  # chosen: nothing to say
-    monkeypatch.setattr(training, "nvidia_gpus", lambda: ())
-    assert training.resolve_device("auto") == torch.device("cpu")
+    assert devices.resolve_device("cpu") == torch.device("cpu")  # chosen: nothing to say
+    monkeypatch.setattr(devices, "nvidia_gpus", lambda: ())
+    assert devices.resolve_device("auto") == torch.device("cpu")
     assert not caplog.text
 
 

@@ -12,10 +12,11 @@ from stargan_core.data import read_dataset
 from stargan_core.data.dataset import FaceDataset
 from stargan_core.domains import DomainSpec
 from stargan_core.editing import source_labels
+from stargan_core.grids import sample_grid
 from stargan_core.model import Discriminator, Generator
 from stargan_core.preprocessing import Preprocessing
 from stargan_core.targets import single_targets
-from stargan_core.translate import collect_inputs, sample_grid, translate_files
+from stargan_core.translate import collect_inputs, translate_files
 
 CELEBA = Preprocessing("celeba", 32)
 

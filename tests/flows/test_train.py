@@ -13,6 +13,7 @@ from PIL import Image
 from prefect import get_client
 from prefect.states import Crashed, Running
 
+import stargan_core.devices
 import stargan_core.train
 from flows.train import settle_abandoned_runs, train_stargan
 from stargan_core.cli import main as stargan
@@ -211,11 +212,11 @@ def test_gpus_torch_cannot_use_are_said_in_the_runs_log(prefect_server, monkeypa
     from prefect.logging.handlers import APILogWorker
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    monkeypatch.setattr(stargan_core.train, "nvidia_gpus", lambda: ("GPU 0: NVIDIA H100",))
+    monkeypatch.setattr(stargan_core.devices, "nvidia_gpus", lambda: ("GPU 0: NVIDIA H100",))
 
     @flow
     def picks_a_device() -> str:
-        return str(stargan_core.train.resolve_device("auto"))
+        return str(stargan_core.devices.resolve_device("auto"))
 
     state = picks_a_device(return_state=True)
     assert state.result() == "cpu"
@@ -225,7 +226,7 @@ def test_gpus_torch_cannot_use_are_said_in_the_runs_log(prefect_server, monkeypa
         logs = [log.message for log in client.read_logs(run)]
     assert any("1 NVIDIA GPU (GPU 0: NVIDIA H100) but this torch cannot use them" in m
                for m in logs)
-    stargan_core.train.resolve_device("auto")  # no run here
+    stargan_core.devices.resolve_device("auto")  # no run here
     assert not [w for w in recwarn if "without a flow run id" in str(w.message)]
 
 
