@@ -90,8 +90,8 @@ def across_devices(args: argparse.Namespace) -> int:
     """One checkpoint translating the same images on each device: the largest difference in
     pixel levels (0-255) against the first device."""
     from stargan_core.checkpoint import load_models, resolve_checkpoint
-    from stargan_core.data.images import read_rgb
     from stargan_core.editing import source_labels, translate_batch
+    from stargan_core.io.images import read_rgb
     from stargan_core.targets import single_targets
 
     path = resolve_checkpoint(args.checkpoint)

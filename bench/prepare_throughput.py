@@ -20,9 +20,9 @@ from pathlib import Path
 
 from PIL import Image
 
-from stargan_core.data.celeba import CROP, IMAGE_DIR
-from stargan_core.data.images import ImageRule
 from stargan_core.data.prepare import PrepareConfig, prepare_dataset
+from stargan_core.io.celeba import CROP, IMAGE_DIR
+from stargan_core.io.images import ImageRule
 from stargan_core.synthetic import write_celeba
 
 

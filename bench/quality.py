@@ -37,7 +37,7 @@ from stargan_core.grids import photo_grid
 from stargan_core.preprocessing import Preprocessing
 from stargan_core.synthetic import write_celeba, write_rafd
 from stargan_core.targets import single_targets
-from stargan_core.train import train
+from stargan_core.train import TrainHooks, train
 
 COLUMNS = [("translation_accuracy", "accuracy", "{:.1%}"),
            ("change_share", "change, 32", "{:.1%}"),
@@ -185,9 +185,7 @@ def main() -> None:
                 losses.write(json.dumps({"step": step, **values}) + "\n")
                 losses.flush()
 
-            result = train(config, spec, data.datasets, out / run,
-                           sample_images=data.sample_images, sample_labels=data.sample_labels,
-                           data_format=data.data_format, resume=False, on_log=log)
+            result = train(config, data, out / run, TrainHooks(on_log=log), resume=False)
         seconds = time.perf_counter() - start
         g, d, *_ = load_models(result.checkpoint)
         evaluations = {spec.label_sets[s.label_set].dataset:

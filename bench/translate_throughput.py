@@ -38,8 +38,8 @@ from stargan_core.bulk import BulkConfig, job_url, parse_targets, plan_job
 from stargan_core.bulk.cluster import connect, load_model, run_partitions
 from stargan_core.checkpoint import build_discriminator, build_generator, save_checkpoint
 from stargan_core.config import preset
-from stargan_core.data.images import read_rgb
 from stargan_core.domains import DomainSpec
+from stargan_core.io.images import read_rgb
 from stargan_core.synthetic import write_celeba
 from stargan_core.targets import target_labels
 

@@ -1,1 +1,1 @@
-"""Prefect flows that wire `stargan_core` into the batch pipeline (see ../shared/DESIGN.md)."""
+"""Prefect flows that wire `stargan_core` into the batch pipeline (docs/design.md)."""

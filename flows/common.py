@@ -1,24 +1,20 @@
-"""What the flows share: typed parameters (URLs without keys), the S3 credentials block, log
+"""What the flows share: storage references resolved, the S3 credentials block, log
 redaction and artifact keys."""
 
 from __future__ import annotations
 
 import logging
 import re
-from typing import Annotated, Any
+from typing import Any
 
 from prefect import get_run_logger
 from prefect.blocks.core import Block
 from prefect.context import get_run_context
 from prefect.exceptions import MissingContextError
 from prefect.logging.handlers import APILogHandler
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic import Field, SecretStr
 
-from stargan_core.storage import URL_WITHOUT_KEYS, Credentials, redact_text
-
-# A URL or path parameter: one with user:password@ in it is refused by the Prefect server
-# before any run exists (the deployment's parameter schema carries the pattern).
-Url = Annotated[str, Field(pattern=URL_WITHOUT_KEYS)]
+from stargan_core.storage import Credentials, StorageAccess, redact_text
 
 
 class S3Credentials(Block):
@@ -41,33 +37,6 @@ class S3Credentials(Block):
         return Credentials(self.aws_access_key_id.get_secret_value(),
                            self.aws_secret_access_key.get_secret_value(),
                            token.get_secret_value() if token else None)
-
-
-class StorageAccess(BaseModel):
-    """How the flows reach S3, by reference only: no field can hold a credential, and the
-    Prefect server refuses a run whose parameters carry any other field (the deployment's
-    parameter schema forbids them), so a secret never reaches a flow run's parameters."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    endpoint_url: Url | None = Field(
-        None, description="an S3-compatible store's endpoint (default: $AWS_ENDPOINT_URL), "
-        "without keys in it")
-    profile: str | None = Field(
-        None, description="an AWS profile of the worker's ~/.aws/credentials")
-    credentials_block: str | None = Field(
-        None, description="a StarGAN S3 Credentials block (its fields secret) holding the keys")
-
-    def options(self) -> dict[str, Any] | None:
-        """fsspec options, with the block's keys resolved (never printed)."""
-        options: dict[str, Any] = {}
-        if self.endpoint_url:
-            options["endpoint_url"] = self.endpoint_url
-        if self.profile:
-            options["profile"] = self.profile
-        if self.credentials_block:
-            options["credentials"] = load_credentials(self.credentials_block)
-        return options or None
 
 
 def load_credentials(block: str) -> Credentials:
@@ -118,7 +87,17 @@ logging.getLogger("stargan_core").addHandler(_TO_RUN_LOG)
 
 
 def storage_options(storage: StorageAccess | None) -> dict[str, Any] | None:
-    return storage.options() if storage else None
+    """fsspec options for `storage`, with a block's keys resolved (never printed)."""
+    if storage is None:
+        return None
+    options: dict[str, Any] = {}
+    if storage.endpoint_url:
+        options["endpoint_url"] = storage.endpoint_url
+    if storage.profile:
+        options["profile"] = storage.profile
+    if storage.credentials_block:
+        options["credentials"] = load_credentials(storage.credentials_block)
+    return options or None
 
 
 def artifact_key(text: str) -> str:

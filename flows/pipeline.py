@@ -19,7 +19,7 @@ from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 from pydantic import Field
 
-from flows.common import StorageAccess, Url, storage_options
+from flows.common import storage_options
 from flows.preprocess import preprocess_dataset
 from flows.train import train_stargan
 from flows.translate_bulk import translate_bulk
@@ -28,8 +28,9 @@ from stargan_core.config import DEFAULT_CPU_PRESET, PRESETS, PresetName
 from stargan_core.config import preset as preset_config
 from stargan_core.data.prepare import dataset_url
 from stargan_core.evaluation import summarize
+from stargan_core.jobs import Evaluation, TrainJob, TrainOptions
 from stargan_core.registry import champion_version
-from stargan_core.storage import default_root, join, redact
+from stargan_core.storage import StorageAccess, Url, default_root, join, redact
 from stargan_core.synthetic import synthetic_celeba_at
 
 Positive = Annotated[int, Field(gt=0)]
@@ -49,10 +50,8 @@ def stargan_pipeline(
     model_name: str | None = None,
     output_root: Url | None = None,
     preset: PresetName = DEFAULT_CPU_PRESET,
-    num_iters: Positive | None = None,
-    train_options: dict[str, Any] | None = None,
-    eval_images: Positive = 2000,
-    classifier_steps: Positive = 600,
+    options: TrainOptions | None = None,  # type: ignore[valid-type]
+    evaluation: Evaluation | None = None,
     targets: list[str] | None = None,
     translate_split: str = "test",
     workers: Annotated[int, Field(ge=1, le=1024)] | None = None,
@@ -68,8 +67,8 @@ def stargan_pipeline(
         the source folder's name and train-stargan's; for synthetic faces synthetic-celeba and
         stargan-demo, so that a demo never competes with a real model).
     output_root: the storage root (default: $STARGAN_STORAGE_URL, else ./stargan-storage).
-    preset, num_iters, train_options: training (train_options: any train-stargan parameter,
-        e.g. {"batch_size": 8}).
+    preset, options, evaluation: training (train-stargan's job: options replace the preset's
+        values, e.g. {"num_iters": 1000, "batch_size": 8}).
     targets: translate-bulk's targets (default: every single-domain target).
     translate_split: the prepared data set's split to translate (held-out faces: test).
     auto_promote: make the new version champion when its review against the champion allows
@@ -88,11 +87,9 @@ def stargan_pipeline(
                        output_root=root, name=dataset, version=version,
                        # Stored at twice the model's size, as the paper's 128 px from 178.
                        image_size=2 * preset_config(preset).image_size, storage=storage)
-    trained = train_stargan(manifest_url=prepared, preset=preset, num_iters=num_iters,
-                            eval_images=eval_images, classifier_steps=classifier_steps,
-                            model_name=model_name, device=device, auto_promote=auto_promote,
-                            storage=storage,
-                            **(train_options or {}))
+    job = TrainJob(data=[prepared], preset=preset, options=options or TrainOptions(),
+                   evaluation=evaluation or Evaluation(), device=device, storage=storage)
+    trained = train_stargan(job, model_name=model_name, auto_promote=auto_promote)
     name, new, promoted = trained["model_name"], trained["version"], trained["promoted"]
     champion = champion_version(name)
     if champion is None:
@@ -127,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, help="Dask workers (default: one per core)")
     args = parser.parse_args(argv)
     result = stargan_pipeline(source_url=args.source, synthetic_images=args.images,
-                              preset=args.preset, num_iters=args.num_iters,
+                              preset=args.preset, options=TrainOptions(num_iters=args.num_iters),
                               workers=args.workers)
     tracking = redact(mlflow.get_tracking_uri())
     review = (f"mlflow ui --backend-store-uri {tracking}" if not tracking.startswith("http")

@@ -23,8 +23,7 @@ from prefect.task_runners import ThreadPoolTaskRunner
 from prefect.utilities.annotations import unmapped
 from pydantic import Field
 
-from flows.common import StorageAccess, Url, artifact_key, storage_options, warn_local_paths
-from stargan_core.data.images import ImageRule
+from flows.common import artifact_key, storage_options, warn_local_paths
 from stargan_core.data.prepare import (
     Plan,
     PrepareConfig,
@@ -35,8 +34,9 @@ from stargan_core.data.prepare import (
     plan,
     write_shard,
 )
+from stargan_core.io.images import ImageRule
 from stargan_core.lease import release
-from stargan_core.storage import default_root
+from stargan_core.storage import StorageAccess, Url, default_root
 from stargan_core.threads import set_torch_threads
 
 
@@ -91,8 +91,8 @@ def preprocess_dataset(
     output_root: the storage root (default: $STARGAN_STORAGE_URL, else ./stargan-storage).
     name: the data set's name (default: the source folder's name).
     storage: how to reach S3, by reference: {"endpoint_url": ...} (default
-        $AWS_ENDPOINT_URL), {"profile": <AWS profile>} or {"credentials_secret": <Prefect Secret
-        block>}; without it, the worker's environment (AWS_ACCESS_KEY_ID, ..., a role).
+        $AWS_ENDPOINT_URL), {"profile": <AWS profile>} or {"credentials_block": <StarGAN S3
+        Credentials block>}; without it, the worker's environment (AWS_ACCESS_KEY_ID, ..., a role).
     workers: parallel shard tasks on this machine (threads); cluster_address: a Dask
         scheduler to run them on instead.
     overwrite: replace a version prepared from other inputs or with other parameters.

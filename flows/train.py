@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import tempfile
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Any
 from uuid import UUID
 
 import mlflow
@@ -22,17 +22,15 @@ from prefect.cache_policies import NO_CACHE
 from prefect.client.schemas.objects import FlowRun, State
 from prefect.exceptions import ObjectNotFound
 from prefect.runtime import flow_run as current_flow_run
-from pydantic import Field
 
-from flows.common import StorageAccess, Url, storage_options
+from flows.common import storage_options
 from stargan_core.checkpoint import checkpoint_step, load_checkpoint, load_models, spec_and_config
-from stargan_core.config import DEFAULT_GPU_PRESET, PresetName, TrainConfig
-from stargan_core.config import preset as preset_config
 from stargan_core.data.loading import chosen_domains
 from stargan_core.data.manifest import manifest_spec, read_manifest
 from stargan_core.devices import check_gpus, resolve_device
 from stargan_core.domains import DomainSpec
 from stargan_core.evaluation import Harness, flat_metrics, summarize
+from stargan_core.jobs import TrainJob
 from stargan_core.registry import default_model_name, model_card, register
 from stargan_core.review import Review, promote_reviewed, record_review, review
 from stargan_core.serving import log_generator
@@ -48,9 +46,6 @@ from stargan_core.tracking import (
     run_url,
 )
 
-Positive = Annotated[int, Field(gt=0)]
-Rate = Annotated[float, Field(gt=0, lt=1)]
-Weight = Annotated[float, Field(ge=0)]
 FINAL_GRID = "samples/final.png"
 
 
@@ -120,43 +115,38 @@ def mark_run_unfinished(flow: object, flow_run: FlowRun, state: State) -> None:
 
 
 @task(name="train", retries=2, retry_delay_seconds=5, cache_policy=NO_CACHE)
-def train_task(run_id: str, urls: list[str], domains: list[str] | None, config: TrainConfig,
-               device: str, evaluation: dict[str, int], keep_checkpoints: int,
-               options: dict[str, Any] | None, processes: int = 1) -> dict[str, float]:
-    """Train in the MLflow run, from its last checkpoint when it has one; with
-    `evaluation["every"]`, evaluate every that many steps too. With `processes` > 1, torchrun
-    starts that many data-parallel training processes on this worker."""
+def train_task(run_id: str, job: TrainJob) -> dict[str, float]:
+    """Train `job` in the MLflow run, from its last checkpoint when it has one. With
+    `job.processes` > 1, torchrun starts that many data-parallel processes on this worker."""
     logger = get_run_logger()
-    logger.info(set_torch_threads(processes))
-    job = {"run_id": run_id, "urls": urls, "domains": domains, "config": config.to_dict(),
-           "device": device, "evaluation": evaluation, "keep_checkpoints": keep_checkpoints,
-           "options": options}
+    logger.info(set_torch_threads(job.processes))
+    options = storage_options(job.storage)
     with tempfile.TemporaryDirectory() as out:
-        if processes == 1:
-            trained = train_in_run(**job | {"config": config}, out=out, log=logger.info)
+        if job.processes == 1:
+            trained = train_in_run(job, run_id, out, logger.info, options)
         else:
-            trained = train_processes(job, processes, Path(out), logger.info)
+            trained = train_processes(job, run_id, job.processes, Path(out), logger.info,
+                                      options)
     logger.info("trained to step %d at %.1f images/s", trained["step"],
                 trained["images_per_second"])
     return trained
 
 
 @task(name="evaluate", cache_policy=NO_CACHE)
-def evaluate_task(run_id: str, urls: list[str], evaluation: dict[str, int], device: str,
-                  model_name: str, options: dict[str, Any] | None
+def evaluate_task(run_id: str, job: TrainJob, model_name: str
                   ) -> tuple[dict[str, float], Review]:
     """Target accuracy, preservation and, on synthetic data, fidelity to the ground truth, on
     held-out images, logged to the run; and the champion of `model_name` judged on the same
     images by the same classifier."""
     get_run_logger().info(set_torch_threads())
-    dev = resolve_device(device)
+    dev = resolve_device(job.device)
     with tempfile.TemporaryDirectory() as tmp:
         checkpoint = restore_checkpoint(run_id, tmp)
         g, _, spec, config, _ = load_models(checkpoint, dev)
         step = checkpoint_step(checkpoint.name)
-    harness = Harness.build(urls, spec, config.image_size, images=evaluation["images"],
-                            classifier_steps=evaluation["classifier_steps"], device=dev,
-                            storage_options=options)
+    harness = Harness.build(job.data, spec, config.image_size, images=job.evaluation.images,
+                            classifier_steps=job.evaluation.classifier_steps, device=dev,
+                            storage_options=storage_options(job.storage))
     results = harness.evaluate(g)
     metrics = flat_metrics(results, spec.is_joint)
     client = MlflowClient()
@@ -191,88 +181,35 @@ def register_task(run_id: str, model_name: str, metrics: dict[str, float], found
 @flow(name="train-stargan", log_prints=True, on_failure=[mark_run_unfinished],
       on_crashed=[mark_run_unfinished])
 def train_stargan(
-    manifest_url: Url | list[Url],
-    domains: list[str] | None = None,
-    preset: PresetName = DEFAULT_GPU_PRESET,
-    num_iters: Positive | None = None,
-    batch_size: Positive | None = None,
-    g_lr: Rate | None = None,
-    d_lr: Rate | None = None,
-    n_critic: Positive | None = None,
-    lambda_cls: Weight | None = None,
-    lambda_rec: Weight | None = None,
-    lambda_gp: Weight | None = None,
-    num_iters_decay: Annotated[int, Field(ge=0)] | None = None,
-    checkpoint_every: Positive | None = None,
-    sample_every: Positive | None = None,
-    options: dict[str, Any] | None = None,
-    device: str = "auto",
-    processes: Positive = 1,
-    mixed_precision: bool = True,
-    seed: int = 0,
+    job: TrainJob,
     experiment: str | None = None,
     model_name: str | None = None,
-    eval_every: Annotated[int, Field(ge=0)] = 0,
-    eval_images: Positive = 2000,
-    classifier_steps: Positive = 600,
     resume_from: str | None = None,
     auto_promote: bool = False,
-    keep_checkpoints: Annotated[int, Field(ge=0)] = 3,
-    storage: StorageAccess | None = None,
 ) -> dict[str, Any]:
     """Train StarGAN on prepared data sets, track it in MLflow and register the generator.
 
-    manifest_url: a prepared data set (its folder or manifest.json, local or s3://), or two
-        (CelebA and RaFD) for joint training with the mask vector.
-    domains: CelebA attributes to learn (default: Black_Hair, Blond_Hair, Brown_Hair, Male,
-        Young).
-    preset: faithful edits at 128 px for GPUs (edit-128, the default) or at 32 px for CPUs
-        (edit-32), or the paper's networks and losses as published (paper-128, and tiny at
-        32 px); the fields below override it, and `options` any other training option (e.g.
-        {"log_every": 50, "lambda_mask": 0.05}).
-    device: auto (CUDA when present), cpu, cuda, cuda:1. mixed_precision: bf16 autocast
-        where the device computes bf16 natively (GPUs from Ampere on, CPUs with AMX or
-        AVX-512 BF16).
-    processes: data-parallel training processes on the worker, started by torchrun: one per
-        GPU (the batch is split between them; the global batch and schedule stay the
-        preset's), or on CPU up to one per core.
+    job: the data, the preset and the training options replacing its values, the device and
+        processes, the evaluation and storage (see each field's description).
     experiment / model_name: MLflow experiment and registered model (default
         stargan-<dataset>, stargan-joint for two data sets).
-    eval_every: also evaluate at every checkpoint whose step is a multiple of this (0: only
-        at the end); eval_images: held-out images evaluated (and real images the attribute
-        classifier learns from); classifier_steps: its training steps.
     resume_from: an MLflow run id to continue from its last checkpoint, or `latest`: the
         experiment's newest run that did not finish (failed, crashed, killed).
     auto_promote: make the new version champion when its review against the champion (the
         same held-out images and classifier) finds it worse in no metric beyond the noise, or
         when there is no champion; otherwise a reviewer promotes (`stargan promote`).
-    keep_checkpoints: checkpoints kept in the run (paper-128: ~0.6 GB each): the newest ones
-        and the best evaluated one (with eval_every; tag stargan.best_checkpoint); 0: all.
-    storage: how to reach S3, by reference: {"endpoint_url": ...}, {"profile": <AWS profile>}
-        or {"credentials_block": <StarGAN S3 Credentials block>}; default: the worker's environment.
     """
-    urls = [manifest_url] if isinstance(manifest_url, str) else list(manifest_url)
-    overrides = (options or {}) | {
-        "num_iters": num_iters, "batch_size": batch_size, "g_lr": g_lr, "d_lr": d_lr,
-        "n_critic": n_critic, "lambda_cls": lambda_cls, "lambda_rec": lambda_rec,
-        "lambda_gp": lambda_gp, "num_iters_decay": num_iters_decay,
-        "checkpoint_every": checkpoint_every, "sample_every": sample_every,
-        "mixed_precision": mixed_precision, "seed": seed}
-    config = preset_config(preset, **{k: v for k, v in overrides.items() if v is not None})
-    options = storage_options(storage)
-    spec = data_spec(urls, domains, options)  # fails before any work on a wrong manifest
-    check_gpus(resolve_device(device), processes, "training processes")  # and on wrong GPUs
+    config = job.config()
+    spec = data_spec(job.data, job.domains, storage_options(job.storage))  # fails before any
+    # work on a wrong manifest, and on wrong GPUs:
+    check_gpus(resolve_device(job.device), job.processes, "training processes")
     name = model_name or default_model_name(spec)
-    params = config.to_dict() | {"preset": preset, "manifest_url": ",".join(urls),
-                                 "domains": ",".join(spec.domains), "device": device,
-                                 "processes": processes,
-                                 "model_name": name}
+    params = config.to_dict() | {"preset": job.preset, "manifest_url": ",".join(job.data),
+                                 "domains": ",".join(spec.domains), "device": job.device,
+                                 "processes": job.processes, "model_name": name}
     run_id = open_run(experiment or name, params, resume_from)
-    evaluation = {"every": eval_every, "images": eval_images,
-                  "classifier_steps": classifier_steps}
-    trained = train_task(run_id, urls, domains, config, device, evaluation, keep_checkpoints,
-                         options, processes)
-    metrics, found = evaluate_task(run_id, urls, evaluation, device, name, options)
+    trained = train_task(run_id, job)
+    metrics, found = evaluate_task(run_id, job, name)
     version, promoted = register_task(run_id, name, metrics, found, auto_promote)
     for label_set in spec.label_sets:
         prefix = f"eval/{label_set.dataset}/" if spec.is_joint else "eval/"

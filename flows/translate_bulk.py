@@ -4,7 +4,7 @@
     (one model per worker, one task per partition) -> finish (rejected list, contact sheet,
     then the manifest, the commit marker)
 
-The work itself is `stargan_core.bulk` and `stargan_core.cluster`; this flow adds checks that
+The work itself is `stargan_core.bulk` (its Dask side: `bulk.cluster`); this flow adds checks that
 fail before any work, progress in the Prefect UI, the contact sheet and a summary table.
 """
 
@@ -26,7 +26,7 @@ from prefect.artifacts import (
 from prefect.cache_policies import NO_CACHE
 from pydantic import Field
 
-from flows.common import StorageAccess, Url, artifact_key, storage_options, warn_local_paths
+from flows.common import artifact_key, storage_options, warn_local_paths
 from stargan_core.bulk import (
     BulkConfig,
     BulkPlan,
@@ -46,10 +46,17 @@ from stargan_core.bulk.cluster import (
     worker_threads,
 )
 from stargan_core.bulk.job import CONTACT_SHEET
+from stargan_core.bulk.plan import (
+    BatchSize,
+    FileFormat,
+    Framing,
+    OutputFormat,
+    OutputSize,
+    Quality,
+)
 from stargan_core.lease import release
-from stargan_core.preprocessing import FRAMINGS
 from stargan_core.registry import RegisteredModel, resolve_model
-from stargan_core.storage import default_root, join
+from stargan_core.storage import StorageAccess, Url, default_root, join
 from stargan_core.threads import usable_cores
 
 PARTITION_RETRIES = 2
@@ -139,14 +146,14 @@ def translate_bulk(
     targets: list[str] | None = None,
     output_root: Url | None = None,
     job: str | None = None,
-    output_format: Literal["parquet", "files", "both"] = "parquet",
-    output_size: Literal["input", "model"] = "input",
-    framing: Literal[FRAMINGS] = "auto",  # type: ignore[valid-type]
-    file_format: Literal["auto", "png", "jpeg", "webp"] = "auto",
-    quality: Annotated[int, Field(ge=1, le=100)] = 95,
+    output_format: OutputFormat = "parquet",
+    output_size: OutputSize = "input",
+    framing: Framing = "auto",
+    file_format: FileFormat = "auto",
+    quality: Quality = 95,
     cluster_address: Url = "",
     workers: Annotated[int, Field(ge=1, le=1024)] | None = None,
-    batch_size: Annotated[int, Field(ge=1, le=4096)] = 32,
+    batch_size: BatchSize = 32,
     device: Literal["auto", "cpu", "cuda"] = "auto",
     files_per_partition: Annotated[int, Field(ge=1)] = 1000,
     contact_sheet_rows: Annotated[int, Field(ge=1, le=64)] = 8,
@@ -158,7 +165,7 @@ def translate_bulk(
     writing `<output_root>/translations/<job>/<model>-v<version>/`.
 
     input_url: a prepared data set (its folder or manifest.json) or a folder / s3:// prefix of
-        JPEG, PNG or WebP files.
+        image files (JPEG, PNG, WebP, BMP, GIF, TIFF).
     model_uri: models:/<name>@<alias> or models:/<name>/<version>; an alias is resolved once and
         the version is recorded in every output row and in the manifest.
     targets: e.g. ["Blond_Hair", "Male=0", "Blond_Hair,Young=0"]; default: every single-domain

@@ -63,8 +63,8 @@ def cmd_preprocess(args: argparse.Namespace) -> int:
 
     from tqdm import tqdm
 
-    from stargan_core.data.images import ImageRule
     from stargan_core.data.prepare import PrepareConfig, ShardResult, dataset_url, prepare_dataset
+    from stargan_core.io.images import ImageRule
     from stargan_core.storage import default_root
 
     name = args.name or args.source.rstrip("/").rsplit("/", 1)[-1]
@@ -118,7 +118,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from stargan_core.data.loading import training_data
     from stargan_core.devices import check_gpus, resolve_device
     from stargan_core.distributed import World, torchrun_command
-    from stargan_core.train import train
+    from stargan_core.train import TrainHooks, train
 
     config = train_config(args)
     world = World.from_environment()
@@ -151,9 +151,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         bar.set_postfix({k: f"{metrics[k]:.3f}" for k in ("D/loss_cls", "G/loss_cls", "G/loss_rec")
                          if k in metrics} | {"img/s": f"{metrics['images_per_second']:.0f}"})
 
-    result = train(config, spec, data.datasets, args.out, sample_images=data.sample_images,
-                   sample_labels=data.sample_labels, device=args.device,
-                   resume=not args.no_resume, on_log=on_log, data_format=data.data_format)
+    result = train(config, data, args.out, TrainHooks(on_log=on_log), device=args.device,
+                   resume=not args.no_resume)
     bar.close()
     say(f"checkpoint: {result.checkpoint}")
     say(f"sample grids: {Path(args.out) / 'samples'}")
@@ -164,8 +163,8 @@ def cmd_translate(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from stargan_core.checkpoint import load_models, resolve_checkpoint
-    from stargan_core.data.sample import IMAGE_SUFFIXES
     from stargan_core.devices import resolve_device
+    from stargan_core.io.sample import IMAGE_SUFFIXES
     from stargan_core.translate import collect_inputs, other_files, translate_files
 
     device = resolve_device(args.device)
@@ -329,7 +328,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="data-parallel training processes on this machine, one per GPU (or "
                    "per CPU core): starts this command under torchrun; each process takes "
                    "its part of every batch. On several machines, start `torchrun ... -m "
-                   "stargan_core.cli train ...` on each instead (see the README)")
+                   "stargan_core.cli train ...` on each instead (see docs/training.md)")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("translate", help="translate images into target domains",

@@ -198,7 +198,7 @@ def die_with_launcher() -> None:
 def torchrun_command(processes: int, module: str, args: Sequence[str]) -> list[str]:
     """torchrun starting `processes` copies of `python -m module args` on this machine,
     meeting at a rendezvous of their own (several machines start torchrun themselves, with a
-    shared rendezvous: see the README). It runs through this module, as a child of this
+    shared rendezvous: see docs/training.md). It runs through this module, as a child of this
     process that ends with it (see `launch`)."""
     return [sys.executable, "-m", "stargan_core.distributed", str(os.getpid()), "--standalone",
             "--nproc-per-node", str(processes), "-m", module, *args]

@@ -1,4 +1,4 @@
-"""What a translation is (DESIGN.md): frame the photo for the model, translate at model
+"""What a translation is (docs/design.md): frame the photo for the model, translate at model
 resolution, and carry the generator's change back onto the photo's own pixels.
 
 The change G(x, c) - x is brought up to the framed square of the photo and added to the

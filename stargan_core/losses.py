@@ -10,6 +10,18 @@ from torch import nn
 from stargan_core.domains import DomainSpec
 
 
+def adversarial_loss(out_src: torch.Tensor, real: bool, kind: str = "wgan-gp") -> torch.Tensor:
+    """The adversarial term on D's realism scores for images it should judge `real` (D on
+    real images, G on its own) or fake (D on G's images), averaged over the batch: WGAN's
+    -D(x) or D(x); the non-saturating loss's softplus(-D(x)) or softplus(D(x))."""
+    out_src = out_src.float()
+    if kind == "wgan-gp":
+        return -out_src.mean() if real else out_src.mean()
+    if kind == "non-saturating":
+        return F.softplus(-out_src if real else out_src).mean()
+    raise ValueError(f"unknown adversarial loss '{kind}'")
+
+
 def gradient_penalty(d: nn.Module, real: torch.Tensor, fake: torch.Tensor,
                      alpha: torch.Tensor | None = None, labels: torch.Tensor | None = None
                      ) -> torch.Tensor:

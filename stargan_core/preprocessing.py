@@ -1,15 +1,15 @@
-"""One preprocessing contract (DESIGN.md): how a photo becomes the model's input and how the
+"""One preprocessing contract (docs/design.md): how a photo becomes the model's input and how the
 model's output goes back into the photo.
 
 A `Preprocessing` (the framing of the training images, the model's resolution, the
-normalisation; photos are decoded by `data.images.decode_rgb`) is saved with every checkpoint
+normalisation; photos are decoded by `io.images.decode_rgb`) is saved with every checkpoint
 and registered model, and every entry point frames photos through it: the training data,
 `stargan translate`, `stargan evaluate`, the registered model and translate-bulk.
 
 Framings, all scale-invariant:
 
 - `celeba`: the reference code's 178-pixel centre square of an aligned 178x218 face, at the
-  photo's own scale (`data.celeba.celeba_square`);
+  photo's own scale (`io.celeba.celeba_square`);
 - `center`: the centre square of the shorter side (RaFD, image folders, prepared shards);
 - `full`: the whole photo, on a black square as wide as its longer side;
 - `face`: every face found, aligned as CelebA's faces were (`stargan_core.faces`);
@@ -29,9 +29,9 @@ import torch.nn.functional as F
 from torchvision.transforms.v2 import functional as TF
 from torchvision.transforms.v2.functional import pil_to_tensor, to_pil_image
 
-from stargan_core.data.celeba import ALIGNED, celeba_square
-from stargan_core.data.images import ImageRule, RejectedImage, encode, min_input_side, open_rgb
 from stargan_core.faces import AlignedFace, FaceDetector
+from stargan_core.io.celeba import ALIGNED, celeba_square
+from stargan_core.io.images import ImageRule, RejectedImage, encode, min_input_side, open_rgb
 
 FRAMINGS = ("auto", "model", "celeba", "center", "full", "face")
 TRAINING_FRAMINGS = ("celeba", "center")
@@ -106,7 +106,7 @@ class Preprocessing:
     def to_dict(self) -> dict[str, Any]:
         return {"framing": self.framing, "image_size": self.image_size,
                 "normalisation": NORMALISATION, "min_side": self.min_side,
-                "decoder": "stargan_core.data.images.decode_rgb"}
+                "decoder": "stargan_core.io.images.decode_rgb"}
 
     @property
     def min_side(self) -> int:

@@ -35,10 +35,10 @@ from stargan_core.checkpoint import (
     spec_and_config,
 )
 from stargan_core.config import EDITING_OPTIONS
-from stargan_core.data.celeba import ALIGNED
-from stargan_core.data.images import RejectedImage, decode_rgb, encode
 from stargan_core.domains import DomainError
 from stargan_core.editing import OUTPUT_SIZES, Editor
+from stargan_core.io.celeba import ALIGNED
+from stargan_core.io.images import RejectedImage, decode_rgb, encode
 from stargan_core.preprocessing import FRAMINGS
 from stargan_core.storage import redact
 from stargan_core.targets import Target, parse_target, single_targets

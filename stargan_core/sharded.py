@@ -1,4 +1,4 @@
-"""Sharded, exactly-once jobs (DESIGN.md, "Storage").
+"""Sharded, exactly-once jobs (docs/design.md, "Sharded exactly-once jobs").
 
 A job is a sorted list of inputs cut into fixed chunks, each chunk one Parquet shard whose
 footer records the fingerprint of its inputs and parameters. A shard already there with the
@@ -21,7 +21,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from stargan_core.data.parquet import ShardFile, read_record, write_table
+from stargan_core.io.parquet import ShardFile, read_record, write_table
 from stargan_core.lease import LEASES, acquire, holding, release
 from stargan_core.storage import Location, remove_empty_folders, write_bytes
 
@@ -39,6 +39,22 @@ class Rejection:
     split: str
     reason: str
     detail: str = ""
+
+
+@dataclass(frozen=True, kw_only=True)
+class ShardOutcome:
+    """What a shard's task wrote, or found written already: the shard as the manifest lists
+    it (`shard_entry`), the inputs it could not use, and whether this run wrote it. Each job's
+    task returns it with what that job adds (`data.prepare.ShardResult`,
+    `bulk.partition.PartitionResult`)."""
+
+    path: str  # relative to the job's folder
+    rows: int
+    row_groups: list[int]
+    sha256: str
+    bytes: int
+    rejected: list[Rejection]
+    written: bool
 
 
 def digest(document: object) -> str:
@@ -87,10 +103,10 @@ def committed(out: Location, fingerprint: str, *,
         raise
 
 
-def shard_entry(result: Any, **extra: object) -> dict[str, Any]:
-    """A finished shard as the manifest lists it (`result`: its task's result)."""
-    return {"path": result.path, "rows": result.rows, "row_groups": result.row_groups,
-            "sha256": result.sha256, "bytes": result.bytes, **extra}
+def shard_entry(outcome: ShardOutcome, **extra: object) -> dict[str, Any]:
+    """A finished shard as the manifest lists it (`outcome`: what its task returned)."""
+    return {"path": outcome.path, "rows": outcome.rows, "row_groups": outcome.row_groups,
+            "sha256": outcome.sha256, "bytes": outcome.bytes, **extra}
 
 
 def publish(out: Location, *, about: dict[str, Any], shards: list[dict[str, Any]],

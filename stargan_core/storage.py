@@ -17,11 +17,12 @@ import re
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 from urllib.parse import urlsplit
 
 import fsspec
 from fsspec.implementations.local import LocalFileSystem
+from pydantic import BaseModel, ConfigDict, Field
 
 DEFAULT_ROOT = "stargan-storage"  # the embedded default: a folder in the working directory
 SECRET_OPTIONS = ("key", "secret", "token", "password", "aws_access_key_id",
@@ -35,6 +36,27 @@ S3_OPTIONS = ("endpoint_url", "profile", "credentials", "client_kwargs", "config
 # server, which refuses a run whose parameters do not match.
 URL_WITHOUT_KEYS = r"^(?:[^@]*|(?:[^:]|:[^/]|:/[^/])*(?::/?)?|[^/]*//[^/@]*(?:/.*)?)$"
 _USERINFO = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)[^/\s@]+@")
+# A URL or path parameter: one with user:password@ in it is refused by the Prefect server
+# before any run exists (the deployment's parameter schema carries the pattern).
+Url = Annotated[str, Field(pattern=URL_WITHOUT_KEYS)]
+
+
+class StorageAccess(BaseModel):
+    """How a job reaches S3, by reference only: no field can hold a credential, and the
+    Prefect server refuses a run whose parameters carry any other field (the deployment's
+    parameter schema forbids them), so a secret never reaches a flow run's parameters. The
+    flows resolve it (`flows.common.storage_options`)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    endpoint_url: Url | None = Field(
+        None, description="an S3-compatible store's endpoint (default: $AWS_ENDPOINT_URL), "
+        "without keys in it")
+    profile: str | None = Field(
+        None, description="an AWS profile of the worker's ~/.aws/credentials")
+    credentials_block: str | None = Field(
+        None, description="a StarGAN S3 Credentials block (its fields secret) holding the keys")
+
 
 
 class StorageError(RuntimeError):

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import json
 import subprocess
 from collections.abc import Callable
@@ -21,55 +22,36 @@ import mlflow
 import torch
 
 from stargan_core.checkpoint import load_models
-from stargan_core.config import TrainConfig
 from stargan_core.data.loading import training_data
 from stargan_core.devices import resolve_device
 from stargan_core.distributed import World, die_with_launcher, torchrun_command
 from stargan_core.evaluation import Harness
+from stargan_core.jobs import TrainJob
+from stargan_core.storage import Credentials
 from stargan_core.threads import set_torch_threads, threads_environment
 from stargan_core.tracking import RunTracker, restore_checkpoint
-from stargan_core.train import math_settings, train
+from stargan_core.train import TrainHooks, math_settings, train
 
 
-def train_in_run(run_id: str, urls: list[str], domains: list[str] | None, config: TrainConfig,
-                 device: str, evaluation: dict[str, int], keep_checkpoints: int,
-                 options: dict[str, Any] | None, out: str, log: Callable[..., None]
-                 ) -> dict[str, float]:
-    """Train in the MLflow run from its last checkpoint, in this process or as one of several
-    torchrun processes: the main process restores, tracks and evaluates; every process trains."""
-    dev = resolve_device(device)
+def train_in_run(job: TrainJob, run_id: str, out: str, log: Callable[..., None],
+                 storage_options: dict[str, Any] | None = None) -> dict[str, float]:
+    """Train `job` in the MLflow run from its last checkpoint, in this process or as one of
+    several torchrun processes: the main process restores, tracks and evaluates; every process
+    trains. `storage_options`: the job's storage reference, resolved (they may hold keys)."""
+    config, evaluation = job.config(), job.evaluation
+    dev = resolve_device(job.device)
     with World.join(dev) as world, contextlib.ExitStack() as stack:
         dev = world.device(dev)
         math_settings(dev, config)  # before the evaluation's classifier first uses cuBLAS
         tracker = None
         if world.is_main:
-            tracker = RunTracker(run_id, keep=keep_checkpoints)
+            tracker = RunTracker(run_id, keep=job.keep_checkpoints)
             stack.enter_context(mlflow.start_run(run_id=run_id, log_system_metrics=True))
             resumed = restore_checkpoint(run_id, out)
             if resumed:
                 log("resuming run %s from %s", run_id, resumed.name)
-        data = training_data(urls, config.image_size, domains=domains, seed=config.seed,
-                             storage_options=options)
-        on_checkpoint = tracker.log_checkpoint if tracker else None
-        every = evaluation["every"]
-        if every and tracker:
-            harness = Harness.build(urls, data.spec, config.image_size,
-                                    images=evaluation["images"],
-                                    classifier_steps=evaluation["classifier_steps"], device=dev,
-                                    storage_options=options)
-
-            def on_checkpoint(path: Path, step: int) -> None:
-                tracker.log_checkpoint(path, step)
-                if step % every == 0 and step < config.num_iters:  # the last: evaluate_task
-                    # Evaluating must not move the training's random state, which the
-                    # checkpoint just saved: a resumed run would take another path.
-                    with torch.random.fork_rng(devices=[dev] if dev.type == "cuda" else []):
-                        metrics = harness.metrics(load_models(path, dev)[0])
-                    mlflow.log_metrics(metrics, step=step)
-        # The others wait here, as long as it takes, while process 0 restores the run and
-        # trains the evaluation's classifier; in training, where it uploads and evaluates.
-        world.barrier()
-
+        data = training_data(job.data, config.image_size, domains=job.domains, seed=config.seed,
+                             storage_options=storage_options)
         report_at = [0]  # progress in the flow's log about every tenth of the run
 
         def on_log(step: int, metrics: dict[str, float]) -> None:
@@ -79,27 +61,47 @@ def train_in_run(run_id: str, urls: list[str], domains: list[str] | None, config
                     metrics["images_per_second"])
                 report_at[0] = step + max(config.num_iters // 10, 1)
 
-        result = train(config, data.spec, data.datasets, out, sample_images=data.sample_images,
-                       sample_labels=data.sample_labels, device=device,
-                       on_log=on_log if tracker else None,
-                       on_sample=tracker.log_sample if tracker else None,
-                       on_checkpoint=on_checkpoint, data_format=data.data_format)
+        hooks = TrainHooks()
+        if tracker:
+            hooks = TrainHooks(on_log=on_log, on_sample=tracker.log_sample,
+                               on_checkpoint=tracker.log_checkpoint)
+        if evaluation.every and tracker:
+            harness = Harness.build(job.data, data.spec, config.image_size,
+                                    images=evaluation.images,
+                                    classifier_steps=evaluation.classifier_steps, device=dev,
+                                    storage_options=storage_options)
+
+            def evaluate_at(path: Path, step: int) -> None:
+                tracker.log_checkpoint(path, step)
+                if step % evaluation.every == 0 and step < config.num_iters:  # the last:
+                    # evaluate_task. Evaluating must not move the training's random state,
+                    # which the checkpoint just saved: a resumed run would take another path.
+                    with torch.random.fork_rng(devices=[dev] if dev.type == "cuda" else []):
+                        metrics = harness.metrics(load_models(path, dev)[0])
+                    mlflow.log_metrics(metrics, step=step)
+            hooks.on_checkpoint = evaluate_at
+        # The others wait here, as long as it takes, while process 0 restores the run and
+        # trains the evaluation's classifier; in training, where it uploads and evaluates.
+        world.barrier()
+        result = train(config, data, out, hooks, device=job.device)
         final = Path(out) / "samples" / f"step-{config.num_iters:07d}.png"
         if tracker and final.is_file():
             mlflow.log_artifact(str(final.rename(final.with_name("final.png"))), "samples")
     return {"step": result.step, "images_per_second": result.images_per_second}
 
 
-def train_processes(job: dict[str, Any], processes: int, folder: Path,
-                    log: Callable[..., None]) -> dict[str, float]:
+def train_processes(job: TrainJob, run_id: str, processes: int, folder: Path,
+                    log: Callable[..., None], storage_options: dict[str, Any] | None = None
+                    ) -> dict[str, float]:
     """`train_in_run` in `processes` torchrun processes, each line of their output passed to
     `log`; they end with this process, even killed (this thread waits for them). The job
-    travels in a file only this user can read (storage options may hold secrets), never on
-    the command line."""
+    travels in a file only this user can read (the resolved storage options may hold keys),
+    never on the command line."""
     job_file, result_file = folder / "job.json", folder / "result.json"
     job_file.touch(mode=0o600)
-    job_file.write_text(json.dumps(job | {"out": str(folder / "run"),
-                                          "result": str(result_file)}))
+    job_file.write_text(json.dumps({
+        "job": job.model_dump(mode="json"), "run_id": run_id, "out": str(folder / "run"),
+        "result": str(result_file), "storage_options": _plain(storage_options)}))
     command = torchrun_command(processes, "stargan_core.tracked_training",
                                ["--job", str(job_file)])
     log("starting %d training processes: %s", processes, " ".join(command[1:]))
@@ -113,16 +115,25 @@ def train_processes(job: dict[str, Any], processes: int, folder: Path,
     return json.loads(result_file.read_text())
 
 
+def _plain(options: dict[str, Any] | None) -> dict[str, Any] | None:
+    """Storage options as JSON: resolved `Credentials` as their fields."""
+    if options and isinstance(options.get("credentials"), Credentials):
+        return options | {"credentials": dataclasses.asdict(options["credentials"])}
+    return options
+
+
 def main_process_job(path: str) -> None:
     """Entry point of each torchrun process, which ends with torchrun."""
     die_with_launcher()
     print(set_torch_threads(), flush=True)
-    job = json.loads(Path(path).read_text())
-    result_file = job.pop("result")
-    job["config"] = TrainConfig(**job["config"])
-    trained = train_in_run(**job, log=lambda text, *args: print(text % args, flush=True))
+    found = json.loads(Path(path).read_text())
+    options = found["storage_options"]
+    if options and "credentials" in options:
+        options["credentials"] = Credentials(**options["credentials"])
+    trained = train_in_run(TrainJob.model_validate(found["job"]), found["run_id"], found["out"],
+                           lambda text, *args: print(text % args, flush=True), options)
     if World.from_environment().is_main:
-        Path(result_file).write_text(json.dumps(trained))
+        Path(found["result"]).write_text(json.dumps(trained))
 
 
 if __name__ == "__main__":

@@ -9,14 +9,12 @@ import os
 import queue
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel
-from torch.utils.data import Dataset
 
 from stargan_core.checkpoint import (
     Networks,
@@ -29,6 +27,7 @@ from stargan_core.checkpoint import (
     training_state,
 )
 from stargan_core.config import TrainConfig
+from stargan_core.data.loading import TrainingData
 from stargan_core.data.sampling import endless_batches
 from stargan_core.devices import native_bf16, resolve_device
 from stargan_core.distributed import ONE_PROCESS, World
@@ -36,12 +35,12 @@ from stargan_core.domains import DomainSpec
 from stargan_core.grids import sample_grid, save_grid
 from stargan_core.lease import OutputBusy, exclusive
 from stargan_core.losses import (
+    adversarial_loss,
     classification_loss,
     gradient_penalty,
     r1_penalty,
     reconstruction_loss,
 )
-from stargan_core.preprocessing import Preprocessing
 from stargan_core.storage import Location
 from stargan_core.targets import single_targets
 
@@ -76,8 +75,9 @@ def math_settings(device: torch.device, config: TrainConfig) -> None:
 def lr_factor(step: int, config: TrainConfig) -> float:
     """Learning-rate multiplier before update `step`: 1, then linear to 0 at `num_iters`.
 
-    The reference subtracts a fraction of the *current* rate every 1,000 steps, which decays
-    geometrically and never reaches zero; this is the linear decay the paper describes.
+    This is the decay the paper describes. The reference code subtracts `initial_lr /
+    num_iters_decay` every 1,000 steps: linear too, but 1,000 times too slow, so that its rate
+    ends at 99.9% of the initial one instead of 0.
     """
     if config.num_iters_decay == 0:
         return 1.0
@@ -136,6 +136,96 @@ class StepInputs:
         return StepInputs(x_real, c_org, c_trg, world.part(alpha))
 
 
+@dataclass
+class Passes:
+    """The forward passes of a step that its losses share (`batched_passes`)."""
+
+    x_fake: torch.Tensor  # G(x, c_trg); with G's graph in a G-update step
+    x_same: torch.Tensor | None  # G(x, c_org), the identity (G-update steps with lambda_id)
+    m_fake: torch.Tensor | None  # x_fake's mask (G-update steps, g_output="masked")
+    src_real: torch.Tensor  # D(x): realism scores
+    cls_real: torch.Tensor  # D(x): domain logits
+    src_fake: torch.Tensor  # D(x_fake) before D's update: realism scores
+    s_org: torch.Tensor | None  # a projection critic's labels: x's own, x_fake's target
+    s_trg: torch.Tensor | None
+
+
+def batched_passes(nets: Networks, inputs: StepInputs, spec: DomainSpec, label_set: int,
+                   config: TrainConfig, update_g: bool) -> Passes:
+    """G once on [x; x] for the translation G(x, c_trg) and the identity G(x, c_org), D once
+    on [x; x_fake]: fewer, larger passes compute the same numbers, as neither network mixes
+    the images of a batch (D has no normalisation, G normalises per image).
+
+    In a G-update step the translation keeps its graph, which serves the G update too (G's
+    weights do not change in between); otherwise it is made without one, and alone."""
+    G, D = nets.parallel or (nets.G, nets.D)
+    x, c_org, c_trg = inputs.x_real, inputs.c_org, inputs.c_trg
+    n = x.size(0)
+    x_same = m_fake = None
+    if update_g:
+        k = 2 if config.lambda_id else 1
+        out, masks = G(torch.cat([x] * k), torch.cat([c_trg, c_org][:k]),
+                       torch.cat([c_org] * k), with_mask=True)
+        x_fake = out[:n]
+        if config.lambda_id:
+            x_same = out[n:]
+        if masks is not None:
+            m_fake = masks[:n]
+    else:
+        with torch.no_grad():
+            x_fake = nets.G(x, c_trg, c_org)
+    s_org, s_trg = (signed_labels(c, spec, label_set) if config.d_projection else None
+                    for c in (c_org, c_trg))
+    src, cls = D(torch.cat([x, x_fake.detach().to(x.dtype)]),
+                 None if s_org is None else torch.cat([s_org, s_trg]))
+    return Passes(x_fake, x_same, m_fake, src[:n], cls[:n], src[n:], s_org, s_trg)
+
+
+def d_losses(D: torch.nn.Module, passes: Passes, inputs: StepInputs, spec: DomainSpec,
+             label_set: int, config: TrainConfig
+             ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """D's objective (Choi et al. 2018, Sec. 3.1), the total and its terms: judge real images
+    real and G's fake, classify the real image's domain, and the penalty on D's gradient
+    (WGAN-GP at interpolates, or R1 at the real images with the non-saturating loss)."""
+    x_real = inputs.x_real
+    loss_real = adversarial_loss(passes.src_real, real=True, kind=config.gan_loss)
+    loss_fake = adversarial_loss(passes.src_fake, real=False, kind=config.gan_loss)
+    if config.gan_loss == "wgan-gp":
+        x_fake = passes.x_fake.detach().to(x_real.dtype)  # D's loss does not reach G
+        loss_gp = gradient_penalty(D, x_real, x_fake, inputs.alpha, passes.s_org)
+    else:
+        loss_gp = r1_penalty(D, x_real, passes.s_org)
+    loss_cls = classification_loss(passes.cls_real, inputs.c_org, spec, label_set)
+    total = loss_real + loss_fake + config.lambda_cls * loss_cls + config.lambda_gp * loss_gp
+    return total, {"D/loss_real": loss_real, "D/loss_fake": loss_fake, "D/loss_cls": loss_cls,
+                   "D/loss_gp": loss_gp}
+
+
+def g_losses(G: torch.nn.Module, D: torch.nn.Module, passes: Passes, inputs: StepInputs,
+             spec: DomainSpec, label_set: int, config: TrainConfig
+             ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """G's objective (Choi et al. 2018, Sec. 3.1), the total and its terms: have D judge the
+    translation real and classify it as the target domain, and give the input back when
+    translated to its own domain; with the editing options, make no change when none is
+    asked for (identity) and edit as little of the image as the target needs (mask).
+    `passes` from a G-update step; `D` frozen by the caller."""
+    x_real, c_org, c_trg = inputs.x_real, inputs.c_org, inputs.c_trg
+    src_fake, cls_fake = D(passes.x_fake, passes.s_trg)
+    loss_fake = adversarial_loss(src_fake, real=True, kind=config.gan_loss)
+    loss_cls = classification_loss(cls_fake, c_trg, spec, label_set)
+    x_rec, m_rec = G(passes.x_fake, c_org, c_trg, with_mask=True)
+    loss_rec = reconstruction_loss(x_real, x_rec.float())
+    total = loss_fake + config.lambda_rec * loss_rec + config.lambda_cls * loss_cls
+    terms = {"G/loss_fake": loss_fake, "G/loss_rec": loss_rec, "G/loss_cls": loss_cls}
+    if config.lambda_id:
+        terms["G/loss_id"] = reconstruction_loss(x_real, passes.x_same.float())
+        total = total + config.lambda_id * terms["G/loss_id"]
+    if config.lambda_mask:
+        terms["G/loss_mask"] = (passes.m_fake.float().mean() + m_rec.float().mean()) / 2
+        total = total + config.lambda_mask * terms["G/loss_mask"]
+    return total, terms
+
+
 def training_step(
     nets: Networks,
     inputs: StepInputs,
@@ -145,79 +235,27 @@ def training_step(
     update_g: bool,
     autocast: torch.autocast,
 ) -> dict[str, torch.Tensor]:
-    """One D update and, when `update_g`, one G update, with the paper's losses side by side
-    (and the terms of the editing options: identity and mask). Under data parallelism the
-    updates go through `nets.parallel`, which averages the gradients over the processes."""
+    """One D update and, when `update_g`, one G update; the losses by name. Under data
+    parallelism the updates go through `nets.parallel`, which averages the gradients over the
+    processes."""
     G, D = nets.parallel or (nets.G, nets.D)
-    x_real, c_org, c_trg = inputs.x_real, inputs.c_org, inputs.c_trg
-    n = x_real.size(0)
-    # Fewer, larger passes compute the same numbers: neither network mixes the images of a
-    # batch (D has no normalisation, G normalises per image), so images that go through the
-    # same weights go through together.
     with autocast:
-        if update_g:  # G's translation, with its graph, serves the D update and the G update
-            # (G's weights do not change in between); the identity pass G(x, c_org) rides along.
-            k = 2 if config.lambda_id else 1
-            out, masks = G(torch.cat([x_real] * k), torch.cat([c_trg, c_org][:k]),
-                           torch.cat([c_org] * k), with_mask=True)
-            x_fake, x_same = out[:n], out[n:]
-            m_fake = None if masks is None else masks[:n]
-            x_fake_d = x_fake.detach()
-        else:
-            with torch.no_grad():
-                x_fake_d = nets.G(x_real, c_trg, c_org)
-
-        # Discriminator: real/fake (WGAN-GP or non-saturating) + classify the real image's
-        # domain. A projection critic judges each image for its labels: the real one's own,
-        # the translation's target.
-        s_org, s_trg = (signed_labels(c, spec, label_set) if config.d_projection else None
-                        for c in (c_org, c_trg))
-        x_fake_d = x_fake_d.to(x_real.dtype)
-        out_src, out_cls = D(torch.cat([x_real, x_fake_d]),
-                             None if s_org is None else torch.cat([s_org, s_trg]))
-        if config.gan_loss == "wgan-gp":
-            d_loss_real = -out_src[:n].float().mean()
-            d_loss_fake = out_src[n:].float().mean()
-            d_loss_gp = gradient_penalty(D, x_real, x_fake_d, inputs.alpha, s_org)
-        else:
-            d_loss_real = F.softplus(-out_src[:n].float()).mean()
-            d_loss_fake = F.softplus(out_src[n:].float()).mean()
-            d_loss_gp = r1_penalty(D, x_real, s_org)
-        d_loss_cls = classification_loss(out_cls[:n], c_org, spec, label_set)
-        d_loss = (d_loss_real + d_loss_fake + config.lambda_cls * d_loss_cls
-                  + config.lambda_gp * d_loss_gp)
+        passes = batched_passes(nets, inputs, spec, label_set, config, update_g)
+        d_loss, losses = d_losses(D, passes, inputs, spec, label_set, config)
     nets.d_opt.zero_grad(set_to_none=True)
     d_loss.backward()
     nets.d_opt.step()
-    losses = {"D/loss_real": d_loss_real, "D/loss_fake": d_loss_fake, "D/loss_cls": d_loss_cls,
-              "D/loss_gp": d_loss_gp}
 
     if update_g:
-        # Generator: fool D, be classified as the target domain, and reconstruct the input.
         # D's weights are constants here: the plain module, outside the gradient averaging.
         nets.D.requires_grad_(False)
         with autocast:
-            out_src, out_cls = nets.D(x_fake, s_trg)
-            g_loss_fake = (-out_src.float().mean() if config.gan_loss == "wgan-gp"
-                           else F.softplus(-out_src.float()).mean())
-            g_loss_cls = classification_loss(out_cls, c_trg, spec, label_set)
-            x_rec, m_rec = G(x_fake, c_org, c_trg, with_mask=True)
-            g_loss_rec = reconstruction_loss(x_real, x_rec.float())
-            g_loss = (g_loss_fake + config.lambda_rec * g_loss_rec
-                      + config.lambda_cls * g_loss_cls)
-            extra = {}
-            if config.lambda_id:  # no change asked for: none made
-                extra["G/loss_id"] = reconstruction_loss(x_real, x_same.float())
-                g_loss = g_loss + config.lambda_id * extra["G/loss_id"]
-            if config.lambda_mask:  # attend to as little of the image as the target needs
-                extra["G/loss_mask"] = (m_fake.float().mean() + m_rec.float().mean()) / 2
-                g_loss = g_loss + config.lambda_mask * extra["G/loss_mask"]
+            g_loss, g_terms = g_losses(G, nets.D, passes, inputs, spec, label_set, config)
         nets.g_opt.zero_grad(set_to_none=True)
         g_loss.backward()
         nets.g_opt.step()
         nets.D.requires_grad_(True)
-        losses |= {"G/loss_fake": g_loss_fake, "G/loss_rec": g_loss_rec, "G/loss_cls": g_loss_cls,
-                   **extra}
+        losses |= g_terms
     return {k: v.detach() for k, v in losses.items()}
 
 
@@ -293,38 +331,41 @@ class TrainResult:
     images_per_second: float
 
 
+@dataclass
+class TrainHooks:
+    """How a tracker follows a run: metrics per logging step, each sample grid and each
+    checkpoint file, with its step. `on_log` runs in a thread of its own, which the loop does
+    not wait for (`MetricsLog`), but before each checkpoint."""
+
+    on_log: Callable[[int, dict[str, float]], None] | None = None
+    on_sample: Callable[[Path, int], None] | None = None
+    on_checkpoint: Callable[[Path, int], None] | None = None
+
+
 def train(
     config: TrainConfig,
-    spec: DomainSpec,
-    datasets: Sequence[Dataset],
+    data: TrainingData,
     out_dir: str | Path,
+    hooks: TrainHooks | None = None,
     *,
-    sample_images: torch.Tensor | None = None,
-    sample_labels: torch.Tensor | None = None,
     device: str = "auto",
     resume: bool = True,
-    on_log: Callable[[int, dict[str, float]], None] | None = None,
-    on_sample: Callable[[Path, int], None] | None = None,
-    on_checkpoint: Callable[[Path, int], None] | None = None,
-    data_format: str = "imagefolder",
 ) -> TrainResult:
-    """Train G and D on `datasets` (one per label set of `spec`; two for joint training).
+    """Train G and D on `data` (a data set per label set of its spec; two for joint training).
 
     Checkpoints go to `out_dir/checkpoints` every `checkpoint_every` steps and every
-    `checkpoint_minutes` of training, sample grids of `sample_images` x every single target to
-    `out_dir/samples`. With `resume`, training continues from the last checkpoint; without,
-    the folder's old checkpoints are deleted first. A folder another training still writes
-    into is refused (OutputBusy; `lease`).
-    `data_format` (the data's layout) sets the `Preprocessing` saved with every checkpoint,
-    which every later use of the model repeats.
-    `on_log`, `on_sample` and `on_checkpoint` let a tracker follow the run (metrics per logging
-    step, each sample grid and each checkpoint file, with its step). `on_log` runs in a thread
-    of its own, which the loop does not wait for (`MetricsLog`), but before each checkpoint.
+    `checkpoint_minutes` of training, each with the data's `Preprocessing`; sample grids of the
+    data's sample images x every single target to `out_dir/samples`. With `resume`, training
+    continues from the last checkpoint; without, the folder's old checkpoints are deleted
+    first. A folder another training still writes into is refused (OutputBusy; `lease`).
     """
+    spec, datasets, sample_images = data.spec, data.datasets, data.sample_images
     if len(datasets) != len(spec.label_sets):
         raise ValueError(
             f"spec has {len(spec.label_sets)} label sets, got {len(datasets)} data sets"
         )
+    hooks = hooks or TrainHooks()
+    on_log, on_sample, on_checkpoint = hooks.on_log, hooks.on_sample, hooks.on_checkpoint
     dev = resolve_device(device)
     out_dir = Path(out_dir)
     # Under torchrun, one of several processes: each its own part of every batch, the
@@ -363,12 +404,15 @@ def train(
                 "another: every process must see the same run folder (on several machines, a "
                 "shared volume)")
         start = restore(nets, load_checkpoint(last), spec, config, dev) if last else 0
+        if data.preprocessing.image_size != config.image_size:  # (a resumed run: said above)
+            raise ValueError(f"the data's images are made for {data.preprocessing.image_size} "
+                             f"px, the model's are {config.image_size} px")
         if world.parallel:  # every process restored the same state; DDP checks the shapes
             ids = [dev.index] if dev.type == "cuda" else None
             nets.parallel = (DistributedDataParallel(nets.G, device_ids=ids),
                              DistributedDataParallel(nets.D, device_ids=ids))
 
-        preprocessing = Preprocessing.of(data_format, config.image_size).to_dict()
+        preprocessing = data.preprocessing.to_dict()
 
         def save(step: int) -> Path:
             state = training_state(nets, step, spec, config, dev) | {"preprocessing": preprocessing}
@@ -383,7 +427,7 @@ def train(
 
         def sample(step: int) -> None:
             grid = sample_grid(nets.inference_G, spec, sample_images.to(dev),
-                               sample_labels.to(dev))
+                               data.sample_labels.to(dev))
             path = save_grid(grid, grid_columns, out_dir / "samples" / f"step-{step:07d}.png")
             if on_sample:
                 on_sample(path, step)

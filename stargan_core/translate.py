@@ -11,11 +11,11 @@ from pathlib import Path
 import torch
 from torchvision.transforms.v2.functional import to_pil_image
 
-from stargan_core.data.images import RejectedImage, decode_rgb, encode, output_name
-from stargan_core.data.sample import IMAGE_SUFFIXES
 from stargan_core.domains import DomainSpec
 from stargan_core.editing import Editor, to_uint8
 from stargan_core.grids import photo_grid
+from stargan_core.io.images import RejectedImage, decode_rgb, encode, output_name
+from stargan_core.io.sample import IMAGE_SUFFIXES
 from stargan_core.model import Discriminator, Generator
 from stargan_core.preprocessing import Preprocessing
 from stargan_core.storage import filesystem, join, read_bytes, url_of, write_bytes
@@ -96,7 +96,7 @@ def translate_files(
     the model's square), in the input's file type or `file_format` (png, jpeg, webp; JPEG and
     WebP at `quality`, JPEG with 4:4:4 chroma). The source
     domains of each input, which the targets leave unchanged, come from D's domain classifier.
-    Inputs that the input rule rejects (`stargan_core.data.images`: not an image, damaged, over
+    Inputs that the input rule rejects (`stargan_core.io.images`: not an image, damaged, over
     40 MP, under half the model's size) are skipped with the reason, not fatal. GIF and TIFF
     inputs are written as `<name>.png` (`output_name`). `framing` (`preprocessing.FRAMINGS`)
     says where the model looks; with face framing, a photo without a face is skipped.

@@ -206,3 +206,13 @@ def bad_photos(tmp_path_factory):
                     "face.gif": None, "face.tiff": None, "face.webp": None, "face.png": None,
                     "tiny.png": "too small", "notes.jpg": "not an image",
                     "cut.jpg": "truncated or corrupt"}
+
+
+def training_set(spec, datasets, data_format: str = "imagefolder", size: int = 16,
+                 images=None, labels=None):
+    """`train()`'s data from data sets made at `size` px (sample images optional)."""
+    from stargan_core.data.loading import TrainingData
+    from stargan_core.preprocessing import Preprocessing
+
+    return TrainingData(list(datasets), spec, Preprocessing.of(data_format, size), images,
+                        labels)

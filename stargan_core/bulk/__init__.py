@@ -1,4 +1,5 @@
-"""Bulk translation of an image collection into a list of targets (DESIGN.md, "Compute").
+"""Bulk translation of an image collection into a list of targets (docs/design.md, "Bulk
+translation on Dask").
 
     <output>/part-00000.parquet     one per input partition: a row per (input, target)
     <output>/<target>/<input name>  the same translations as files (output format files, both)

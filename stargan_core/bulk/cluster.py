@@ -33,7 +33,7 @@ from distributed import (
 )
 
 from stargan_core.bulk.partition import PartitionResult, translate_partition
-from stargan_core.bulk.plan import BulkConfig, BulkPlan, Partition
+from stargan_core.bulk.plan import BulkConfig, BulkPlan, Partition, input_framing
 from stargan_core.devices import visible_gpus
 from stargan_core.serving import StarGANModel, load_registered
 from stargan_core.threads import Cores, usable_cores
@@ -252,7 +252,8 @@ def _translate(config: BulkConfig, partition: Partition, source: ModelSource
                ) -> PartitionResult:
     worker = get_worker()
     with worker.plugins[PLUGIN].use(source) as model:
-        return replace(translate_partition(config, partition, model), worker=worker.address)
+        editor = model.framed(input_framing(config, partition))  # made once per framing
+        return replace(translate_partition(config, partition, editor), worker=worker.address)
 
 
 def run_partitions(

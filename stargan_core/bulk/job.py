@@ -10,9 +10,9 @@ import torch
 
 from stargan_core.bulk.partition import PartitionResult
 from stargan_core.bulk.plan import FORMAT_VERSION, BulkPlan, Partition, read_inputs
-from stargan_core.data.images import RejectedImage, decode_rgb, encode
-from stargan_core.data.parquet import read_footer
 from stargan_core.grids import photo_grid
+from stargan_core.io.images import RejectedImage, decode_rgb, encode
+from stargan_core.io.parquet import read_footer
 from stargan_core.sharded import MANIFEST, REJECTED, committed, publish, shard_entry
 
 CONTACT_SHEET = "contact-sheet.png"

@@ -14,11 +14,10 @@ import torch
 from torchvision.transforms.v2.functional import to_pil_image
 
 from stargan_core.bulk.plan import BulkConfig, Partition, input_framing, read_inputs
-from stargan_core.data.images import RejectedImage, decode_rgb, encode, output_name
-from stargan_core.data.parquet import ShardWriter, image_schema
 from stargan_core.editing import Editor
-from stargan_core.serving import StarGANModel
-from stargan_core.sharded import Rejection, finished_shard
+from stargan_core.io.images import RejectedImage, decode_rgb, encode, output_name
+from stargan_core.io.parquet import ShardWriter, image_schema
+from stargan_core.sharded import Rejection, ShardOutcome, finished_shard
 from stargan_core.storage import write_files
 
 SCHEMA = image_schema([("image_id", pa.string()), ("source", pa.string()),
@@ -27,18 +26,12 @@ SCHEMA = image_schema([("image_id", pa.string()), ("source", pa.string()),
                        ("width", pa.int32())])
 
 
-@dataclass(frozen=True)
-class PartitionResult:
-    """What a partition's task wrote (or found already written)."""
+@dataclass(frozen=True, kw_only=True)
+class PartitionResult(ShardOutcome):
+    """What a partition's task wrote (or found already written), with its count of inputs,
+    the time it took and the worker that ran it."""
 
-    path: str
     inputs: int
-    rows: int
-    row_groups: list[int]
-    sha256: str
-    bytes: int
-    rejected: list[Rejection]
-    written: bool
     seconds: float = 0.0
     worker: str = ""
 
@@ -81,20 +74,24 @@ def _rows(config: BulkConfig, ids: list[str], sources: list[str],
                    "height": pixels.shape[-2], "width": pixels.shape[-1]}, data
 
 
-def translate_partition(config: BulkConfig, partition: Partition, model: StarGANModel
+def translate_partition(config: BulkConfig, partition: Partition, editor: Editor
                         ) -> PartitionResult:
-    """Translate a partition into every target and publish its shard (after its files, when
-    asked for); a partition whose shard is complete already is left as it is."""
+    """Translate a partition into every target with `editor`, which frames photos as
+    `input_framing(config, partition)` says, and publish its shard (after its files, when asked
+    for); a partition whose shard is complete already is left as it is."""
     found = finished_shard(config.out, partition.path, partition.fingerprint)
     if found is not None:
         record, facts = found
-        return PartitionResult(partition.path, record["inputs"], facts.rows, facts.row_groups,
-                               facts.sha256, facts.bytes,
-                               [Rejection(**r) for r in record["rejected"]], written=False)
+        return PartitionResult(path=partition.path, **asdict(facts),
+                               rejected=[Rejection(**r) for r in record["rejected"]],
+                               written=False, inputs=record["inputs"])
+    framing = input_framing(config, partition)
+    if editor.framer.framing != framing:
+        raise ValueError(f"{partition.path} is framed '{framing}', the editor given frames "
+                         f"'{editor.framer.framing}'")
     start = time.perf_counter()
     rejected: list[Rejection] = []
     translated = 0
-    editor = model.framed(input_framing(config, partition))
     with ShardWriter(SCHEMA, config.row_group_rows) as writer:
         for ids, sources, photos, regions in _batches(config, partition, editor, rejected):
             translated += len(ids)
@@ -107,6 +104,6 @@ def translate_partition(config: BulkConfig, partition: Partition, model: StarGAN
         record = {"fingerprint": partition.fingerprint, "inputs": translated + len(rejected),
                   "rejected": [asdict(r) for r in rejected]}
         facts = writer.publish(config.out.fs, config.out.join(partition.path), record)
-    return PartitionResult(partition.path, record["inputs"], facts.rows, facts.row_groups,
-                           facts.sha256, facts.bytes, rejected, written=True,
+    return PartitionResult(path=partition.path, **asdict(facts), rejected=rejected,
+                           written=True, inputs=record["inputs"],
                            seconds=time.perf_counter() - start)

@@ -13,11 +13,11 @@ from pydantic import ConfigDict, Field, InstanceOf, PositiveInt
 from pydantic.dataclasses import dataclass as checked_dataclass
 
 from stargan_core.data.folders import Listing
-from stargan_core.data.images import FILE_FORMATS
 from stargan_core.data.manifest import is_prepared, manifest_location, read_manifest
-from stargan_core.data.sample import IMAGE_SUFFIXES, DataFormatError
 from stargan_core.domains import DomainError
 from stargan_core.editing import OUTPUT_SIZES
+from stargan_core.io.images import FILE_FORMATS
+from stargan_core.io.sample import IMAGE_SUFFIXES, DataFormatError
 from stargan_core.preprocessing import FRAMINGS
 from stargan_core.registry import RegisteredModel
 from stargan_core.sharded import MANIFEST, Rejection, digest
@@ -26,6 +26,15 @@ from stargan_core.targets import Target, parse_target, single_targets
 
 # Part of every fingerprint: bump it when a change to the code changes the bytes written.
 FORMAT_VERSION = 2  # 2: outputs at the input's own size
+
+
+# The job's choices, typed once: BulkConfig's fields and the translate-bulk flow's parameters.
+OutputFormat = Literal["parquet", "files", "both"]
+OutputSize = Literal[OUTPUT_SIZES]  # type: ignore[valid-type]
+Framing = Literal[FRAMINGS]  # type: ignore[valid-type]
+FileFormat = Literal[tuple(FILE_FORMATS)]  # type: ignore[valid-type]
+Quality = Annotated[int, Field(ge=1, le=100)]
+BatchSize = Annotated[int, Field(ge=1, le=4096)]
 
 
 @checked_dataclass(frozen=True, config=ConfigDict(arbitrary_types_allowed=True))
@@ -37,17 +46,17 @@ class BulkConfig:
     output: str  # the job's folder: see `job_url`
     model: InstanceOf[RegisteredModel]
     targets: tuple[InstanceOf[Target], ...]
-    output_format: Literal["parquet", "files", "both"] = "parquet"
-    batch_size: PositiveInt = 32
+    output_format: OutputFormat = "parquet"
+    batch_size: BatchSize = 32
     files_per_partition: PositiveInt = 1000
     row_group_rows: PositiveInt = 1000
     storage_options: dict[str, Any] | None = None
     overwrite: bool = False  # replace a job of other inputs, targets or format in the folder
     split: str | None = None  # of a prepared data set: translate this split only
-    output_size: Literal[OUTPUT_SIZES] = "input"  # the input's own size, or the model's square
-    framing: Literal[FRAMINGS] = "auto"  # where the model looks in a photo
-    file_format: Literal[tuple(FILE_FORMATS)] = "auto"  # files: the input's type, or one
-    quality: Annotated[int, Field(ge=1, le=100)] = 95  # of JPEG and WebP files
+    output_size: OutputSize = "input"  # the input's own size, or the model's square
+    framing: Framing = "auto"  # where the model looks in a photo
+    file_format: FileFormat = "auto"  # files: the input's type, or one
+    quality: Quality = 95  # of JPEG and WebP files
 
     @cached_property
     def source(self) -> Location:

@@ -1,11 +1,10 @@
-"""Readers for CelebA, RaFD and custom ImageFolder layouts on local folders or s3:// prefixes.
-
-The torch data sets live in `dataset` (raw folders) and `shards` (prepared Parquet shards);
-preparation in `images` (the input rule), `prepare` and `manifest`; `loading` picks the data
-set a training run reads.
+"""Data sets, built on the file formats of `stargan_core.io`: the raw folders of CelebA, RaFD
+and custom ImageFolder layouts on local folders or s3:// prefixes (`folders`), prepared
+versions (`prepare` writes them, `manifest` reads their manifest), the torch data sets of raw
+folders (`dataset`) and of prepared shards (`shards`), the training's endless batches
+(`sampling`) and the data set a training run reads (`loading`).
 """
 
-from stargan_core.data.celeba import read_celeba
 from stargan_core.data.folders import (
     FORMATS,
     RawDataset,
@@ -15,15 +14,11 @@ from stargan_core.data.folders import (
     read_imagefolder,
     read_rafd,
 )
-from stargan_core.data.sample import DataFormatError, Sample
 
 __all__ = [
     "FORMATS",
-    "DataFormatError",
     "RawDataset",
-    "Sample",
     "detect_format",
-    "read_celeba",
     "read_dataset",
     "read_datasets",
     "read_imagefolder",

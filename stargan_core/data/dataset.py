@@ -10,9 +10,9 @@ import torch
 from torch.utils.data import Dataset, IterableDataset, TensorDataset, get_worker_info
 from tqdm import tqdm
 
-from stargan_core.data.images import RejectedImage, read_rgb
-from stargan_core.data.sample import Sample
 from stargan_core.domains import DomainSpec
+from stargan_core.io.images import RejectedImage, read_rgb
+from stargan_core.io.sample import Sample
 from stargan_core.preprocessing import Preprocessing
 
 

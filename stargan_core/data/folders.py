@@ -8,9 +8,9 @@ from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 from typing import Any
 
-from stargan_core.data.celeba import ATTR_FILE, IMAGE_DIR, read_celeba
-from stargan_core.data.sample import IMAGE_SUFFIXES, DataFormatError, Sample
 from stargan_core.domains import RAFD_EXPRESSIONS, DomainSpec
+from stargan_core.io.celeba import ATTR_FILE, IMAGE_DIR, read_celeba
+from stargan_core.io.sample import IMAGE_SUFFIXES, DataFormatError, Sample
 from stargan_core.storage import Location, join, locate, url_of
 
 FORMATS = ("auto", "celeba", "rafd", "imagefolder")

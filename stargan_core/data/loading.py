@@ -17,18 +17,20 @@ from stargan_core.data.folders import detect_format, read_dataset
 from stargan_core.data.manifest import is_prepared, manifest_spec, read_manifest
 from stargan_core.data.shards import ShardDataset
 from stargan_core.domains import DomainSpec
+from stargan_core.preprocessing import Preprocessing
 
 
 @dataclass
 class TrainingData:
-    """Training sets (one per label set of `spec`), fixed held-out inputs for sample grids, and
-    the raw format whose preprocessing translation must repeat."""
+    """Training sets (one per label set of `spec`; two for joint training), the preprocessing
+    that made their images (saved with every checkpoint: every later use of the model repeats
+    it), and fixed held-out inputs for sample grids."""
 
     datasets: list[Dataset]
     spec: DomainSpec
-    sample_images: torch.Tensor
-    sample_labels: torch.Tensor
-    data_format: str
+    preprocessing: Preprocessing
+    sample_images: torch.Tensor | None = None
+    sample_labels: torch.Tensor | None = None
 
 
 def chosen_domains(format: str, domains: list[str] | None, joint: bool) -> list[str] | None:
@@ -84,4 +86,5 @@ def training_data(
     if preload:
         datasets = [preload_if_small(d, progress=progress) for d in datasets]
     images, labels = held_out_batch(open_split(0, "test"))
-    return TrainingData(datasets, spec, images, labels, sources[0][1])
+    return TrainingData(datasets, spec, Preprocessing.of(sources[0][1], image_size), images,
+                        labels)

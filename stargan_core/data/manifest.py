@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from stargan_core.data.sample import DataFormatError
 from stargan_core.domains import DomainSpec
+from stargan_core.io.sample import DataFormatError
 from stargan_core.sharded import MANIFEST
 from stargan_core.storage import Location, join, locate
 

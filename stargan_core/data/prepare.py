@@ -1,8 +1,8 @@
-"""Raw data set -> Parquet shards + manifest on object storage (DESIGN.md, "Storage"): a
-sharded, exactly-once job (`stargan_core.sharded`). The plan cuts every split into shard
-tasks of a fixed, ordered chunk of inputs; each task frames, resizes and encodes its images
-(`preprocessing.prepare_image`) into one shard; the manifest, written last, is the commit
-marker of a version.
+"""Raw data set -> Parquet shards + manifest on object storage (docs/design.md, "Storage and
+prepared data"): a sharded, exactly-once job (`stargan_core.sharded`). The plan cuts every
+split into shard tasks of a fixed, ordered chunk of inputs; each task frames, resizes and
+encodes its images (`preprocessing.prepare_image`) into one shard; the manifest, written last,
+is the commit marker of a version.
 """
 
 from __future__ import annotations
@@ -22,15 +22,16 @@ import torch
 from pydantic import PositiveInt
 from pydantic.dataclasses import dataclass as checked_dataclass
 
-from stargan_core.data.celeba import CROP
 from stargan_core.data.folders import FORMATS, read_dataset
-from stargan_core.data.images import ImageRule, RejectedImage
-from stargan_core.data.parquet import ShardWriter, image_schema
-from stargan_core.data.sample import DataFormatError, Sample
+from stargan_core.io.celeba import CROP
+from stargan_core.io.images import ImageRule, RejectedImage
+from stargan_core.io.parquet import ShardWriter, image_schema
+from stargan_core.io.sample import DataFormatError, Sample
 from stargan_core.lease import release
 from stargan_core.preprocessing import Preprocessing, prepare_image
 from stargan_core.sharded import (
     Rejection,
+    ShardOutcome,
     committed,
     digest,
     finished_shard,
@@ -87,19 +88,12 @@ class ShardTask:
         return f"{self.split}/part-{self.index:05d}.parquet"
 
 
-@dataclass(frozen=True)
-class ShardResult:
-    """What a task wrote (or found already written)."""
+@dataclass(frozen=True, kw_only=True)
+class ShardResult(ShardOutcome):
+    """What a task wrote (or found already written), with its split's label counts."""
 
     split: str
-    path: str
-    rows: int
-    row_groups: list[int]
-    sha256: str
-    bytes: int
     label_counts: dict[str, dict[str, int]]
-    rejected: list[Rejection]
-    written: bool
 
 
 @dataclass(frozen=True)
@@ -195,9 +189,10 @@ def write_shard(config: PrepareConfig, label_schema: pa.Schema, task: ShardTask)
     found = finished_shard(config.out, task.path, task.fingerprint)
     if found is not None:
         record, facts = found
-        return ShardResult(task.split, task.path, facts.rows, facts.row_groups, facts.sha256,
-                           facts.bytes, record["label_counts"],
-                           [Rejection(**r) for r in record["rejected"]], written=False)
+        return ShardResult(path=task.path, **asdict(facts),
+                           rejected=[Rejection(**r) for r in record["rejected"]],
+                           written=False, split=task.split,
+                           label_counts=record["label_counts"])
     schema = image_schema([("image_id", pa.string()), ("height", pa.int32()),
                            ("width", pa.int32()), *zip(label_schema.names, label_schema.types,
                                                        strict=True)])
@@ -220,8 +215,8 @@ def write_shard(config: PrepareConfig, label_schema: pa.Schema, task: ShardTask)
     with ShardWriter(schema, config.row_group_size) as writer:
         writer.add(rows)
         facts = writer.publish(config.out.fs, config.out.join(task.path), record)
-    return ShardResult(task.split, task.path, facts.rows, facts.row_groups, facts.sha256,
-                       facts.bytes, label_counts, rejected, written=True)
+    return ShardResult(path=task.path, **asdict(facts), rejected=rejected, written=True,
+                       split=task.split, label_counts=label_counts)
 
 
 def committed_version(plan: Plan) -> dict[str, Any] | None:

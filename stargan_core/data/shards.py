@@ -16,11 +16,11 @@ import pyarrow.parquet as pq
 import torch
 from torch.utils.data import IterableDataset, get_worker_info
 
-from stargan_core.data.images import decode_rgb
 from stargan_core.data.manifest import manifest_url, read_manifest
-from stargan_core.data.sample import DataFormatError
 from stargan_core.distributed import World
 from stargan_core.domains import DomainSpec
+from stargan_core.io.images import decode_rgb
+from stargan_core.io.sample import DataFormatError
 from stargan_core.preprocessing import Preprocessing
 from stargan_core.storage import filesystem, join
 

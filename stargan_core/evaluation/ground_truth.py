@@ -15,9 +15,9 @@ import torch
 from torch.utils.data import TensorDataset
 
 from stargan_core.data.folders import detect_format
-from stargan_core.data.images import ImageRule, decode_rgb
 from stargan_core.data.manifest import is_prepared, read_manifest
 from stargan_core.domains import RAFD_EXPRESSIONS, DomainSpec
+from stargan_core.io.images import ImageRule, decode_rgb
 from stargan_core.preprocessing import Preprocessing, prepare_image
 from stargan_core.synthetic import (
     HAIR_COLOURS,

@@ -28,11 +28,11 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from stargan_core.data.dataset import HeldOut
-from stargan_core.data.images import decode_rgb
 from stargan_core.domains import DomainSpec
 from stargan_core.editing import Editor
 from stargan_core.evaluation.classifier import predict_labels
 from stargan_core.evaluation.ground_truth import GroundTruth
+from stargan_core.io.images import decode_rgb
 from stargan_core.preprocessing import Preprocessing
 from stargan_core.targets import Target, kept, satisfies, single_targets, target_labels
 

@@ -27,10 +27,11 @@ from stargan_core.bulk import (
     translate_partition,
 )
 from stargan_core.bulk.job import JobClash
-from stargan_core.data.images import ImageRule
+from stargan_core.bulk.plan import input_framing
 from stargan_core.data.prepare import PrepareConfig, prepare_dataset
-from stargan_core.data.sample import DataFormatError
 from stargan_core.domains import DomainError
+from stargan_core.io.images import ImageRule
+from stargan_core.io.sample import DataFormatError
 from stargan_core.lease import LEASES, OutputBusy
 from stargan_core.registry import resolve_model
 from stargan_core.serving import load_registered
@@ -58,9 +59,14 @@ def job(model, input_url, output_root, targets=("Blond_Hair", "Male=0"), **optio
                       parse_targets(model, targets), **options)
 
 
+def translated(config, partition, model):
+    """A partition translated with the model's editor of its framing, as a worker does."""
+    return translate_partition(config, partition, model.framed(input_framing(config, partition)))
+
+
 def run(config, model):
     plan = plan_job(config)
-    results = [translate_partition(config, p, model) for p in plan.partitions]
+    results = [translated(config, p, model) for p in plan.partitions]
     return plan, results, finish_job(plan, results, sample_rows=4)
 
 
@@ -163,7 +169,7 @@ def test_a_rerun_writes_nothing_and_changed_inputs_rewrite_only_their_partitions
 
     again = plan_job(config)
     assert committed_job(again) == first  # complete: the flow stops here
-    results = [translate_partition(config, p, generator) for p in again.partitions]
+    results = [translated(config, p, generator) for p in again.partitions]
     assert not any(r.written for r in results)
     assert {p: p.stat().st_mtime_ns for p in output.rglob("*") if p.is_file()} == stamps
 
@@ -171,7 +177,7 @@ def test_a_rerun_writes_nothing_and_changed_inputs_rewrite_only_their_partitions
     (photos / "png" / "2.png").unlink()
     changed = plan_job(config)
     assert committed_job(changed) is None and not (output / "manifest.json").exists()
-    results = [translate_partition(config, p, generator) for p in changed.partitions]
+    results = [translated(config, p, generator) for p in changed.partitions]
     assert [r.written for r in results] == [False, False, False, True]
     manifest = finish_job(changed, results)
     assert manifest["rows"] == 64 and len(rows_of(output)) == 64
@@ -196,7 +202,7 @@ def test_another_job_in_the_same_folder_is_refused_unless_it_overwrites(
     replacing = dataclasses.replace(other, overwrite=True)
     plan = plan_job(replacing)
     assert committed_job(plan) is None and not (output / "manifest.json").exists()
-    manifest = finish_job(plan, [translate_partition(replacing, p, generator)
+    manifest = finish_job(plan, [translated(replacing, p, generator)
                                  for p in plan.partitions])
     assert manifest["targets"] == ["Blond_Hair"] and manifest["rows"] == 33
     assert not (output / "Male=0").exists()  # what the new job does not have is gone
@@ -213,7 +219,7 @@ def test_another_job_is_refused_while_one_writes_the_folder(registered_model, ph
                                          r"Male with .* \(parquet\).* choose another job name"):
         committed_job(other)
     generator = load_registered(model.uri, "cpu")
-    manifest = finish_job(plan, [translate_partition(first, p, generator)
+    manifest = finish_job(plan, [translated(first, p, generator)
                                  for p in plan.partitions])
     assert manifest["targets"] == ["Male"] and manifest["rows"] == 2
     assert not (Path(first.output) / LEASES).exists()  # given back

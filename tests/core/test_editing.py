@@ -5,9 +5,9 @@ import pytest
 import torch
 from torchvision.transforms import v2
 
-from stargan_core.data.images import read_rgb
 from stargan_core.domains import DomainSpec
 from stargan_core.editing import Editor
+from stargan_core.io.images import read_rgb
 from stargan_core.model import Discriminator, Generator
 from stargan_core.preprocessing import Box, Preprocessing
 from stargan_core.targets import parse_target, single_targets

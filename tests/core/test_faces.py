@@ -12,10 +12,10 @@ from PIL import Image
 from skimage import data
 from torchvision.transforms.v2 import functional as TF
 
-from stargan_core.data.images import decode_rgb
 from stargan_core.domains import DomainSpec
 from stargan_core.editing import Editor
 from stargan_core.faces import FaceDetector
+from stargan_core.io.images import decode_rgb
 from stargan_core.model import Discriminator, Generator
 from stargan_core.preprocessing import Preprocessing
 from stargan_core.synthetic.placement import place

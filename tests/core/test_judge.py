@@ -9,10 +9,10 @@ import torch
 
 from stargan_core.data import read_dataset, read_rafd
 from stargan_core.data.dataset import FaceDataset, held_out
-from stargan_core.data.images import decode_rgb
 from stargan_core.domains import RAFD_EXPRESSIONS, DomainSpec
 from stargan_core.evaluation import Artefacts, ground_truth_for, predict_labels, train_judge
 from stargan_core.evaluation.metrics import evaluate, true_change
+from stargan_core.io.images import decode_rgb
 from stargan_core.preprocessing import Preprocessing
 from stargan_core.synthetic import SyntheticRafd, write_celeba, write_rafd
 

@@ -24,7 +24,8 @@ from stargan_core.evaluation import (
     train_judge,
 )
 from stargan_core.synthetic import write_celeba, write_rafd
-from stargan_core.train import train
+from stargan_core.train import TrainHooks, train
+from tests.conftest import training_set
 
 RAFD_STEPS = 900  # a quarter of the preset
 
@@ -39,9 +40,9 @@ def test_the_editing_preset_learns_faithful_edits_of_hard_synthetic_faces(tmp_pa
                         200)
 
     start = time.perf_counter()
-    result = train(config, raw.spec, [train_set], tmp_path / "run",
-                   sample_images=test_set.images[:8], sample_labels=test_set.labels[:8],
-                   data_format=raw.format)
+    data = training_set(raw.spec, [train_set], raw.format, config.image_size,
+                        test_set.images[:8], test_set.labels[:8])
+    result = train(config, data, tmp_path / "run")
     train_seconds = time.perf_counter() - start
 
     g, *_ = load_models(result.checkpoint)
@@ -76,8 +77,8 @@ def test_expressions_are_learnt_from_rafd_crops_where_the_face_fills_the_frame(t
     data = training_data([str(root)], 32)
     config = preset("edit-32", num_iters=RAFD_STEPS)
     losses = []
-    train(config, data.spec, data.datasets, tmp_path / "run", data_format=data.data_format,
-          on_log=lambda step, metrics: losses.append(metrics))
+    train(config, data, tmp_path / "run",
+          TrainHooks(on_log=lambda _, metrics: losses.append(metrics)))
     g, *_ = load_models(latest_checkpoint(tmp_path / "run" / "checkpoints"))
     held = evaluation_set(str(root), data.spec, 32, limit=96)
     judge = train_judge(data.spec, 0, held.train, held.truth, images=960, steps=400)

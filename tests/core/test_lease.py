@@ -17,9 +17,9 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
-from stargan_core.data import DataFormatError
-from stargan_core.data.images import ImageRule
 from stargan_core.data.prepare import PrepareConfig, plan, prepare_dataset
+from stargan_core.io.images import ImageRule
+from stargan_core.io.sample import DataFormatError
 from stargan_core.lease import LEASES, OutputBusy, acquire
 from stargan_core.storage import Location
 

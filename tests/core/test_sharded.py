@@ -2,13 +2,18 @@
 recognised by its fingerprint, the manifest is written last, and a finished job is replaced
 only when the job says it may be."""
 
-from types import SimpleNamespace
-
 import pyarrow as pa
 import pytest
 
-from stargan_core.data.parquet import ShardWriter
-from stargan_core.sharded import Rejection, committed, finished_shard, publish, shard_entry
+from stargan_core.io.parquet import ShardWriter
+from stargan_core.sharded import (
+    Rejection,
+    ShardOutcome,
+    committed,
+    finished_shard,
+    publish,
+    shard_entry,
+)
 from stargan_core.storage import Location
 
 
@@ -20,7 +25,8 @@ def test_a_job_is_published_once_and_replaced_only_when_allowed(tmp_path):
     assert finished_shard(out, "part-00000.parquet", "a")[1].rows == 5
     assert finished_shard(out, "part-00000.parquet", "b") is None  # other work: do it again
     (tmp_path / "job" / "part-00009.parquet").write_bytes(b"left by an earlier plan")
-    done = SimpleNamespace(path="part-00000.parquet", **vars(facts))  # what a task returns
+    done = ShardOutcome(path="part-00000.parquet", **vars(facts), rejected=[],
+                        written=True)  # what a task returns
     manifest = publish(out, about={"job": "test"}, shards=[shard_entry(done)], inputs=6,
                        rejected=[Rejection("bad.jpg", "", "not an image")], fingerprint="job-1",
                        stale=lambda name: name.startswith("part-") and name != done.path)

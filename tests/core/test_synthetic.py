@@ -3,7 +3,8 @@ import hashlib
 import numpy as np
 from PIL import Image
 
-from stargan_core.data import read_celeba, read_rafd
+from stargan_core.data import read_rafd
+from stargan_core.io.celeba import read_celeba
 from stargan_core.synthetic import write_celeba, write_rafd
 
 

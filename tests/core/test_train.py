@@ -12,13 +12,14 @@ from stargan_core.checkpoint import build_networks, latest_checkpoint, load_chec
 from stargan_core.config import PRESETS, PresetName, TrainConfig, preset
 from stargan_core.data import read_dataset, read_datasets
 from stargan_core.data.dataset import FaceDataset, preload_if_small
-from stargan_core.data.images import ImageRule
 from stargan_core.data.prepare import PrepareConfig, prepare_dataset
 from stargan_core.data.sampling import StepSampler
 from stargan_core.data.shards import ShardDataset
 from stargan_core.domains import DomainSpec
+from stargan_core.io.images import ImageRule
 from stargan_core.preprocessing import Preprocessing
-from stargan_core.train import StepInputs, lr_factor, train, training_step
+from stargan_core.train import StepInputs, TrainHooks, lr_factor, train, training_step
+from tests.conftest import training_set
 
 SMALL = dict(image_size=16, g_conv_dim=4, d_conv_dim=4, g_repeat_num=1, d_repeat_num=4,
              batch_size=4, n_critic=2, num_workers=0, log_every=1, sample_every=3,
@@ -96,8 +97,8 @@ def test_training_writes_checkpoints_samples_and_losses(celeba_train, tmp_path):
     logged = {}
     x = torch.stack([ds[i][0] for i in range(2)])
     c = torch.stack([ds[i][1] for i in range(2)])
-    result = train(cfg, spec, [ds], tmp_path, sample_images=x, sample_labels=c,
-                   on_log=lambda s, m: logged.setdefault(s, m), data_format="celeba")
+    result = train(cfg, training_set(spec, [ds], data_format="celeba", images=x, labels=c),
+                   tmp_path, TrainHooks(on_log=lambda s, m: logged.setdefault(s, m)))
     assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == [
         "step-0000003.ckpt", "step-0000006.ckpt"]
     assert sorted(p.name for p in (tmp_path / "samples").iterdir()) == [
@@ -115,8 +116,8 @@ def test_training_writes_checkpoints_samples_and_losses(celeba_train, tmp_path):
 
 def test_checkpoints_load_with_weights_only(celeba_train, tmp_path):
     spec, ds = celeba_train
-    train(TrainConfig(num_iters=3, num_iters_decay=1, **SMALL), spec, [ds], tmp_path,
-          data_format="celeba")
+    train(TrainConfig(num_iters=3, num_iters_decay=1, **SMALL),
+          training_set(spec, [ds], data_format="celeba"), tmp_path)
     path = latest_checkpoint(tmp_path / "checkpoints")
     torch.load(path, weights_only=True)  # plain data only: no pickled objects
     g, d, loaded_spec, cfg, preprocessing = load_models(path)
@@ -138,16 +139,17 @@ def test_resume_gives_the_same_weights_as_an_uninterrupted_run(celeba_train, cel
     cfg = TrainConfig(num_iters=8, num_iters_decay=4, seed=7, **SMALL | options)
     torch.use_deterministic_algorithms(True)
     try:
-        straight = train(cfg, spec, [ds], tmp_path / "straight")
+        straight = train(cfg, training_set(spec, [ds]), tmp_path / "straight")
         # A crash during step 5: the checkpoint of step 3 is the last one on disk.
         with pytest.raises(Crash):
-            train(cfg, spec, [ds], tmp_path / "stopped", on_log=crash_at(5))
+            train(cfg, training_set(spec, [ds]), tmp_path / "stopped",
+                  TrainHooks(on_log=crash_at(5)))
         assert latest_checkpoint(tmp_path / "stopped" / "checkpoints").name == (
             "step-0000003.ckpt")
         # The same command again resumes from step 3 and runs to step 8.
         logged = []
-        resumed = train(cfg, spec, [ds], tmp_path / "stopped",
-                        on_log=lambda s, _: logged.append(s))
+        resumed = train(cfg, training_set(spec, [ds]), tmp_path / "stopped",
+                        TrainHooks(on_log=lambda s, _: logged.append(s)))
     finally:
         torch.use_deterministic_algorithms(False)
     assert logged == [4, 5, 6, 7, 8]  # no step lost, none repeated twice
@@ -167,7 +169,8 @@ def test_editing_options_train_their_losses_and_translate_with_the_average(celeb
     spec, ds = celeba_train
     cfg = TrainConfig(num_iters=4, num_iters_decay=2, **SMALL, **EDITING)
     logged = {}
-    result = train(cfg, spec, [ds], tmp_path, on_log=lambda s, m: logged.setdefault(s, m))
+    result = train(cfg, training_set(spec, [ds]), tmp_path,
+                   TrainHooks(on_log=lambda s, m: logged.setdefault(s, m)))
     assert {"G/loss_id", "G/loss_mask"} <= set(logged[2])
     assert 0 < logged[2]["G/loss_mask"] < 1  # the mean of a sigmoid mask
     state = load_checkpoint(result.checkpoint)
@@ -198,7 +201,7 @@ def test_joint_training_uses_both_data_sets_and_the_mask(celeba_root, rafd_root,
     assert datasets[1].labels[:, 13:].tolist() == [[0, 1]] * 16
     cfg = TrainConfig(num_iters=2, num_iters_decay=1, **SMALL)
     read = [Counting(ds) for ds in datasets]
-    result = train(cfg, spec, read, tmp_path)
+    result = train(cfg, training_set(spec, read), tmp_path)
     g, d, loaded, _, _ = load_models(result.checkpoint)
     assert g.c_dim == 15 and loaded.is_joint
     assert d.cls.out_channels == 13
@@ -223,7 +226,8 @@ class Counting(torch.utils.data.Dataset):
 def test_dataset_count_must_match_label_sets(celeba_train, tmp_path):
     spec, ds = celeba_train
     with pytest.raises(ValueError, match="1 label sets, got 2 data sets"):
-        train(TrainConfig(num_iters=1, num_iters_decay=0, **SMALL), spec, [ds, ds], tmp_path)
+        train(TrainConfig(num_iters=1, num_iters_decay=0, **SMALL), training_set(spec, [ds, ds]),
+              tmp_path)
 
 
 def test_read_datasets_joint_spec(celeba_root, rafd_root):
@@ -234,16 +238,16 @@ def test_read_datasets_joint_spec(celeba_root, rafd_root):
 def test_resuming_a_run_with_another_architecture_says_what_to_do(celeba_train, tmp_path):
     spec, ds = celeba_train
     cfg = TrainConfig(num_iters=1, num_iters_decay=0, **SMALL)
-    train(cfg, spec, [ds], tmp_path)
+    train(cfg, training_set(spec, [ds]), tmp_path)
     with pytest.raises(ValueError, match=r"image_size=16 \(now 32\).*--no-resume"):
-        train(cfg.replace(image_size=32, num_iters=2), spec, [ds], tmp_path)
+        train(cfg.replace(image_size=32, num_iters=2), training_set(spec, [ds]), tmp_path)
 
 
 def test_starting_over_removes_the_old_runs_checkpoints(celeba_train, tmp_path):
     spec, ds = celeba_train
     cfg = TrainConfig(num_iters=6, num_iters_decay=0, **SMALL)
-    train(cfg, spec, [ds], tmp_path)
-    result = train(cfg.replace(num_iters=3), spec, [ds], tmp_path, resume=False)
+    train(cfg, training_set(spec, [ds]), tmp_path)
+    result = train(cfg.replace(num_iters=3), training_set(spec, [ds]), tmp_path, resume=False)
     assert result.checkpoint.name == "step-0000003.ckpt"
     assert latest_checkpoint(tmp_path / "checkpoints") == result.checkpoint
     assert load_checkpoint(result.checkpoint)["step"] == 3
@@ -317,11 +321,11 @@ def test_a_projection_critic_trains_on_the_labels_and_its_run_remembers_it(celeb
     cfg = TrainConfig(num_iters=2, num_iters_decay=0, d_projection=True, **SMALL | EDITING)
     torch.manual_seed(cfg.seed)  # as training starts: the same initial weights
     before = build_networks(spec, cfg, torch.device("cpu")).D.embed.weight.clone()
-    result = train(cfg, spec, [ds], tmp_path)
+    result = train(cfg, training_set(spec, [ds]), tmp_path)
     _, d, *_ = load_models(result.checkpoint)
     assert not torch.equal(d.embed.weight, before)  # the label embedding learns
     with pytest.raises(ValueError, match=r"d_projection=True \(now False\).*--no-resume"):
-        train(cfg.replace(d_projection=False, num_iters=3), spec, [ds], tmp_path)
+        train(cfg.replace(d_projection=False, num_iters=3), training_set(spec, [ds]), tmp_path)
 
 
 
@@ -334,14 +338,17 @@ def test_the_non_saturating_loss_and_resize_upsampling_train_and_the_run_remembe
     cfg = TrainConfig(num_iters=2, num_iters_decay=0, d_projection=True, gan_loss="non-saturating",
                       lambda_gp=1.0, g_upsampling="resize", **SMALL | EDITING)
     logged: list[dict[str, float]] = []
-    result = train(cfg, spec, [ds], tmp_path, on_log=lambda step, values: logged.append(values))
+    result = train(cfg, training_set(spec, [ds]), tmp_path,
+                   TrainHooks(on_log=lambda step, values: logged.append(values)))
     assert logged and all(v == v and abs(v) < 1e3 for values in logged for v in values.values())
     assert all(values["D/loss_real"] > 0 and values["D/loss_gp"] >= 0 for values in logged)
     g, *_ = load_models(result.checkpoint)
     assert not any(isinstance(m, torch.nn.ConvTranspose2d) for m in g.modules())
-    train(cfg.replace(gan_loss="wgan-gp", lambda_gp=10.0, num_iters=3), spec, [ds], tmp_path)
+    train(cfg.replace(gan_loss="wgan-gp", lambda_gp=10.0, num_iters=3), training_set(spec, [ds]),
+          tmp_path)
     with pytest.raises(ValueError, match=r"g_upsampling=resize \(now transposed\)"):
-        train(cfg.replace(g_upsampling="transposed", num_iters=4), spec, [ds], tmp_path)
+        train(cfg.replace(g_upsampling="transposed", num_iters=4), training_set(spec, [ds]),
+              tmp_path)
 
 
 HOLDER = """
@@ -369,18 +376,18 @@ def test_a_run_folder_has_one_writer_until_it_is_gone(celeba_train, tmp_path, ca
         refused = (rf"being written by another job: training elsewhere \(process {holder.pid} "
                    rf"on {socket.gethostname()}, .*train into another folder \(--out\)")
         with pytest.raises(OutputBusy, match=refused):
-            train(cfg, spec, [ds], tmp_path)
+            train(cfg, training_set(spec, [ds]), tmp_path)
         assert not (tmp_path / "checkpoints").exists()
     finally:
         holder.kill()
         holder.wait()
-    result = train(cfg, spec, [ds], tmp_path)
+    result = train(cfg, training_set(spec, [ds]), tmp_path)
     assert result.checkpoint.name == "step-0000003.ckpt"
     assert f"from process {holder.pid} on {socket.gethostname()}, which is gone" in caplog.text
     assert not (tmp_path / ".job-lease").exists()  # released
     with exclusive(Location.of(str(tmp_path)), "a first training here", "-"), \
             pytest.raises(OutputBusy, match="a first training here"):
-        train(cfg, spec, [ds], tmp_path)
+        train(cfg, training_set(spec, [ds]), tmp_path)
 
 
 def test_a_run_checkpoints_by_time_and_resumes_from_there(celeba_train, tmp_path):
@@ -392,11 +399,13 @@ def test_a_run_checkpoints_by_time_and_resumes_from_there(celeba_train, tmp_path
         "checkpoint_every": 1000, "log_every": 2, "checkpoint_minutes": 1e-6})
     torch.use_deterministic_algorithms(True)
     try:
-        straight = train(cfg.replace(checkpoint_minutes=0), spec, [ds], tmp_path / "straight")
+        straight = train(cfg.replace(checkpoint_minutes=0), training_set(spec, [ds]),
+                         tmp_path / "straight")
         assert [p.name for p in (tmp_path / "straight" / "checkpoints").iterdir()] == [
             "step-0000008.ckpt"]
         with pytest.raises(Crash):
-            train(cfg, spec, [ds], tmp_path / "stopped", on_log=crash_at(6))
+            train(cfg, training_set(spec, [ds]), tmp_path / "stopped",
+                  TrainHooks(on_log=crash_at(6)))
         assert sorted(p.name for p in (tmp_path / "stopped" / "checkpoints").iterdir()) == [
             "step-0000002.ckpt", "step-0000004.ckpt"]
         last = tmp_path / "stopped" / "checkpoints" / "step-0000004.ckpt"
@@ -404,8 +413,8 @@ def test_a_run_checkpoints_by_time_and_resumes_from_there(celeba_train, tmp_path
         del state["config"]["checkpoint_minutes"]  # as saved before the field existed
         torch.save(state, last)
         logged = []
-        resumed = train(cfg, spec, [ds], tmp_path / "stopped",
-                        on_log=lambda s, _: logged.append(s))
+        resumed = train(cfg, training_set(spec, [ds]), tmp_path / "stopped",
+                        TrainHooks(on_log=lambda s, _: logged.append(s)))
     finally:
         torch.use_deterministic_algorithms(False)
     assert logged == [6, 8]
@@ -431,8 +440,9 @@ def test_the_log_runs_beside_the_loop_and_is_complete_before_each_checkpoint(cel
         threads.add(threading.current_thread().name)
         events.append(("log", step, sorted(metrics)))
 
-    train(cfg, spec, [ds], tmp_path, on_log=on_log,
-          on_checkpoint=lambda _, step: events.append(("checkpoint", step)))
+    hooks = TrainHooks(on_log=on_log,
+                       on_checkpoint=lambda _, step: events.append(("checkpoint", step)))
+    train(cfg, training_set(spec, [ds]), tmp_path, hooks)
     assert threads == {"metrics-log"}
     assert [e[:2] for e in events] == [("log", 1), ("log", 2), ("log", 3), ("log", 4),
                                        ("checkpoint", 4), ("log", 5), ("log", 6), ("log", 7),
@@ -495,7 +505,7 @@ def test_a_model_loads_its_weights_alone(celeba_train, tmp_path):
 
     spec, ds = celeba_train
     cfg = TrainConfig(num_iters=1, num_iters_decay=0, **SMALL)
-    result = train(cfg, spec, [ds], tmp_path)
+    result = train(cfg, training_set(spec, [ds]), tmp_path)
     state = torch.load(result.checkpoint, weights_only=True)
     state["d_opt"]["state"][0]["exp_avg"] = torch.ones(100_000_000)
     save_checkpoint(tmp_path / "big.ckpt", state)

@@ -159,7 +159,7 @@ def test_outputs_in_the_file_type_asked_for(nets, tmp_path, file_format, kind, n
 
 
 def test_webp_is_lossless_at_quality_100_and_lossy_below():
-    from stargan_core.data.images import decode_rgb, encode
+    from stargan_core.io.images import decode_rgb, encode
 
     rng = np.random.default_rng(1)
     pixels = rng.integers(0, 255, (40, 40, 3), dtype=np.uint8)

@@ -104,14 +104,16 @@ def deployed(stack, celeba_root):
     return stack
 
 
-TINY = {"preset": "tiny", "batch_size": 8, "n_critic": 1, "device": "cpu",
-        "options": {"g_conv_dim": 8, "d_conv_dim": 8, "g_repeat_num": 1}}
+TINY = {"preset": "tiny", "device": "cpu", "evaluation": {"images": 48, "classifier_steps": 30},
+        "options": {"num_iters": 10, "checkpoint_every": 5, "sample_every": 5, "batch_size": 8,
+                    "n_critic": 1, "g_conv_dim": 8, "d_conv_dim": 8, "g_repeat_num": 1}}
+JOB = {"data": ["s3://stargan/datasets/celeba/v1"]} | TINY
 
 
 def test_deployments_on_the_local_stack(deployed):
     stack, s3 = deployed, s3_client(deployed)
-    run(stack, "train-stargan/celeba-128", num_iters=10, checkpoint_every=5, sample_every=5,
-        eval_images=48, classifier_steps=30, **TINY)
+    # A run's job replaces the deployment's whole job (Prefect merges parameters by name).
+    run(stack, "train-stargan/celeba-128", job=JOB)
     promoted = subprocess.run([str(BIN / "stargan"), "promote", "stargan-celeba", "1"],
                               env=os.environ | stack, capture_output=True, text=True)
     assert promoted.returncode == 0, promoted.stderr
@@ -157,10 +159,9 @@ def test_a_killed_training_flow_run_leaves_its_mlflow_run_failed(deployed):
     from stargan_core.tracking import FLOW_RUN_TAG, OUTCOME_TAG
 
     with prefect_api(deployed["PREFECT_API_URL"]) as client:
-        flow_run = run_deployment(
-            "train-stargan/celeba-128", timeout=0, parameters=TINY | {
-                "num_iters": 100_000, "experiment": "killed",
-                "options": TINY["options"] | {"log_every": 1}})
+        long = JOB | {"options": TINY["options"] | {"num_iters": 100_000, "log_every": 1}}
+        flow_run = run_deployment("train-stargan/celeba-128", timeout=0,
+                                  parameters={"experiment": "killed", "job": long})
         mlflow = MlflowClient(tracking_uri=deployed["MLFLOW_TRACKING_URI"])
 
         def training_run():  # the run once it has logged a training step

@@ -1,4 +1,4 @@
-"""prefect.yaml: every deployment of DESIGN.md, valid for its flow, deployable offline."""
+"""prefect.yaml: every deployment of docs/design.md, valid for its flow, deployable offline."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from pathlib import Path
 import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
-# DESIGN.md, "Flows and deployments": deployment -> work pool.
+# docs/design.md, "The pipeline: flows and deployments": deployment -> work pool.
 DESIGN = {
     "preprocess-dataset/celeba": "cpu-process", "preprocess-dataset/rafd": "cpu-process",
     "train-stargan/celeba-128": "gpu-process", "train-stargan/joint-128": "gpu-process",
@@ -107,7 +107,7 @@ def test_prefect_deploy_all_against_a_local_server(prefect_server, tmp_path):
             ("preprocess-dataset/celeba", f'storage={{"endpoint_url": "http://AKIA:{planted}@'
                                           '127.0.0.1:9000"}'),
             ("preprocess-dataset/celeba", f'source_url="s3://AKIA:{planted}@bucket/raw"'),
-            ("train-stargan/celeba-128", f'manifest_url=["s3://AKIA:{planted}@b/d/v1"]'),
+            ("train-stargan/celeba-128", f'job={{"data": ["s3://AKIA:{planted}@b/d/v1"]}}'),
             ("translate-bulk/on-demand", f'input_url="s3://AKIA:{planted}@b/in"'),
             ("translate-bulk/on-demand", f'output_root="s3://AKIA:{planted}@b/out"')):
         given = GIVEN_AT_RUN.get(deployment, {})

@@ -11,8 +11,9 @@ from PIL import Image
 from flows.pipeline import main, stargan_pipeline
 from stargan_core.registry import champion_version
 
-SMALL = {"batch_size": 8, "n_critic": 1, "checkpoint_every": 5, "sample_every": 5,
-         "options": {"g_conv_dim": 8, "d_conv_dim": 8, "g_repeat_num": 1}}
+SMALL = {"num_iters": 10, "batch_size": 8, "n_critic": 1, "checkpoint_every": 5,
+         "sample_every": 5, "g_conv_dim": 8, "d_conv_dim": 8, "g_repeat_num": 1}
+EVALUATION = {"images": 48, "classifier_steps": 30}
 
 
 @pytest.fixture
@@ -24,8 +25,8 @@ def store(tmp_path, monkeypatch):
 
 
 def test_prepares_trains_promotes_and_translates_held_out_faces(prefect_server, store):
-    first = stargan_pipeline(synthetic_images=120, num_iters=10, train_options=SMALL,
-                             eval_images=48, classifier_steps=30, workers=2, device="cpu",
+    first = stargan_pipeline(synthetic_images=120, options=SMALL, evaluation=EVALUATION,
+                             workers=2, device="cpu",
                              targets=["Blond_Hair", "Male=0"])
     # Synthetic faces make their own data set and model: never a real model's rival.
     assert first["model_name"] == "stargan-demo" and first["version"] == "1"
@@ -51,8 +52,8 @@ def test_prepares_trains_promotes_and_translates_held_out_faces(prefect_server, 
     # Again: the data set is complete (nothing is prepared twice), a second version is
     # trained, reviewed against the champion on the same evidence, and becomes champion only
     # when it is worse in no metric.
-    second = stargan_pipeline(synthetic_images=120, num_iters=10, train_options=SMALL | {
-        "seed": 1}, eval_images=48, classifier_steps=30, workers=2, device="cpu",
+    second = stargan_pipeline(synthetic_images=120, options=SMALL | {"seed": 1},
+                              evaluation=EVALUATION, workers=2, device="cpu",
         targets=["Blond_Hair", "Male=0"])
     assert second["version"] == "2" and second["review"] in ("promote", "keep")
     assert second["promoted"] == (second["review"] == "promote")
@@ -69,8 +70,9 @@ def test_the_command_line_says_where_to_look(prefect_server, store, capsys, monk
     import flows.pipeline
 
     real = flows.pipeline.stargan_pipeline
-    monkeypatch.setattr(flows.pipeline, "stargan_pipeline", lambda **kw: real(
-        **kw, train_options=SMALL, eval_images=48, classifier_steps=30, device="cpu"))
+    monkeypatch.setattr(flows.pipeline, "stargan_pipeline", lambda **kw: real(**kw | {
+        "options": SMALL | kw["options"].model_dump(exclude_none=True),
+        "evaluation": EVALUATION, "device": "cpu"}))
     assert main(["--images", "120", "--num-iters", "10", "--workers", "1"]) == 0
     out = capsys.readouterr().out
     assert "target accuracy" in out and "contact-sheet.png" in out

@@ -17,14 +17,21 @@ import stargan_core.devices
 import stargan_core.train
 from flows.train import settle_abandoned_runs, train_stargan
 from stargan_core.cli import main as stargan
-from stargan_core.data.images import ImageRule
 from stargan_core.data.prepare import PrepareConfig, prepare_dataset
+from stargan_core.io.images import ImageRule
+from stargan_core.jobs import TrainJob
 
 LOSSES = ["D/loss_real", "D/loss_fake", "D/loss_cls", "D/loss_gp", "G/loss_fake", "G/loss_rec",
           "G/loss_cls"]
-SMALL = {"preset": "tiny", "num_iters": 10, "batch_size": 8, "n_critic": 1, "checkpoint_every": 5,
-         "sample_every": 5, "eval_images": 48, "classifier_steps": 30,
-         "options": {"log_every": 1, "g_conv_dim": 8, "d_conv_dim": 8, "g_repeat_num": 1}}
+SMALL = {"preset": "tiny", "evaluation": {"images": 48, "classifier_steps": 30},
+         "options": {"num_iters": 10, "batch_size": 8, "n_critic": 1, "checkpoint_every": 5,
+                     "sample_every": 5, "log_every": 1, "g_conv_dim": 8, "d_conv_dim": 8,
+                     "g_repeat_num": 1}}
+
+
+def small(data: str, options: dict | None = None, **fields: object) -> TrainJob:
+    """A tiny training job on `data`, with `options` and other fields changed."""
+    return TrainJob(data=data, **SMALL | fields | {"options": SMALL["options"] | (options or {})})
 
 
 @pytest.fixture
@@ -54,7 +61,8 @@ def test_trains_evaluates_registers_and_promotes(prefect_server, mlflow_server, 
                                                  monkeypatch):
     monkeypatch.setenv("MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL", "1")
     monkeypatch.setenv("MLFLOW_SYSTEM_METRICS_SAMPLES_BEFORE_LOGGING", "1")
-    result = train_stargan(manifest_url=manifest, experiment="faces", eval_every=5, **SMALL)
+    result = train_stargan(small(manifest, evaluation=SMALL["evaluation"] | {"every": 5}),
+                           experiment="faces")
     client = MlflowClient()  # the tracking server
     run = client.get_run(result["run_id"])
     assert run.data.params["preset"] == "tiny" and run.data.params["num_iters"] == "10"
@@ -126,8 +134,7 @@ def test_a_crash_resumes_from_the_runs_last_checkpoint(prefect_server, mlflow_st
         return real(nets, config, step)
 
     monkeypatch.setattr(stargan_core.train, "set_learning_rates", crashing)
-    state = train_stargan(manifest_url=manifest, experiment="faces", return_state=True,
-                          **SMALL)
+    state = train_stargan(small(manifest), experiment="faces", return_state=True)
     assert state.is_failed()
     # The task's two retries each went on from the checkpoint at step 5, not from scratch.
     assert [a[0] for a in attempts] == [0, 5, 5]
@@ -143,8 +150,8 @@ def test_a_crash_resumes_from_the_runs_last_checkpoint(prefect_server, mlflow_st
     mlflow_store.update_run(run_id, "RUNNING")
     with get_client(sync_client=True) as prefect:
         prefect.set_flow_run_state(flow_run_id, Running(), force=True)
-    refused = train_stargan(manifest_url=manifest, experiment="faces", resume_from="latest",
-                            return_state=True, **SMALL)
+    refused = train_stargan(small(manifest), experiment="faces", resume_from="latest",
+                            return_state=True)
     assert refused.is_failed() and f"being trained by flow run {flow_run_id}" in str(
         refused.result(raise_on_failure=False))
     # A killed process leaves its MLflow run RUNNING and no hook runs; once Prefect has the
@@ -155,8 +162,7 @@ def test_a_crash_resumes_from_the_runs_last_checkpoint(prefect_server, mlflow_st
     run = mlflow_store.get_run(run_id)
     assert run.info.status == "FAILED" and run.data.tags["stargan.outcome"] == "crashed"
 
-    result = train_stargan(manifest_url=manifest, experiment="faces", resume_from="latest",
-                           **SMALL)
+    result = train_stargan(small(manifest), experiment="faces", resume_from="latest")
     # Steps 5..9 trained; the rates are set once more at 10, after the last step.
     assert result["run_id"] == run_id and attempts[-1] == [5, 6, 7, 8, 9, 10]
     run = mlflow_store.get_run(run_id)
@@ -171,8 +177,7 @@ def test_two_training_processes_on_the_worker(prefect_server, mlflow_store, mani
     one of them tracks the run, which trains, evaluates and registers as with one."""
     monkeypatch.setenv("GLOO_SOCKET_IFNAME", "lo")
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
-    result = train_stargan(manifest_url=manifest, experiment="faces", processes=2,
-                           device="cpu", **SMALL)
+    result = train_stargan(small(manifest, processes=2, device="cpu"), experiment="faces")
     run = mlflow_store.get_run(result["run_id"])
     assert run.info.status == "FINISHED" and run.data.params["processes"] == "2"
     for key in LOSSES:  # logged once per step, by one process
@@ -187,18 +192,22 @@ def test_bad_input_fails_before_any_run_is_opened(prefect_server, mlflow_store, 
     import torch
     from prefect.exceptions import ParameterTypeError
 
-    from stargan_core.data import DataFormatError
+    from stargan_core.io.sample import DataFormatError
 
     with pytest.raises(DataFormatError, match="no manifest.json at .*stargan preprocess"):
-        train_stargan(manifest_url=s3.url("nothing/here"), experiment="faces")
-    with pytest.raises(ValueError, match="unknown training option.*known: image_size"):
-        train_stargan(manifest_url=s3.url("nothing/here"), options={"learning_rate": 1})
-    with pytest.raises(ParameterTypeError, match="g_lr"):
-        train_stargan(manifest_url=s3.url("nothing/here"), g_lr=2.0)
+        train_stargan(TrainJob(data=s3.url("nothing/here")), experiment="faces")
+    # The job's types are TrainConfig's: an unknown option or a bad value is refused first.
+    nowhere = [s3.url("nothing/here")]
+    with pytest.raises(ParameterTypeError, match="options.learning_rate"):
+        train_stargan({"data": nowhere, "options": {"learning_rate": 1}})
+    with pytest.raises(ParameterTypeError, match="options.g_lr"):
+        train_stargan({"data": nowhere, "options": {"g_lr": -1}})
+    with pytest.raises(ParameterTypeError, match=r"num_iters_decay \(9\) must lie in"):
+        train_stargan({"data": nowhere, "options": {"num_iters": 5, "num_iters_decay": 9}})
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)  # a machine with one GPU
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
     with pytest.raises(ValueError, match="2 training processes, but 1 GPU visible"):
-        train_stargan(manifest_url=manifest, experiment="faces", processes=2)
+        train_stargan(small(manifest, processes=2), experiment="faces")
     faces = mlflow_store.get_experiment_by_name("faces").experiment_id
     assert mlflow_store.search_runs([faces]) == []
 
@@ -297,8 +306,8 @@ def test_credentials_by_reference_reach_s3_and_nothing_records_them(
     storage = {"credentials_block": "stargan-s3-test"}
     preprocess_dataset(source_url=raw, output_root=s3.url("store"), image_size=32,
                        rows_per_shard=50, storage=storage)
-    result = train_stargan(manifest_url=s3.url("store/datasets/celeba/v1"), experiment="faces",
-                           storage=storage, **SMALL | {"num_iters": 5})
+    result = train_stargan(small(s3.url("store/datasets/celeba/v1"), {"num_iters": 5},
+                                 storage=storage), experiment="faces")
     assert result["version"] == "1"
 
     with get_client(sync_client=True) as client:

@@ -16,8 +16,8 @@ import pytest
 from PIL import Image
 
 from flows.translate_bulk import translate_bulk
-from stargan_core.data.images import ImageRule
 from stargan_core.data.prepare import PrepareConfig, prepare_dataset
+from stargan_core.io.images import ImageRule
 from stargan_core.storage import filesystem
 from tests.flows.conftest import flow_artifacts
 

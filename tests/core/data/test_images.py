@@ -9,7 +9,7 @@ import pytest
 import torch
 from PIL import Image
 
-from stargan_core.data.images import ImageRule, RejectedImage, decode_rgb
+from stargan_core.io.images import ImageRule, RejectedImage, decode_rgb
 from stargan_core.preprocessing import Preprocessing, prepare_image
 
 PNG = ImageRule(image_size=32, encoding="png")

@@ -5,14 +5,14 @@ import torch
 
 from stargan_core.data import (
     detect_format,
-    read_celeba,
     read_dataset,
     read_imagefolder,
     read_rafd,
 )
 from stargan_core.data.dataset import FaceDataset
-from stargan_core.data.sample import DataFormatError
 from stargan_core.domains import CELEBA_ATTRIBUTES
+from stargan_core.io.celeba import read_celeba
+from stargan_core.io.sample import DataFormatError
 from stargan_core.preprocessing import Preprocessing
 from stargan_core.targets import parse_target
 

@@ -6,12 +6,13 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from stargan_core.data import DataFormatError
-from stargan_core.data.images import ImageRule
 from stargan_core.data.manifest import manifest_spec, read_manifest
 from stargan_core.data.prepare import PrepareConfig, prepare_dataset
 from stargan_core.data.shards import ShardDataset
 from stargan_core.domains import DomainSpec
+from stargan_core.io.images import ImageRule
+from stargan_core.io.sample import DataFormatError
+from tests.conftest import training_set
 
 
 @pytest.fixture(scope="module")
@@ -103,9 +104,10 @@ def test_training_streams_shards_across_epochs(prepared, tmp_path):
     config = TrainConfig(image_size=16, g_conv_dim=4, d_conv_dim=4, g_repeat_num=1,
                          d_repeat_num=4, batch_size=32, n_critic=1, num_workers=0,
                          num_iters=7, num_iters_decay=0, checkpoint_every=5)
-    result = train(config, spec, [ds], tmp_path)  # 108 rows: 3 batches an epoch
+    data = training_set(spec, [ds], size=config.image_size)
+    result = train(config, data, tmp_path)  # 108 rows: 3 batches an epoch
     assert result.step == 7 and seen == [0, 1, 2]
     # Resumed from step 5: in epoch 1 (steps 3-5) past its first two batches, then epoch 2.
     seen.clear()
     (tmp_path / "checkpoints" / "step-0000007.ckpt").unlink()
-    assert train(config, spec, [ds], tmp_path).step == 7 and seen == [1, 2]
+    assert train(config, data, tmp_path).step == 7 and seen == [1, 2]

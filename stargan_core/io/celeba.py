@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 from typing import Any
 
-from stargan_core.data.sample import DataFormatError, Sample
+from stargan_core.io.sample import DataFormatError, Sample
 from stargan_core.storage import filesystem, join, url_of
 
 ATTR_FILE = "list_attr_celeba.txt"
