@@ -15,6 +15,7 @@ import dataclasses
 import json
 import subprocess
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -90,18 +91,44 @@ def train_in_run(job: TrainJob, run_id: str, out: str, log: Callable[..., None],
     return {"step": result.step, "images_per_second": result.images_per_second}
 
 
+@dataclass
+class JobFile:
+    """What each torchrun process reads: the job, its MLflow run, where to train and where to
+    put the result, and the job's storage reference resolved (it may hold keys: the file is
+    this user's alone, and never on a command line)."""
+
+    job: TrainJob
+    run_id: str
+    out: str
+    result: str
+    storage_options: dict[str, Any] | None = None
+
+    def write(self, path: Path) -> None:
+        options = self.storage_options
+        if options and isinstance(options.get("credentials"), Credentials):
+            options = options | {"credentials": dataclasses.asdict(options["credentials"])}
+        path.touch(mode=0o600)
+        path.write_text(json.dumps({"job": self.job.model_dump(mode="json"),
+                                    "run_id": self.run_id, "out": self.out,
+                                    "result": self.result, "storage_options": options}))
+
+    @staticmethod
+    def read(path: str | Path) -> JobFile:
+        found = json.loads(Path(path).read_text())
+        options = found["storage_options"]
+        if options and "credentials" in options:
+            options["credentials"] = Credentials(**options["credentials"])
+        return JobFile(TrainJob.model_validate(found["job"]), found["run_id"], found["out"],
+                       found["result"], options)
+
+
 def train_processes(job: TrainJob, run_id: str, processes: int, folder: Path,
                     log: Callable[..., None], storage_options: dict[str, Any] | None = None
                     ) -> dict[str, float]:
     """`train_in_run` in `processes` torchrun processes, each line of their output passed to
-    `log`; they end with this process, even killed (this thread waits for them). The job
-    travels in a file only this user can read (the resolved storage options may hold keys),
-    never on the command line."""
+    `log`; they end with this process, even killed (this thread waits for them)."""
     job_file, result_file = folder / "job.json", folder / "result.json"
-    job_file.touch(mode=0o600)
-    job_file.write_text(json.dumps({
-        "job": job.model_dump(mode="json"), "run_id": run_id, "out": str(folder / "run"),
-        "result": str(result_file), "storage_options": _plain(storage_options)}))
+    JobFile(job, run_id, str(folder / "run"), str(result_file), storage_options).write(job_file)
     command = torchrun_command(processes, "stargan_core.tracked_training",
                                ["--job", str(job_file)])
     log("starting %d training processes: %s", processes, " ".join(command[1:]))
@@ -115,25 +142,16 @@ def train_processes(job: TrainJob, run_id: str, processes: int, folder: Path,
     return json.loads(result_file.read_text())
 
 
-def _plain(options: dict[str, Any] | None) -> dict[str, Any] | None:
-    """Storage options as JSON: resolved `Credentials` as their fields."""
-    if options and isinstance(options.get("credentials"), Credentials):
-        return options | {"credentials": dataclasses.asdict(options["credentials"])}
-    return options
-
-
 def main_process_job(path: str) -> None:
     """Entry point of each torchrun process, which ends with torchrun."""
     die_with_launcher()
     print(set_torch_threads(), flush=True)
-    found = json.loads(Path(path).read_text())
-    options = found["storage_options"]
-    if options and "credentials" in options:
-        options["credentials"] = Credentials(**options["credentials"])
-    trained = train_in_run(TrainJob.model_validate(found["job"]), found["run_id"], found["out"],
-                           lambda text, *args: print(text % args, flush=True), options)
+    found = JobFile.read(path)
+    trained = train_in_run(found.job, found.run_id, found.out,
+                           lambda text, *args: print(text % args, flush=True),
+                           found.storage_options)
     if World.from_environment().is_main:
-        Path(found["result"]).write_text(json.dumps(trained))
+        Path(found.result).write_text(json.dumps(trained))
 
 
 if __name__ == "__main__":

@@ -184,6 +184,8 @@ def test_the_others_wait_out_a_slow_main_process(celeba_root, tmp_path):
 
     from stargan_core.config import TrainConfig
     from stargan_core.distributed import COLLECTIVE_TIMEOUT, torchrun_command
+    from stargan_core.jobs import TrainJob
+    from stargan_core.tracked_training import JobFile
 
     store = f"sqlite:///{tmp_path / 'mlflow.db'}"
     client = mlflow.MlflowClient(store)
@@ -192,12 +194,11 @@ def test_the_others_wait_out_a_slow_main_process(celeba_root, tmp_path):
                          d_repeat_num=4, n_critic=2, num_workers=0, log_every=2,
                          sample_every=1000, checkpoint_every=4, mixed_precision=False,
                          batch_size=4, num_iters=8, num_iters_decay=4)
-    job = {"run_id": run_id, "urls": [str(celeba_root)], "domains": None,
-           "config": config.to_dict(), "device": "cpu",
-           "evaluation": {"every": 4, "images": 16, "classifier_steps": 4},
-           "keep_checkpoints": 0, "options": None, "out": str(tmp_path / "run"),
-           "result": str(tmp_path / "result.json")}
-    (tmp_path / "job.json").write_text(json.dumps(job))
+    job = TrainJob(data=[str(celeba_root)], options=config.to_dict(), device="cpu",
+                   evaluation={"every": 4, "images": 16, "classifier_steps": 4},
+                   keep_checkpoints=0)
+    JobFile(job, run_id, str(tmp_path / "run"), str(tmp_path / "result.json")).write(
+        tmp_path / "job.json")
     (tmp_path / "slow_main.py").write_text(SLOW_MAIN)
     command = torchrun_command(2, "slow_main", ["4", str(tmp_path / "job.json")])
     env = os.environ | {"GLOO_SOCKET_IFNAME": "lo", "OMP_NUM_THREADS": "1",
