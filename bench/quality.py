@@ -1,7 +1,8 @@
 """Quality of translations against the exact ground truth, on hard synthetic faces no model
 has seen: CelebA's attributes, RaFD's expressions, or both at once (the mask vector).
 
-For each preset it trains on 2 CPU cores and prints, per target and overall, what a user
+For each preset it trains on 2 CPU cores and prints, per target (every single one, and
+targets of two attributes at once: `--pairs`) and overall, what a user
 would judge by: the share of the true change made (1 - L1(output, truth) / L1(input, truth)
 where the truth differs from the input; a smudge earns nothing), the L1 outside it, target
 accuracy by the judge (a classifier trained on faces of another seed, with generator-like
@@ -36,7 +37,7 @@ from stargan_core.evaluation.metrics import evaluate
 from stargan_core.grids import photo_grid
 from stargan_core.preprocessing import Preprocessing
 from stargan_core.synthetic import write_celeba, write_rafd
-from stargan_core.targets import single_targets
+from stargan_core.targets import Target, parse_target, single_targets
 from stargan_core.train import TrainHooks, train
 
 COLUMNS = [("translation_accuracy", "accuracy", "{:.1%}"),
@@ -100,10 +101,16 @@ class Truth(torch.nn.Module):
         return torch.stack(out)
 
 
+def all_targets(spec: DomainSpec, pairs: list[str]) -> list[Target]:
+    """Every single target, then the targets of two attributes at once that `spec` knows."""
+    names = {d for ls in spec.label_sets for d in ls.domains}
+    chosen = [p for p in pairs if {v.split("=")[0] for v in p.split(",")} <= names]
+    return single_targets(spec) + [parse_target(spec, p) for p in chosen]
+
+
 def contact_sheet(editor: Editor, photos: list[torch.Tensor], labels: torch.Tensor,
-                  path: Path) -> None:
-    """Whole held-out photos, each then translated into every single target."""
-    targets = single_targets(editor.spec)
+                  path: Path, targets: list[Target]) -> None:
+    """Whole held-out photos, each then translated into every target."""
     edited = editor.edit(photos, targets, c_org=labels)
     rows = [[photo, *(per_target[i] for per_target in edited)] for i, photo in enumerate(photos)]
     photo_grid(rows, ["input", *(t.text for t in targets)], cell=128).save(path)
@@ -137,6 +144,9 @@ def main() -> None:
                                      formatter_class=argparse.RawDescriptionHelpFormatter,
                                      epilog=__doc__.split("\n\n", 2)[2])
     parser.add_argument("--presets", nargs="+", default=["edit-32"])
+    parser.add_argument("--pairs", nargs="*", default=["Blond_Hair,Young=0", "Brown_Hair,Male"],
+                        help="targets of two attributes at once, measured beside the single "
+                        "ones (those of a data set's domains)")
     parser.add_argument("--data", choices=("celeba", "rafd", "joint"), default="celeba",
                         help="what to train on (default: celeba)")
     parser.add_argument("--images", type=int, default=6000,
@@ -164,7 +174,8 @@ def main() -> None:
             s = evaluation_set(url, data.spec, size, limit=args.eval_images)
             judge = train_judge(data.spec, s.label_set, s.train, s.truth, images=200, steps=50)
             ceiling[data.spec.label_sets[s.label_set].dataset] = evaluate(
-                Truth(s, data.spec), judge, data.spec, s.test, s.label_set, truth=s.truth)
+                Truth(s, data.spec), judge, data.spec, s.test, s.label_set, truth=s.truth,
+                targets=all_targets(data.spec, args.pairs))
         results[f"truth at {size} px"] = flat_metrics(ceiling, len(urls) > 1)
     for name, config in configs.items():
         data = training_data(urls, config.image_size, progress=True)
@@ -189,7 +200,8 @@ def main() -> None:
         seconds = time.perf_counter() - start
         g, d, *_ = load_models(result.checkpoint)
         evaluations = {spec.label_sets[s.label_set].dataset:
-                       evaluate(g, judge, spec, s.test, s.label_set, truth=s.truth, cross=joint)
+                       evaluate(g, judge, spec, s.test, s.label_set, truth=s.truth, cross=joint,
+                                targets=all_targets(spec, args.pairs))
                        for s, judge in zip(sets, judges, strict=True)}
         metrics = flat_metrics(evaluations, joint)
         for s, url in zip(sets, urls, strict=True):
@@ -199,7 +211,8 @@ def main() -> None:
             picks = list(range(0, len(s.test), max(1, len(s.test) // 6)))[:6]  # RaFD: each
             photos = [s.truth.photo(s.test.ids[i]) for i in picks]  # expression in turn
             sheet = out / f"{run}-{dataset}-contact-sheet.png"
-            contact_sheet(editor, photos, s.test.labels[picks], sheet)
+            contact_sheet(editor, photos, s.test.labels[picks], sheet,
+                          all_targets(spec, args.pairs))
             print(f"contact sheet: {sheet} ({url})")
         results[run] = metrics | {"seconds_per_step": seconds / config.num_iters,
                                   "minutes": seconds / 60}

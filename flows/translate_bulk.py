@@ -53,6 +53,7 @@ from stargan_core.bulk.plan import (
     OutputFormat,
     OutputSize,
     Quality,
+    Strength,
 )
 from stargan_core.lease import release
 from stargan_core.registry import RegisteredModel, resolve_model
@@ -151,6 +152,7 @@ def translate_bulk(
     framing: Framing = "auto",
     file_format: FileFormat = "auto",
     quality: Quality = 95,
+    strength: Strength = 1.0,
     cluster_address: Url = "",
     workers: Annotated[int, Field(ge=1, le=1024)] | None = None,
     batch_size: BatchSize = 32,
@@ -191,6 +193,9 @@ def translate_bulk(
     files_per_partition: inputs per task for a folder of files (a prepared set: one per shard).
     storage: how to reach S3, by reference: {"endpoint_url": ...}, {"profile": <AWS profile>}
         or {"credentials_block": <StarGAN S3 Credentials block>}; default: the worker's environment.
+    strength: how strong each edit is: 0 nothing, 1 as trained, up to 2 (for versions trained
+        with label differences: edit-32, edit-128); part of the job, whose default name
+        gains `-strength-<s>` when it is not 1.
     overwrite: replace a job of other inputs, targets or format in the same folder.
     split: of a prepared data set, translate this split only (e.g. test).
     """
@@ -199,12 +204,13 @@ def translate_bulk(
         local_workers(workers, device, usable_cores())
     model = resolve_model_task(model_uri)
     logger.info("%s is %s (run %s)", model_uri, model.uri, model.run_id)
-    job = job or default_job(input_url)
+    job = job or default_job(input_url) + (f"-strength-{strength:g}" if strength != 1 else "")
     config = BulkConfig(
         input_url, job_url(output_root or default_root(), job, model),
         model, parse_targets(model, targets), output_format, batch_size, files_per_partition,
         storage_options=storage_options(storage), overwrite=overwrite, split=split,
         output_size=output_size, framing=framing, file_format=file_format, quality=quality,
+        strength=strength,
     )
     work = plan_task(config)
     manifest = committed_job(work)

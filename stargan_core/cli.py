@@ -176,7 +176,7 @@ def cmd_translate(args: argparse.Namespace) -> int:
             g, d, spec, preprocessing, args.input, args.target or [],
             args.out, batch_size=args.batch_size, grid_rows=args.grid_rows, device=device,
             progress=bar.update, output_size=args.output_size, quality=args.quality,
-            file_format=args.format, framing=args.framing,
+            file_format=args.format, framing=args.framing, strength=args.strength,
         )
     for path, reason in result.skipped:
         print(f"skipped {path}: {reason}", file=sys.stderr)
@@ -350,6 +350,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output-size", choices=("input", "model"), default="input",
                    help="input: each photo at its own size with the edit in it (default); "
                    "model: the model's square crop")
+    p.add_argument("--strength", type=float, default=1.0,
+                   help="how strong the edit is: 0 nothing, 1 as trained (default), up to 2; "
+                   "for models conditioned on label differences (edit-32, edit-128)")
     p.add_argument("--framing", choices=FRAMINGS, default="auto",
                    help="where the model looks in each photo. face: find every face, align it "
                    "as CelebA's faces are, edit it and blend it back into the photo, keeping "

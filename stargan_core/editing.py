@@ -40,6 +40,36 @@ def translate_batch(
                           spec.with_label_set(c_org, t.label_set)) for t in targets])
 
 
+STRENGTHS = (0.0, 2.0)  # an edit's strength: none, ..., as trained (1), ..., twice that
+
+
+class ScaledEdit(torch.nn.Module):
+    """A generator conditioned on label differences with its edit scaled by `strength`: it
+    is given c_org + strength * (c_trg - c_org), which it sees as strength times the
+    difference (0: nothing asked, 1: as trained, up to 2). Called as G is."""
+
+    def __init__(self, g: Generator, strength: float) -> None:
+        super().__init__()
+        low, high = STRENGTHS
+        if not low <= strength <= high:
+            raise ValueError(f"strength {strength} is not in [{low:g}, {high:g}]")
+        if g.conditioning != "difference":
+            raise ValueError(
+                f"strength {strength:g} needs a generator conditioned on label differences "
+                f"(g_conditioning=difference: the edit-32 and edit-128 presets); this one "
+                f"sees target labels ({g.conditioning}), whose edit has no size to scale")
+        self.g, self.strength = g, strength
+
+    def forward(self, x: torch.Tensor, c_trg: torch.Tensor, c_org: torch.Tensor,
+                with_mask: bool = False) -> torch.Tensor:
+        return self.g(x, c_org + self.strength * (c_trg - c_org), c_org, with_mask=with_mask)
+
+
+def scaled(g: Generator, strength: float) -> torch.nn.Module:
+    """`g`, or `g` with its edit scaled (`ScaledEdit`) when `strength` is not 1."""
+    return g if strength == 1 else ScaledEdit(g, strength)
+
+
 class Editor:
     """Translates photos of any size with one generator: frames each photo (`framing`, one of
     `preprocessing.FRAMINGS`), translates it at model resolution and returns it at its own
@@ -88,11 +118,13 @@ class Editor:
     @torch.inference_mode()
     def edit(self, photos: Sequence[torch.Tensor], targets: Sequence[Target],
              output_size: str = "input", c_org: torch.Tensor | None = None,
-             regions: Sequence[Sequence[Box | AlignedFace]] | None = None
-             ) -> list[list[torch.Tensor]]:
+             regions: Sequence[Sequence[Box | AlignedFace]] | None = None,
+             strength: float = 1.0) -> list[list[torch.Tensor]]:
         """uint8 (3, H, W) photos -> per target, per photo, the uint8 translation (with
         `output_size="model"`: the model's square of the photo's first region). `regions`:
-        each photo's `locate`, when the caller has it already."""
+        each photo's `locate`, when the caller has it already. `strength` scales the edit
+        (`ScaledEdit`)."""
+        g = scaled(self.g, strength)  # checked before any work
         if output_size not in OUTPUT_SIZES:
             raise ValueError(f"output size '{output_size}' is not one of "
                              f"{', '.join(OUTPUT_SIZES)}")
@@ -107,7 +139,7 @@ class Editor:
             c_org = source_labels(self.d, self.spec, x)
         else:  # one row per photo: one per region
             c_org = c_org[torch.tensor(owners)]
-        fakes = translate_batch(self.g, self.spec, x, c_org.to(self.device), targets)
+        fakes = translate_batch(g, self.spec, x, c_org.to(self.device), targets)
         if output_size == "model":
             first = [owners.index(i) for i in range(len(photos))]
             return [list(to_uint8(f[first])) for f in fakes]

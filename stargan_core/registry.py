@@ -73,6 +73,7 @@ class RegisteredModel:
     run_id: str
     spec: DomainSpec
     preprocessing: Preprocessing
+    conditioning: str = "target"  # G's labels: target (the paper) | difference (scalable edits)
 
     @property
     def image_size(self) -> int:
@@ -125,7 +126,8 @@ def resolve_model(model_uri: str, client: MlflowClient | None = None) -> Registe
     preprocessing = Preprocessing.from_dict(metadata["preprocessing"])
     return RegisteredModel(name, version, model_uri, found.run_id,
                            DomainSpec.from_json(json.dumps(metadata["domain_spec"])),
-                           preprocessing)
+                           preprocessing,
+                           metadata.get("generator", {}).get("g_conditioning", "target"))
 
 
 def model_card(metrics: dict[str, float], run_id: str, spec: DomainSpec,

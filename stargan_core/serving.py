@@ -36,7 +36,7 @@ from stargan_core.checkpoint import (
 )
 from stargan_core.config import EDITING_OPTIONS
 from stargan_core.domains import DomainError
-from stargan_core.editing import OUTPUT_SIZES, Editor
+from stargan_core.editing import OUTPUT_SIZES, Editor, scaled
 from stargan_core.io.celeba import ALIGNED
 from stargan_core.io.images import RejectedImage, decode_rgb, encode
 from stargan_core.preprocessing import FRAMINGS
@@ -56,7 +56,8 @@ SIGNATURE = ModelSignature(
     inputs=Schema([ColSpec("binary", "image"), ColSpec("string", "target")]),
     outputs=Schema([ColSpec("binary", "image")]),
     params=ParamSchema([ParamSpec("output_size", "string", "input"),
-                        ParamSpec("framing", "string", "auto")]),
+                        ParamSpec("framing", "string", "auto"),
+                        ParamSpec("strength", "double", 1.0)]),
 )
 
 
@@ -66,7 +67,8 @@ class StarGANModel(mlflow.pyfunc.PythonModel):
     (shrunk to MAX_SERVED_PIXELS when larger) with the edit in it, or the model's square with
     the parameter `output_size="model"`. The parameter `framing` (`preprocessing.FRAMINGS`;
     default `auto`: every face of a photo that is not an aligned face) says where in the photo
-    the model looks."""
+    the model looks; `strength` (0 to 2, default 1) scales the edit of a generator conditioned
+    on label differences (`editing.ScaledEdit`)."""
 
     def load_context(self, context: mlflow.pyfunc.PythonModelContext) -> None:
         from stargan_core.devices import resolve_device
@@ -96,9 +98,10 @@ class StarGANModel(mlflow.pyfunc.PythonModel):
         return self
 
     def edit(self, photos: Sequence[torch.Tensor], targets: Sequence[Target],
-             output_size: str = "input", framing: str = "auto") -> list[list[torch.Tensor]]:
+             output_size: str = "input", framing: str = "auto", strength: float = 1.0
+             ) -> list[list[torch.Tensor]]:
         """uint8 (3, H, W) photos -> per target, per photo, the uint8 translation."""
-        return self.framed(framing).edit(photos, targets, output_size)
+        return self.framed(framing).edit(photos, targets, output_size, strength=strength)
 
     def framed(self, framing: str) -> Editor:
         """The editor of `framing`, made once (with it, the face detector when needed)."""
@@ -116,6 +119,11 @@ class StarGANModel(mlflow.pyfunc.PythonModel):
         if framing not in FRAMINGS:
             raise MlflowException.invalid_parameter_value(
                 f"framing '{framing}' is not one of {', '.join(FRAMINGS)}")
+        strength = float((params or {}).get("strength", 1.0))
+        try:
+            scaled(self.editor.g, strength)  # the strength, checked for this model
+        except ValueError as error:
+            raise MlflowException.invalid_parameter_value(str(error)) from None
         editor = self.framed(framing)
         missing = model_input.index[model_input["target"].isna()].tolist()
         if missing:
@@ -134,7 +142,8 @@ class StarGANModel(mlflow.pyfunc.PythonModel):
                 photos = [self._decode(row, data) for row, data in chunk["image"].items()]
                 regions = [self._locate(editor, row, photo) for row, photo in
                            zip(chunk.index, photos, strict=True)]
-                edited = editor.edit(photos, [target], output_size, regions=regions)[0]
+                edited = editor.edit(photos, [target], output_size, regions=regions,
+                                     strength=strength)[0]
                 for row, image in zip(chunk.index, edited, strict=True):
                     outputs[row] = encode(to_pil_image(image), ".png")
         return pd.DataFrame({"image": outputs}, index=model_input.index)

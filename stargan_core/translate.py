@@ -12,7 +12,7 @@ import torch
 from torchvision.transforms.v2.functional import to_pil_image
 
 from stargan_core.domains import DomainSpec
-from stargan_core.editing import Editor, to_uint8
+from stargan_core.editing import Editor, scaled, to_uint8
 from stargan_core.grids import photo_grid
 from stargan_core.io.images import RejectedImage, decode_rgb, encode, output_name
 from stargan_core.io.sample import IMAGE_SUFFIXES
@@ -88,6 +88,7 @@ def translate_files(
     quality: int = 95,
     file_format: str = "auto",
     framing: str = "auto",
+    strength: float = 1.0,
 ) -> TranslationResult:
     """Write `out_dir/<target>/<input name>` for every input and target, and `out_dir/grid.png`
     (inputs and `out_dir`: local or s3://).
@@ -100,11 +101,13 @@ def translate_files(
     40 MP, under half the model's size) are skipped with the reason, not fatal. GIF and TIFF
     inputs are written as `<name>.png` (`output_name`). `framing` (`preprocessing.FRAMINGS`)
     says where the model looks; with face framing, a photo without a face is skipped.
+    `strength` scales the edit (0 to 2; `editing.ScaledEdit`).
     """
     parsed = [parse_target(spec, t) for t in targets] if targets else single_targets(spec)
     files = collect_inputs(inputs)
     fs, out = filesystem(str(out_dir))
     editor = Editor(g.to(device), d.to(device), spec, preprocessing, framing)
+    scaled(editor.g, strength)  # a strength this model cannot take fails before any work
     outputs, skipped, grid_rows_done = [], [], []
     for start in range(0, len(files), batch_size):
         photos, names, regions = [], [], []
@@ -122,7 +125,7 @@ def translate_files(
             if progress is not None:
                 progress(len(chunk))  # skipped inputs are done too
             continue
-        edited = editor.edit(photos, parsed, output_size, regions=regions)
+        edited = editor.edit(photos, parsed, output_size, regions=regions, strength=strength)
         for target, images in zip(parsed, edited, strict=True):
             for name, image in zip(names, images, strict=True):
                 path = join(out, target.slug, output_name(name, file_format))

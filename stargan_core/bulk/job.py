@@ -77,6 +77,7 @@ def finish_job(plan: BulkPlan, results: list[PartitionResult], sample_rows: int 
     rejected = plan.rejected + [r for result in results for r in result.rejected]
     model = config.model
     manifest = config.identity() | {
+        "strength": config.strength,
         "format_version": FORMAT_VERSION,
         "model": {"name": model.name, "version": model.version, "uri": model.uri,
                   "requested": model.requested, "run_id": model.run_id},

@@ -95,7 +95,8 @@ def translate_partition(config: BulkConfig, partition: Partition, editor: Editor
     with ShardWriter(SCHEMA, config.row_group_rows) as writer:
         for ids, sources, photos, regions in _batches(config, partition, editor, rejected):
             translated += len(ids)
-            edited = editor.edit(photos, config.targets, config.output_size, regions=regions)
+            edited = editor.edit(photos, config.targets, config.output_size, regions=regions,
+                                 strength=config.strength)
             rows = list(_rows(config, ids, sources, edited))
             if config.writes_files:
                 write_files(config.out.fs, {config.out.join(row["image"]["path"]): data

@@ -15,7 +15,7 @@ from pydantic.dataclasses import dataclass as checked_dataclass
 from stargan_core.data.folders import Listing
 from stargan_core.data.manifest import is_prepared, manifest_location, read_manifest
 from stargan_core.domains import DomainError
-from stargan_core.editing import OUTPUT_SIZES
+from stargan_core.editing import OUTPUT_SIZES, STRENGTHS
 from stargan_core.io.images import FILE_FORMATS
 from stargan_core.io.sample import IMAGE_SUFFIXES, DataFormatError
 from stargan_core.preprocessing import FRAMINGS
@@ -35,6 +35,7 @@ Framing = Literal[FRAMINGS]  # type: ignore[valid-type]
 FileFormat = Literal[tuple(FILE_FORMATS)]  # type: ignore[valid-type]
 Quality = Annotated[int, Field(ge=1, le=100)]
 BatchSize = Annotated[int, Field(ge=1, le=4096)]
+Strength = Annotated[float, Field(ge=STRENGTHS[0], le=STRENGTHS[1])]
 
 
 @checked_dataclass(frozen=True, config=ConfigDict(arbitrary_types_allowed=True))
@@ -57,6 +58,14 @@ class BulkConfig:
     framing: Framing = "auto"  # where the model looks in a photo
     file_format: FileFormat = "auto"  # files: the input's type, or one
     quality: Quality = 95  # of JPEG and WebP files
+    strength: Strength = 1.0  # of the edit: 0 nothing, 1 as trained, up to 2
+
+    def __post_init__(self) -> None:
+        if self.strength != 1 and self.model.conditioning != "difference":
+            raise ValueError(
+                f"strength {self.strength:g}: {self.model.uri} is conditioned on target labels "
+                "(the paper's generator), whose edit has no size to scale; give strength 1, or "
+                "a version trained with label differences (the edit-32 and edit-128 presets)")
 
     @cached_property
     def source(self) -> Location:
@@ -78,7 +87,8 @@ class BulkConfig:
                 "targets": [t.text for t in self.targets], "output_format": self.output_format,
                 "output_size": self.output_size, "framing": self.framing,
                 "file_format": self.file_format,
-                "quality": self.quality}
+                "quality": self.quality} | ({"strength": self.strength} if self.strength != 1
+                                           else {})  # jobs made before it stay complete
 
 
 def job_url(root: str, job: str, model: RegisteredModel) -> str:

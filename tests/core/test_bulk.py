@@ -318,6 +318,48 @@ def register_another_version(tmp_path: Path) -> str:
     return register(info.model_uri, "stargan-celeba", "other weights")
 
 
+def test_the_edit_strength_is_part_of_the_job(registered_model, photos, tmp_path):
+    """A version trained with label differences translates at a strength: the manifest says
+    which, the translations are not strength 1's, and a job at another strength in the same
+    folder is refused. The paper's generator has no strength to scale."""
+    import mlflow
+    import torch
+
+    from stargan_core.checkpoint import build_discriminator, build_generator, save_checkpoint
+    from stargan_core.config import TrainConfig
+    from stargan_core.registry import register
+    from stargan_core.serving import log_generator
+
+    paper = resolve_model("models:/stargan-celeba/1")
+    with pytest.raises(ValueError, match="strength 0.5: models:/stargan-celeba/1 is conditioned "
+                                         "on target labels"):
+        job(paper, photos, tmp_path / "out", strength=0.5)
+    spec = paper.spec
+    config = TrainConfig(image_size=32, g_conv_dim=8, d_conv_dim=8, g_repeat_num=1,
+                         d_repeat_num=5, g_output="masked", g_conditioning="difference")
+    torch.manual_seed(2)
+    state = {"G": build_generator(spec, config).state_dict(),
+             "D": build_discriminator(spec, config).state_dict(),
+             "spec": spec.to_json(), "config": config.to_dict(), "data_format": "celeba"}
+    with mlflow.start_run(experiment_id=mlflow.get_experiment_by_name("models").experiment_id):
+        info = log_generator(save_checkpoint(tmp_path / "difference.ckpt", state))
+    version = register(info.model_uri, "stargan-celeba", "label differences")
+    model = resolve_model(f"models:/stargan-celeba/{version}")
+    assert model.conditioning == "difference"
+    generator = load_registered(model.uri, "cpu")
+    output = tmp_path / "out" / "translations" / "faces" / f"stargan-celeba-v{model.version}"
+    *_, full = run(job(model, photos, tmp_path / "out", files_per_partition=40), generator)
+    images = {(r["image_id"], r["target"]): r["image"]["bytes"] for r in rows_of(output)}
+    half = job(model, photos, tmp_path / "out", files_per_partition=40, strength=0.5)
+    with pytest.raises(JobClash, match="choose another job name"):
+        committed_job(plan_job(half))
+    *_, manifest = run(dataclasses.replace(half, overwrite=True), generator)
+    assert full["strength"] == 1.0 and manifest["strength"] == 0.5
+    halved = {(r["image_id"], r["target"]): r["image"]["bytes"] for r in rows_of(output)}
+    assert halved.keys() == images.keys() and len(images) == 33 * 2
+    assert sum(halved[k] != images[k] for k in images) > len(images) // 2
+
+
 def test_two_jobs_with_different_versions_run_at_once_on_one_cluster(registered_model, photos,
                                                                      tmp_path):
     from concurrent.futures import ThreadPoolExecutor

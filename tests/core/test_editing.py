@@ -141,3 +141,37 @@ class Painter(Generator):
     def forward(self, x, c_trg, c_org=None, with_mask=False):
         out = (x + 0.5).clamp(-1, 1)
         return (out, None) if with_mask else out
+
+
+def test_strength_scales_the_label_difference_a_generator_sees():
+    """Strength s gives G the difference s (c_trg - c_org): 0 asks nothing (G's answer to no
+    change), 1 is G itself, and an edit scales through the photo editor too."""
+    from stargan_core.editing import ScaledEdit, scaled
+
+    torch.manual_seed(0)
+    spec = DomainSpec.celeba()
+    g = Generator(spec.c_dim, 8, 1, output="masked", conditioning="difference").eval()
+    x = torch.rand(2, 3, 32, 32) * 2 - 1
+    c_org = torch.tensor([[1.0, 0, 0, 0, 1], [0, 0, 1, 1, 0]])
+    c_trg = torch.tensor([[0.0, 1, 0, 0, 1], [0, 0, 1, 0, 0]])
+    with torch.no_grad():
+        assert scaled(g, 1.0) is g
+        assert torch.equal(ScaledEdit(g, 0.0)(x, c_trg, c_org), g(x, c_org, c_org))
+        half = c_org + 0.5 * (c_trg - c_org)
+        assert torch.equal(ScaledEdit(g, 0.5)(x, c_trg, c_org), g(x, half, c_org))
+        assert not torch.equal(ScaledEdit(g, 2.0)(x, c_trg, c_org), g(x, c_trg, c_org))
+    photo = torch.randint(0, 256, (3, 218, 178), dtype=torch.uint8)
+    editor = Editor(g, None, spec, CELEBA, framing="celeba")
+    target = [parse_target(spec, "Blond_Hair")]
+    labels = c_org[:1]
+    edits = {s: editor.edit([photo], target, c_org=labels, strength=s)[0][0]
+             for s in (0.0, 0.5, 1.0)}
+    assert torch.equal(edits[1.0], editor.edit([photo], target, c_org=labels)[0][0])
+    assert not torch.equal(edits[0.5], edits[1.0]) and not torch.equal(edits[0.0], edits[0.5])
+    for bad, message in ((2.5, r"strength 2.5 is not in \[0, 2\]"), (-0.1, "not in")):
+        with pytest.raises(ValueError, match=message):
+            editor.edit([photo], target, c_org=labels, strength=bad)
+    paper = Editor(Generator(spec.c_dim, 8, 1), None, spec, CELEBA, framing="celeba")
+    with pytest.raises(ValueError, match="needs a generator conditioned on label differences"):
+        paper.edit([photo], target, c_org=labels, strength=0.5)
+    assert paper.edit([photo], target, c_org=labels, strength=1.0)  # as trained: any model

@@ -28,6 +28,11 @@ def test_the_registered_model_decodes_every_photo_and_names_each_bad_input(regis
                 model.predict(request, params={"framing": "celeba"})
     with pytest.raises(mlflow.exceptions.MlflowException, match="bytes of an image file"):
         model.predict(pd.DataFrame({"image": ["a path, not bytes"], "target": ["Male"]}))
+    # The paper's generator sees target labels: its edit has no strength to scale.
+    request = pd.DataFrame({"image": [(folder / "phone.jpg").read_bytes()], "target": ["Male"]})
+    with pytest.raises(mlflow.exceptions.MlflowException,
+                       match="strength 0.5 needs a generator conditioned on label differences"):
+        model.predict(request, params={"framing": "celeba", "strength": 0.5})
 
 
 def test_a_served_version_translates_a_photo_sent_over_http(registered_model, tmp_path):

@@ -158,6 +158,11 @@ def test_bad_input_fails_before_any_work(prefect_server, registered_model, prepa
         translate_bulk(input_url="s3://no-such-bucket/in", output_root=s3.url("x"))
     with pytest.raises(ParameterTypeError, match="output_format"):
         translate_bulk(input_url=prepared, output_format="zip")
+    with pytest.raises(ParameterTypeError, match="strength"):
+        translate_bulk(input_url=prepared, strength=2.5)
+    with pytest.raises(ValueError, match="strength 0.5: models:/stargan-celeba/1 is conditioned "
+                                         "on target labels"):
+        translate_bulk(input_url=prepared, strength=0.5, output_root=s3.url("x"))
     with pytest.raises(ValueError, match="device 'cuda' was asked for, but there is no GPU"):
         translate_bulk(input_url=prepared, device="cuda", output_root=s3.url("x"))
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)  # a machine with 2 GPUs
