@@ -47,6 +47,7 @@ from stargan_core.tracking import (
 )
 
 FINAL_GRID = "samples/final.png"
+JUDGE_FOLDER, JUDGE_FILE = "judge", "judge.pt"  # the run's judge: evaluate_task's classifiers
 
 
 def data_spec(urls: list[str], domains: list[str] | None,
@@ -152,7 +153,11 @@ def evaluate_task(run_id: str, job: TrainJob, model_name: str
     client = MlflowClient()
     logged = client.get_metric_history(run_id, next(iter(metrics)))
     if not any(m.step == step for m in logged):  # a rerun of a finished run logs nothing twice
-        with mlflow.start_run(run_id=run_id):
+        with mlflow.start_run(run_id=run_id), tempfile.TemporaryDirectory() as tmp:
+            # The judge of the version's verdicts, registered with it (register_task); then
+            # the metrics, which say that this task is done.
+            judge = harness.judge(config.image_size).save(Path(tmp) / JUDGE_FILE)
+            mlflow.log_artifact(str(judge), JUDGE_FOLDER)
             mlflow.log_metrics(metrics, step=step)
     return metrics, review(model_name, spec, config.image_size, harness, results, dev, client)
 
@@ -164,7 +169,9 @@ def register_task(run_id: str, model_name: str, metrics: dict[str, float], found
     with its review; promote it when `auto_promote` and the review allow it."""
     with tempfile.TemporaryDirectory() as tmp, mlflow.start_run(run_id=run_id):
         checkpoint = restore_checkpoint(run_id, tmp)
-        info = log_generator(checkpoint)
+        judge = mlflow.artifacts.download_artifacts(
+            run_id=run_id, artifact_path=f"{JUDGE_FOLDER}/{JUDGE_FILE}", dst_path=tmp)
+        info = log_generator(checkpoint, judge)
         spec, config = spec_and_config(load_checkpoint(checkpoint))
     card_metrics = metrics if "eval/translation_accuracy" in metrics else {
         k.replace(f"eval/{spec.label_sets[0].dataset}/", "eval/", 1): v

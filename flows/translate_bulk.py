@@ -48,6 +48,7 @@ from stargan_core.bulk.cluster import (
 from stargan_core.bulk.job import CONTACT_SHEET
 from stargan_core.bulk.plan import (
     BatchSize,
+    Confidence,
     FileFormat,
     Framing,
     OutputFormat,
@@ -126,6 +127,16 @@ def summary_table(manifest: dict[str, Any], results: list[PartitionResult], seco
     ]
     rows += [(f"translations on {worker}", sum(r.rows for r in written if r.worker == worker))
              for worker in sorted({r.worker for r in written})]
+    judged = manifest["verdicts"]
+    rows.append(("doubtful translations (doubtful.parquet)", judged["doubtful"]["count"]))
+    for target, found in judged["by_target"].items():
+        if found["mean_confidence"] is None:
+            rows.append((f"{target}: pixels changed (no judge)",
+                         f"{found['mean_changed_share']:.1%}"))
+            continue
+        rows.append((f"{target}: edit did not take / doubtful / mean confidence / pixels "
+                     "changed", f"{found['not_taken']} / {found['doubtful']} / "
+                     f"{found['mean_confidence']:.2f} / {found['mean_changed_share']:.1%}"))
     return [{"measure": name, "value": value} for name, value in rows]
 
 
@@ -153,6 +164,7 @@ def translate_bulk(
     file_format: FileFormat = "auto",
     quality: Quality = 95,
     strength: Strength = 1.0,
+    min_confidence: Confidence = 0.0,
     cluster_address: Url = "",
     workers: Annotated[int, Field(ge=1, le=1024)] | None = None,
     batch_size: BatchSize = 32,
@@ -196,6 +208,11 @@ def translate_bulk(
     strength: how strong each edit is: 0 nothing, 1 as trained, up to 2 (for versions trained
         with label differences: edit-32, edit-128); part of the job, whose default name
         gains `-strength-<s>` when it is not 1.
+    min_confidence: every output carries a verdict (the version's judge's probability that
+        the target was reached and that every other domain was kept, their product
+        `confidence`, and the share of pixels changed); outputs under this confidence are
+        listed apart in doubtful.parquet, flagged `doubtful` in their rows, and their files go
+        to doubtful/<target>/. Needs a version registered with a judge; 0 lists none.
     overwrite: replace a job of other inputs, targets or format in the same folder.
     split: of a prepared data set, translate this split only (e.g. test).
     """
@@ -210,7 +227,7 @@ def translate_bulk(
         model, parse_targets(model, targets), output_format, batch_size, files_per_partition,
         storage_options=storage_options(storage), overwrite=overwrite, split=split,
         output_size=output_size, framing=framing, file_format=file_format, quality=quality,
-        strength=strength,
+        strength=strength, min_confidence=min_confidence,
     )
     work = plan_task(config)
     manifest = committed_job(work)

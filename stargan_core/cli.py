@@ -7,6 +7,7 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from statistics import mean
 
 from stargan_core.config import DEFAULT_CPU_PRESET, PRESETS, TrainConfig, preset
 from stargan_core.preprocessing import FRAMINGS
@@ -164,12 +165,20 @@ def cmd_translate(args: argparse.Namespace) -> int:
 
     from stargan_core.checkpoint import load_models, resolve_checkpoint
     from stargan_core.devices import resolve_device
+    from stargan_core.evaluation.verdicts import Judge
     from stargan_core.io.sample import IMAGE_SUFFIXES
+    from stargan_core.serving import load_registered
     from stargan_core.translate import collect_inputs, other_files, translate_files
 
     device = resolve_device(args.device)
-    path = resolve_checkpoint(args.checkpoint)
-    g, d, spec, _, preprocessing = load_models(path, device)
+    judge = Judge.load(args.judge, device) if args.judge else None
+    if args.checkpoint.startswith("models:/"):  # a registered version, with its judge
+        model = load_registered(args.checkpoint, str(device))
+        g, d, spec, preprocessing = model.editor.g, model.editor.d, model.spec, \
+            model.editor.preprocessing
+        judge = judge or model.judge
+    else:
+        g, d, spec, _, preprocessing = load_models(resolve_checkpoint(args.checkpoint), device)
     total = len(collect_inputs(args.input))
     with tqdm(total=total, desc="translate", unit="img", dynamic_ncols=True) as bar:
         result = translate_files(
@@ -177,6 +186,7 @@ def cmd_translate(args: argparse.Namespace) -> int:
             args.out, batch_size=args.batch_size, grid_rows=args.grid_rows, device=device,
             progress=bar.update, output_size=args.output_size, quality=args.quality,
             file_format=args.format, framing=args.framing, strength=args.strength,
+            report=args.report, judge=judge,
         )
     for path, reason in result.skipped:
         print(f"skipped {path}: {reason}", file=sys.stderr)
@@ -184,6 +194,17 @@ def cmd_translate(args: argparse.Namespace) -> int:
         print(f"skipped {path}: not an image file ({', '.join(IMAGE_SUFFIXES)})", file=sys.stderr)
     print(f"wrote {len(result.outputs)} images under {args.out}")
     print(f"grid: {result.grid}")
+    if result.report:
+        print(f"verdicts ({'judge: ' + (args.judge or args.checkpoint) if judge else 'no judge'}"
+              f"): {result.report}")
+        for target, found in result.verdicts.items():
+            confidence = [v.confidence for v in found if v.confidence is not None]
+            line = (f"  {target}: {len(found)} outputs, "
+                    f"changed {mean(v.changed_share for v in found):.1%} of the pixels")
+            if confidence:
+                line += (f"; the edit did not take in {sum(v.not_taken for v in found)}, "
+                         f"mean confidence {mean(confidence):.2f}")
+            print(line)
     return 0
 
 
@@ -340,7 +361,16 @@ def build_parser() -> argparse.ArgumentParser:
                        epilog="targets: Blond_Hair | Male=0 | Blond_Hair,Young=0 | happy | "
                        "expression=happy\n(default: every single-domain target of the model)")
     p.add_argument("--checkpoint", required=True,
-                   help="a .ckpt file, or a run folder (its latest checkpoint)")
+                   help="a .ckpt file, a run folder (its latest checkpoint), or a registered "
+                   "version: models:/NAME@ALIAS or models:/NAME/VERSION (with its judge)")
+    p.add_argument("--report", action="store_true",
+                   help="write <out>/report.csv: each output's verdict, the judge's "
+                   "probability that the target was reached and that every other domain was "
+                   "kept, their product (confidence) and the share of pixels changed; frame "
+                   "in red in grid.png the outputs whose edit did not take (confidence < 0.5)")
+    p.add_argument("--judge", help="the judge of --report for a checkpoint: a judge.pt (the "
+                   "training run's artifact judge/judge.pt); a registered version brings its "
+                   "own; without one the report has the changed share alone")
     p.add_argument("--input", required=True, nargs="+",
                    help="image files and/or folders, local or s3://")
     p.add_argument("--target", action="append", help="a target domain; repeat for several")

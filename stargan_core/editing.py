@@ -9,6 +9,7 @@ is zero (a masked generator's untouched region) so are the pixels inside it.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import torch
 
@@ -115,7 +116,6 @@ class Editor:
         self.d = self.d.to(device) if self.d is not None else None
         return self
 
-    @torch.inference_mode()
     def edit(self, photos: Sequence[torch.Tensor], targets: Sequence[Target],
              output_size: str = "input", c_org: torch.Tensor | None = None,
              regions: Sequence[Sequence[Box | AlignedFace]] | None = None,
@@ -124,6 +124,14 @@ class Editor:
         `output_size="model"`: the model's square of the photo's first region). `regions`:
         each photo's `locate`, when the caller has it already. `strength` scales the edit
         (`ScaledEdit`)."""
+        return self.translate(photos, targets, output_size, c_org, regions, strength).outputs
+
+    @torch.inference_mode()
+    def translate(self, photos: Sequence[torch.Tensor], targets: Sequence[Target],
+                  output_size: str = "input", c_org: torch.Tensor | None = None,
+                  regions: Sequence[Sequence[Box | AlignedFace]] | None = None,
+                  strength: float = 1.0) -> Translation:
+        """`edit`, with what the model saw and made at its own size (what a judge reads)."""
         g = scaled(self.g, strength)  # checked before any work
         if output_size not in OUTPUT_SIZES:
             raise ValueError(f"output size '{output_size}' is not one of "
@@ -142,14 +150,31 @@ class Editor:
         fakes = translate_batch(g, self.spec, x, c_org.to(self.device), targets)
         if output_size == "model":
             first = [owners.index(i) for i in range(len(photos))]
-            return [list(to_uint8(f[first])) for f in fakes]
-        out = []
-        for fake in fakes:
-            edited = [p.cpu() for p in photos]
-            for i, r, xi, fi in zip(owners, flat, x, fake, strict=True):
-                edited[i] = r.paste(edited[i], xi, fi).cpu()
-            out.append(edited)
-        return out
+            inputs = list(to_uint8(x[first]))
+            outputs = [list(to_uint8(f[first])) for f in fakes]
+        else:
+            inputs = [p.cpu() for p in photos]
+            outputs = []
+            for fake in fakes:
+                edited = list(inputs)
+                for i, r, xi, fi in zip(owners, flat, x, fake, strict=True):
+                    edited[i] = r.paste(edited[i], xi, fi).cpu()
+                outputs.append(edited)
+        return Translation(x, fakes, owners, inputs, outputs)
+
+
+@dataclass(frozen=True)
+class Translation:
+    """One batch's translation: per region the model looked at (`owners`: its photo), its
+    square `x` and each target's `fakes` in [-1, 1] (targets, regions, 3, S, S); per photo
+    the uint8 image the outputs are compared with (the photo, or its square with
+    `output_size="model"`) and per target, per photo, the output."""
+
+    x: torch.Tensor
+    fakes: torch.Tensor
+    owners: list[int]
+    inputs: list[torch.Tensor]
+    outputs: list[list[torch.Tensor]]
 
 
 def to_uint8(images: torch.Tensor) -> torch.Tensor:

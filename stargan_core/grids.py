@@ -3,7 +3,7 @@ contact sheets of photos of any size."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from pathlib import Path
 
 import torch
@@ -85,9 +85,19 @@ def fit_cell(image: torch.Tensor, cell: int) -> torch.Tensor:
     return out
 
 
-def photo_grid(rows: Sequence[Sequence[torch.Tensor]], columns: Sequence[str], cell: int = 160
-               ) -> Image.Image:
+FLAG = (0.85, 0.1, 0.1)  # the frame of a flagged cell: red
+
+
+def photo_grid(rows: Sequence[Sequence[torch.Tensor]], columns: Sequence[str], cell: int = 160,
+               flagged: Collection[tuple[int, int]] = ()) -> Image.Image:
     """Whole photos (uint8, 3 x H x W, any sizes) as a labelled grid: one row per input, each
-    cell the photo scaled to fit a `cell` square."""
+    cell the photo scaled to fit a `cell` square; the cells `flagged` (row, column) framed in
+    red."""
     cells = torch.stack([fit_cell(image, cell) for row in rows for image in row])
+    width = max(2, cell // 40)
+    for r, c in flagged:
+        frame = cells[r * len(columns) + c]
+        for channel, value in enumerate(FLAG):
+            frame[channel, :width], frame[channel, -width:] = value, value
+            frame[channel, :, :width], frame[channel, :, -width:] = value, value
     return labelled_grid(make_grid(cells, nrow=len(columns), padding=2, pad_value=1.0), columns)

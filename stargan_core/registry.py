@@ -74,6 +74,7 @@ class RegisteredModel:
     spec: DomainSpec
     preprocessing: Preprocessing
     conditioning: str = "target"  # G's labels: target (the paper) | difference (scalable edits)
+    judged: bool = False  # logged with a judge of its outputs (`verdicts.Judge`)
 
     @property
     def image_size(self) -> int:
@@ -127,7 +128,8 @@ def resolve_model(model_uri: str, client: MlflowClient | None = None) -> Registe
     return RegisteredModel(name, version, model_uri, found.run_id,
                            DomainSpec.from_json(json.dumps(metadata["domain_spec"])),
                            preprocessing,
-                           metadata.get("generator", {}).get("g_conditioning", "target"))
+                           metadata.get("generator", {}).get("g_conditioning", "target"),
+                           bool(metadata.get("judge")))
 
 
 def model_card(metrics: dict[str, float], run_id: str, spec: DomainSpec,

@@ -37,6 +37,7 @@ from stargan_core.checkpoint import (
 from stargan_core.config import EDITING_OPTIONS
 from stargan_core.domains import DomainError
 from stargan_core.editing import OUTPUT_SIZES, Editor, scaled
+from stargan_core.evaluation.verdicts import VERDICT_FIELDS, Judge, verdicts
 from stargan_core.io.celeba import ALIGNED
 from stargan_core.io.images import RejectedImage, decode_rgb, encode
 from stargan_core.preprocessing import FRAMINGS
@@ -54,7 +55,8 @@ REQUIREMENTS = ("torch", "torchvision", "pillow", "numpy", "pandas", "tqdm", "fs
 MODEL_NAME = "generator"  # the model's name within its run
 SIGNATURE = ModelSignature(
     inputs=Schema([ColSpec("binary", "image"), ColSpec("string", "target")]),
-    outputs=Schema([ColSpec("binary", "image")]),
+    outputs=Schema([ColSpec("binary", "image"),
+                    *(ColSpec("double", name, required=False) for name in VERDICT_FIELDS)]),
     params=ParamSchema([ParamSpec("output_size", "string", "input"),
                         ParamSpec("framing", "string", "auto"),
                         ParamSpec("strength", "double", 1.0)]),
@@ -68,22 +70,27 @@ class StarGANModel(mlflow.pyfunc.PythonModel):
     the parameter `output_size="model"`. The parameter `framing` (`preprocessing.FRAMINGS`;
     default `auto`: every face of a photo that is not an aligned face) says where in the photo
     the model looks; `strength` (0 to 2, default 1) scales the edit of a generator conditioned
-    on label differences (`editing.ScaledEdit`)."""
+    on label differences (`editing.ScaledEdit`). Each answer carries its verdict
+    (`VERDICT_FIELDS`, `verdicts.Verdict`): the version's judge's probabilities (empty for a
+    version logged without a judge) and the share of the pixels the edit changed."""
 
     def load_context(self, context: mlflow.pyfunc.PythonModelContext) -> None:
         from stargan_core.devices import resolve_device
 
-        self._load(context.artifacts["weights"], resolve_device("auto"))
+        self._load(context.artifacts["weights"], resolve_device("auto"),
+                   context.artifacts.get("judge"))
 
     @classmethod
-    def from_weights(cls, path: str | Path, device: torch.device) -> StarGANModel:
+    def from_weights(cls, path: str | Path, device: torch.device,
+                     judge: str | Path | None = None) -> StarGANModel:
         model = cls()
-        model._load(path, device)
+        model._load(path, device, judge)
         return model
 
-    def _load(self, path: str | Path, device: torch.device) -> None:
+    def _load(self, path: str | Path, device: torch.device, judge: str | Path | None) -> None:
         g, d, self.spec, _, preprocessing = load_models(path, device)
         self.editors = {"auto": Editor(g, d, self.spec, preprocessing)}
+        self.judge = Judge.load(judge, device) if judge else None
 
     @property
     def editor(self) -> Editor:
@@ -95,6 +102,8 @@ class StarGANModel(mlflow.pyfunc.PythonModel):
 
     def to(self, device: torch.device) -> StarGANModel:
         self.editor.to(device)  # the networks every framing's editor shares
+        if self.judge is not None:
+            self.judge.to(device)
         return self
 
     def edit(self, photos: Sequence[torch.Tensor], targets: Sequence[Target],
@@ -131,6 +140,7 @@ class StarGANModel(mlflow.pyfunc.PythonModel):
                 f"rows {missing[:10]} have no target (known: "
                 f"{', '.join(t.text for t in single_targets(self.spec))})")
         outputs = pd.Series([None] * len(model_input), index=model_input.index, dtype=object)
+        judged = pd.DataFrame(float("nan"), index=model_input.index, columns=VERDICT_FIELDS)
         for target_text, group in model_input.groupby("target", sort=False):
             try:
                 target = parse_target(self.spec, str(target_text))
@@ -142,11 +152,15 @@ class StarGANModel(mlflow.pyfunc.PythonModel):
                 photos = [self._decode(row, data) for row, data in chunk["image"].items()]
                 regions = [self._locate(editor, row, photo) for row, photo in
                            zip(chunk.index, photos, strict=True)]
-                edited = editor.edit(photos, [target], output_size, regions=regions,
-                                     strength=strength)[0]
-                for row, image in zip(chunk.index, edited, strict=True):
+                done = editor.translate(photos, [target], output_size, regions=regions,
+                                        strength=strength)
+                found = verdicts(self.judge, done, [target])[0]
+                for row, image, verdict in zip(chunk.index, done.outputs[0], found,
+                                               strict=True):
                     outputs[row] = encode(to_pil_image(image), ".png")
-        return pd.DataFrame({"image": outputs}, index=model_input.index)
+                    judged.loc[row] = [getattr(verdict, c) for c in VERDICT_FIELDS]
+        return pd.concat([pd.DataFrame({"image": outputs}, index=model_input.index),
+                          judged.astype(float)], axis=1)
 
     @staticmethod
     def _locate(editor: Editor, row: object, photo: torch.Tensor) -> list:
@@ -167,8 +181,11 @@ class StarGANModel(mlflow.pyfunc.PythonModel):
                 f"{type(data).__name__}") from None
 
 
-def log_generator(checkpoint: str | Path) -> mlflow.models.model.ModelInfo:
-    """Log the checkpoint's G and D as the active run's `generator` pyfunc model."""
+def log_generator(checkpoint: str | Path, judge: str | Path | None = None
+                  ) -> mlflow.models.model.ModelInfo:
+    """Log the checkpoint's G and D as the active run's `generator` pyfunc model, with the
+    judge of its verdicts (`verdicts.Judge.save`: the classifier that evaluated it) when
+    given."""
     state = load_checkpoint(checkpoint)
     spec, options = spec_and_config(state)
     preprocessing = preprocessing_of(state)
@@ -186,13 +203,14 @@ def log_generator(checkpoint: str | Path) -> mlflow.models.model.ModelInfo:
             **{k: state[k] for k in ("D", "spec", "config")},
             "preprocessing": preprocessing.to_dict()})
         return mlflow.pyfunc.log_model(
-            name=MODEL_NAME, python_model=StarGANModel(), artifacts={"weights": str(weights)},
+            name=MODEL_NAME, python_model=StarGANModel(),
+            artifacts={"weights": str(weights), **({"judge": str(judge)} if judge else {})},
             signature=SIGNATURE, code_paths=[str(Path(stargan_core.__file__).parent)],
             input_example=pd.DataFrame({"image": [example.getvalue()],
                                         "target": [single_targets(spec)[0].text]}),
             pip_requirements=[f"{p}=={version(p).split('+')[0]}" for p in REQUIREMENTS],
             metadata={"domain_spec": json.loads(spec.to_json()), "preprocessing": described,
-                      "generator": generator,
+                      "generator": generator, "judge": judge is not None,
                       "targets": [t.text for t in single_targets(spec)]},
         )
 
@@ -217,9 +235,11 @@ def load_registered(model_uri: str, device: str = "auto", tracking_uri: str | No
                                                         registry_uri=registry_uri)
             flavor = Model.load(local).flavors["python_function"]
             weights = Path(local) / flavor["artifacts"]["weights"]["path"]
+            judge = flavor["artifacts"].get("judge")
+            judge = Path(local) / judge["path"] if judge else None
         except (MlflowException, OSError, KeyError) as error:
             raise ModelUnavailable(
                 f"{model_uri} cannot be loaded: {type(error).__name__}: {error}. Its files in "
                 f"the artifact store ({redact(tracking_uri or mlflow.get_tracking_uri())}) are "
                 "gone or unreachable: use another version, or register it again") from None
-        return StarGANModel.from_weights(weights, resolve_device(device))
+        return StarGANModel.from_weights(weights, resolve_device(device), judge)

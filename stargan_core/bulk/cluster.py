@@ -253,7 +253,8 @@ def _translate(config: BulkConfig, partition: Partition, source: ModelSource
     worker = get_worker()
     with worker.plugins[PLUGIN].use(source) as model:
         editor = model.framed(input_framing(config, partition))  # made once per framing
-        return replace(translate_partition(config, partition, editor), worker=worker.address)
+        return replace(translate_partition(config, partition, editor, model.judge),
+                       worker=worker.address)
 
 
 def run_partitions(

@@ -5,17 +5,23 @@ from __future__ import annotations
 import re
 from typing import Any
 
+import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import torch
 
-from stargan_core.bulk.partition import PartitionResult
+from stargan_core.bulk.partition import SCHEMA, PartitionResult
 from stargan_core.bulk.plan import FORMAT_VERSION, BulkPlan, Partition, read_inputs
+from stargan_core.evaluation.verdicts import NOT_TAKEN_BELOW
 from stargan_core.grids import photo_grid
 from stargan_core.io.images import RejectedImage, decode_rgb, encode
-from stargan_core.io.parquet import read_footer
+from stargan_core.io.parquet import read_footer, table_bytes
 from stargan_core.sharded import MANIFEST, REJECTED, committed, publish, shard_entry
 
 CONTACT_SHEET = "contact-sheet.png"
+DOUBTFUL = "doubtful.parquet"  # the outputs under min_confidence: their rows, without images
+VERDICT_COLUMNS = ["image_id", "source", "target", "image", "target_probability",
+                   "kept_probability", "confidence", "changed_share", "doubtful"]
 SHARD_NAME = re.compile(r"^part-\d{5}\.parquet$")
 
 
@@ -53,7 +59,7 @@ def committed_job(plan: BulkPlan) -> dict[str, Any] | None:
 def _keep(plan: BulkPlan, results: list[PartitionResult]) -> set[str]:
     """What the finished job's folder holds; with overwrite, its image files too."""
     config = plan.config
-    keep = {MANIFEST, REJECTED, CONTACT_SHEET} | {r.path for r in results}
+    keep = {MANIFEST, REJECTED, CONTACT_SHEET, DOUBTFUL} | {r.path for r in results}
     if config.overwrite and config.writes_files:
         for result in results:
             with config.out.fs.open(config.out.join(result.path), "rb") as f:
@@ -76,8 +82,14 @@ def finish_job(plan: BulkPlan, results: list[PartitionResult], sample_rows: int 
     keep = _keep(plan, results)
     rejected = plan.rejected + [r for result in results for r in result.rejected]
     model = config.model
+    judged = _judged(plan)
+    doubtful = judged.filter(pc.field("doubtful")).drop_columns(["doubtful"])
     manifest = config.identity() | {
         "strength": config.strength,
+        "verdicts": {"judge": model.judged, "min_confidence": config.min_confidence,
+                     "not_taken_below": NOT_TAKEN_BELOW,
+                     "doubtful": {"count": doubtful.num_rows, "path": DOUBTFUL},
+                     "by_target": _by_target(judged)},
         "format_version": FORMAT_VERSION,
         "model": {"name": model.name, "version": model.version, "uri": model.uri,
                   "requested": model.requested, "run_id": model.run_id},
@@ -90,33 +102,67 @@ def finish_job(plan: BulkPlan, results: list[PartitionResult], sample_rows: int 
     return publish(config.out, about=manifest, inputs=plan.inputs, rejected=rejected,
                    shards=[shard_entry(r, inputs=r.inputs) for r in results],
                    fingerprint=plan.fingerprint,
-                   files={CONTACT_SHEET: contact_sheet(plan, sample_rows)},
+                   files={CONTACT_SHEET: contact_sheet(plan, sample_rows),
+                          DOUBTFUL: table_bytes(doubtful)},
                    stale=lambda name: name not in keep and (
                        config.overwrite or bool(SHARD_NAME.match(name)) or ".tmp-" in name))
 
 
-def _sample(plan: BulkPlan, partition: Partition, count: int) -> list[list[torch.Tensor]]:
+def _judged(plan: BulkPlan) -> pa.Table:
+    """Every output's verdict and image path, from the published shards."""
+    out = plan.config.out
+    tables = [pq.read_table(out.join(p.path), columns=VERDICT_COLUMNS, filesystem=out.fs)
+              for p in plan.partitions]
+    table = (pa.concat_tables(tables) if tables else pa.Table.from_pylist([], SCHEMA)).flatten()
+    table = table.select([c if c != "image" else "image.path" for c in VERDICT_COLUMNS])
+    return table.rename_columns([c if c != "image" else "path" for c in VERDICT_COLUMNS])
+
+
+def _by_target(judged: pa.Table) -> dict[str, dict[str, Any]]:
+    """Per target: outputs, how many the judge finds did not take (confidence under
+    `NOT_TAKEN_BELOW`), how many are doubtful, the mean confidence and changed share."""
+    found = {}
+    for target in dict.fromkeys(judged.column("target").to_pylist()):
+        rows = judged.filter(pc.equal(judged.column("target"), target))
+        confidence = rows.column("confidence")
+        found[target] = {
+            "outputs": rows.num_rows,
+            "not_taken": pc.sum(pc.less(confidence, NOT_TAKEN_BELOW)).as_py() or 0,
+            "doubtful": pc.sum(rows.column("doubtful")).as_py() or 0,
+            "mean_confidence": pc.mean(confidence).as_py(),
+            "mean_changed_share": pc.mean(rows.column("changed_share")).as_py()}
+    return found
+
+
+def _sample(plan: BulkPlan, partition: Partition, count: int
+            ) -> list[tuple[list[torch.Tensor], list[bool]]]:
     """Contact-sheet rows (the input photo, then each target's output) for a partition's first
-    `count` inputs, read back from the published shard and files."""
+    `count` inputs, read back from the published shard and files, with per output whether
+    its edit did not take or is doubtful."""
     config, out = plan.config, plan.config.out
     shard = out.join(partition.path)
     ids = pq.read_table(shard, columns=["image_id"], filesystem=out.fs).column("image_id")
     wanted = list(dict.fromkeys(ids.to_pylist()))[:count]  # in input order
     if not wanted:
         return []
-    table = pq.read_table(shard, columns=["image", "image_id", "target"], filesystem=out.fs,
+    table = pq.read_table(shard, columns=["image", "image_id", "target", "confidence",
+                                          "doubtful"], filesystem=out.fs,
                           filters=[("image_id", "in", wanted)])
-    outputs = {(r["image_id"], r["target"]): r["image"] for r in table.to_pylist()}
-    rows: list[list[torch.Tensor]] = []
+    outputs = {(r["image_id"], r["target"]): r for r in table.to_pylist()}
+    rows: list[tuple[list[torch.Tensor], list[bool]]] = []
     try:
         for image_id, _, data in read_inputs(partition, config.batch_size, config.source):
             if image_id in wanted:
-                row = [decode_rgb(data)]
+                row, flags = [decode_rgb(data)], [False]
                 for target in config.targets:
-                    image = outputs[image_id, target.text]
+                    found = outputs[image_id, target.text]
+                    image = found["image"]
                     row.append(decode_rgb(image["bytes"] or
                                             out.fs.cat_file(out.join(image["path"]))))
-                rows.append(row)
+                    confidence = found["confidence"]
+                    flags.append(found["doubtful"] or (confidence is not None
+                                                       and confidence < NOT_TAKEN_BELOW))
+                rows.append((row, flags))
                 if image_id == wanted[-1]:
                     break
     except (RejectedImage, FileNotFoundError):
@@ -126,13 +172,16 @@ def _sample(plan: BulkPlan, partition: Partition, count: int) -> list[list[torch
 
 def contact_sheet(plan: BulkPlan, rows: int = 8) -> bytes:
     """A PNG grid of the job's first `rows` translated inputs: each whole input photo, then one
-    column per target, read back from the published shards and files."""
+    column per target, read back from the published shards and files; outputs whose edit
+    the judge finds did not take, or that are doubtful, framed in red."""
     targets = [t.text for t in plan.config.targets]
-    found: list[list[torch.Tensor]] = []
+    found: list[tuple[list[torch.Tensor], list[bool]]] = []
     for partition in plan.partitions:
         if len(found) >= rows:
             break
         found += _sample(plan, partition, rows - len(found))
     if not found:  # nothing could be translated: a sheet that says so
-        found, targets = [[torch.full((3, 64, 64), 255, dtype=torch.uint8)]], []
-    return encode(photo_grid(found, ["input", *targets]), ".png")
+        found, targets = [([torch.full((3, 64, 64), 255, dtype=torch.uint8)], [False])], []
+    flagged = [(r, c) for r, (_, flags) in enumerate(found) for c, f in enumerate(flags) if f]
+    return encode(photo_grid([row for row, _ in found], ["input", *targets], flagged=flagged),
+                  ".png")

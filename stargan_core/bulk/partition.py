@@ -15,6 +15,7 @@ from torchvision.transforms.v2.functional import to_pil_image
 
 from stargan_core.bulk.plan import BulkConfig, Partition, input_framing, read_inputs
 from stargan_core.editing import Editor
+from stargan_core.evaluation.verdicts import Judge, Verdict, verdicts
 from stargan_core.io.images import RejectedImage, decode_rgb, encode, output_name
 from stargan_core.io.parquet import ShardWriter, image_schema
 from stargan_core.sharded import Rejection, ShardOutcome, finished_shard
@@ -23,7 +24,13 @@ from stargan_core.storage import write_files
 SCHEMA = image_schema([("image_id", pa.string()), ("source", pa.string()),
                        ("target", pa.string()), ("model_name", pa.string()),
                        ("model_version", pa.string()), ("height", pa.int32()),
-                       ("width", pa.int32())])
+                       ("width", pa.int32()),
+                       # The output's verdict (`verdicts.Verdict`); the judge's are null for a
+                       # version without one.
+                       ("target_probability", pa.float32()), ("kept_probability", pa.float32()),
+                       ("confidence", pa.float32()), ("changed_share", pa.float32()),
+                       ("doubtful", pa.bool_())])
+DOUBTFUL_FOLDER = "doubtful"  # image files of outputs under min_confidence: doubtful/<target>/
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -60,25 +67,33 @@ def _batches(config: BulkConfig, partition: Partition, editor: Editor,
 
 
 def _rows(config: BulkConfig, ids: list[str], sources: list[str],
-          edited: list[list[torch.Tensor]]) -> Iterator[tuple[dict[str, Any], bytes]]:
+          edited: list[list[torch.Tensor]], judged: list[list[Verdict]]
+          ) -> Iterator[tuple[dict[str, Any], bytes]]:
     """(output row, encoded image) per (target, input) of a batch's translations."""
-    for target, images in zip(config.targets, edited, strict=True):
-        for image_id, source, pixels in zip(ids, sources, images, strict=True):
+    for target, images, found in zip(config.targets, edited, judged, strict=True):
+        for image_id, source, pixels, verdict in zip(ids, sources, images, found, strict=True):
             # Each translation keeps its input's name and type, or takes the asked-for type.
             name = output_name(image_id, config.file_format)
             data = encode(to_pil_image(pixels), posixpath.splitext(name)[1], config.quality)
+            doubtful = verdict.doubtful(config.min_confidence)
+            folder = f"{DOUBTFUL_FOLDER}/{target.slug}" if doubtful else target.slug
             image = {"bytes": None if config.output_format == "files" else data,
-                     "path": f"{target.slug}/{name}"}
+                     "path": f"{folder}/{name}"}
             yield {"image": image, "image_id": image_id, "source": source, "target": target.text,
                    "model_name": config.model.name, "model_version": config.model.version,
-                   "height": pixels.shape[-2], "width": pixels.shape[-1]}, data
+                   "height": pixels.shape[-2], "width": pixels.shape[-1],
+                   "target_probability": verdict.target_probability,
+                   "kept_probability": verdict.kept_probability,
+                   "confidence": verdict.confidence, "changed_share": verdict.changed_share,
+                   "doubtful": doubtful}, data
 
 
-def translate_partition(config: BulkConfig, partition: Partition, editor: Editor
-                        ) -> PartitionResult:
+def translate_partition(config: BulkConfig, partition: Partition, editor: Editor,
+                        judge: Judge | None = None) -> PartitionResult:
     """Translate a partition into every target with `editor`, which frames photos as
-    `input_framing(config, partition)` says, and publish its shard (after its files, when asked
-    for); a partition whose shard is complete already is left as it is."""
+    `input_framing(config, partition)` says, with each output's verdict by `judge` (the
+    version's; None: the changed share alone), and publish its shard (after its files, when
+    asked for); a partition whose shard is complete already is left as it is."""
     found = finished_shard(config.out, partition.path, partition.fingerprint)
     if found is not None:
         record, facts = found
@@ -95,9 +110,10 @@ def translate_partition(config: BulkConfig, partition: Partition, editor: Editor
     with ShardWriter(SCHEMA, config.row_group_rows) as writer:
         for ids, sources, photos, regions in _batches(config, partition, editor, rejected):
             translated += len(ids)
-            edited = editor.edit(photos, config.targets, config.output_size, regions=regions,
-                                 strength=config.strength)
-            rows = list(_rows(config, ids, sources, edited))
+            done = editor.translate(photos, config.targets, config.output_size,
+                                    regions=regions, strength=config.strength)
+            judged = verdicts(judge, done, list(config.targets))
+            rows = list(_rows(config, ids, sources, done.outputs, judged))
             if config.writes_files:
                 write_files(config.out.fs, {config.out.join(row["image"]["path"]): data
                                             for row, data in rows})

@@ -25,7 +25,7 @@ from stargan_core.storage import Location, check_reachable, join
 from stargan_core.targets import Target, parse_target, single_targets
 
 # Part of every fingerprint: bump it when a change to the code changes the bytes written.
-FORMAT_VERSION = 2  # 2: outputs at the input's own size
+FORMAT_VERSION = 3  # 2: outputs at the input's own size; 3: a verdict on each
 
 
 # The job's choices, typed once: BulkConfig's fields and the translate-bulk flow's parameters.
@@ -36,6 +36,7 @@ FileFormat = Literal[tuple(FILE_FORMATS)]  # type: ignore[valid-type]
 Quality = Annotated[int, Field(ge=1, le=100)]
 BatchSize = Annotated[int, Field(ge=1, le=4096)]
 Strength = Annotated[float, Field(ge=STRENGTHS[0], le=STRENGTHS[1])]
+Confidence = Annotated[float, Field(ge=0, le=1)]
 
 
 @checked_dataclass(frozen=True, config=ConfigDict(arbitrary_types_allowed=True))
@@ -59,8 +60,15 @@ class BulkConfig:
     file_format: FileFormat = "auto"  # files: the input's type, or one
     quality: Quality = 95  # of JPEG and WebP files
     strength: Strength = 1.0  # of the edit: 0 nothing, 1 as trained, up to 2
+    # Outputs whose verdict's confidence is lower are listed apart (`job.DOUBTFUL`).
+    min_confidence: Confidence = 0.0
 
     def __post_init__(self) -> None:
+        if self.min_confidence and not self.model.judged:
+            raise ValueError(
+                f"min_confidence {self.min_confidence:g}: {self.model.uri} was registered "
+                "without a judge (before verdicts were logged), so its outputs have no "
+                "confidence; leave min_confidence at 0, or use a version registered since")
         if self.strength != 1 and self.model.conditioning != "difference":
             raise ValueError(
                 f"strength {self.strength:g}: {self.model.uri} is conditioned on target labels "
@@ -87,8 +95,9 @@ class BulkConfig:
                 "targets": [t.text for t in self.targets], "output_format": self.output_format,
                 "output_size": self.output_size, "framing": self.framing,
                 "file_format": self.file_format,
-                "quality": self.quality} | ({"strength": self.strength} if self.strength != 1
-                                           else {})  # jobs made before it stay complete
+                "quality": self.quality} | (  # jobs made before these stay complete
+            {"strength": self.strength} if self.strength != 1 else {}) | (
+            {"min_confidence": self.min_confidence} if self.min_confidence else {})
 
 
 def job_url(root: str, job: str, model: RegisteredModel) -> str:

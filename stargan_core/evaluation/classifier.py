@@ -27,6 +27,7 @@ class AttributeClassifier(nn.Module):
 
     def __init__(self, cls_dim: int, width: int = 32, depth: int = 4) -> None:
         super().__init__()
+        self.width, self.depth = width, depth
         layers: list[nn.Module] = []
         dim_in = 3
         for i in range(depth):

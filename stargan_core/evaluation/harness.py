@@ -20,6 +20,7 @@ from stargan_core.domains import DomainSpec
 from stargan_core.evaluation.classifier import train_judge
 from stargan_core.evaluation.ground_truth import GroundTruth, ground_truth_for
 from stargan_core.evaluation.metrics import Evaluation, evaluate
+from stargan_core.evaluation.verdicts import Judge
 from stargan_core.preprocessing import Framer
 
 
@@ -98,6 +99,11 @@ class Harness:
                 evaluate(g, clf, self.spec, s.test, s.label_set, device=self.device,
                          truth=s.truth, cross=self.spec.is_joint)
                 for s, clf in zip(self.sets, self.classifiers, strict=True)}
+
+    def judge(self, image_size: int) -> Judge:
+        """The classifiers as the judge of a version's verdicts (logged with it)."""
+        return Judge(self.spec, image_size, {s.label_set: c for s, c in
+                                             zip(self.sets, self.classifiers, strict=True)})
 
     def metrics(self, g: nn.Module) -> dict[str, float]:
         """`evaluate` as flat metric names; for a joint model they carry the data set:

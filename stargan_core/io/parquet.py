@@ -115,8 +115,13 @@ class ShardWriter:
         return _facts(meta, sha256, os.path.getsize(self.tmp))
 
 
-def write_table(fs: AbstractFileSystem, path: str, table: pa.Table) -> None:
-    """A small table (a rejected list) written in one piece."""
+def table_bytes(table: pa.Table) -> bytes:
+    """A small table as the bytes of a Parquet file."""
     sink = pa.BufferOutputStream()
     pq.write_table(table, sink)
-    write_bytes(fs, path, sink.getvalue().to_pybytes())
+    return sink.getvalue().to_pybytes()
+
+
+def write_table(fs: AbstractFileSystem, path: str, table: pa.Table) -> None:
+    """A small table (a rejected list) written in one piece."""
+    write_bytes(fs, path, table_bytes(table))

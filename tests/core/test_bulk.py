@@ -61,7 +61,8 @@ def job(model, input_url, output_root, targets=("Blond_Hair", "Male=0"), **optio
 
 def translated(config, partition, model):
     """A partition translated with the model's editor of its framing, as a worker does."""
-    return translate_partition(config, partition, model.framed(input_framing(config, partition)))
+    return translate_partition(config, partition, model.framed(input_framing(config, partition)),
+                               model.judge)
 
 
 def run(config, model):
@@ -358,6 +359,76 @@ def test_the_edit_strength_is_part_of_the_job(registered_model, photos, tmp_path
     halved = {(r["image_id"], r["target"]): r["image"]["bytes"] for r in rows_of(output)}
     assert halved.keys() == images.keys() and len(images) == 33 * 2
     assert sum(halved[k] != images[k] for k in images) > len(images) // 2
+
+
+def register_judged_version(tmp_path: Path) -> str:
+    """Another version of stargan-celeba, registered with a judge (an untrained classifier:
+    confidences spread over (0, 1))."""
+    import mlflow
+    import torch
+
+    from stargan_core.evaluation import AttributeClassifier
+    from stargan_core.evaluation.verdicts import Judge
+    from stargan_core.registry import register
+    from stargan_core.serving import log_generator
+
+    spec = resolve_model("models:/stargan-celeba/1").spec
+    torch.manual_seed(3)
+    judge = Judge(spec, 32, {0: AttributeClassifier(spec.cls_dim).eval()})
+    with mlflow.start_run(experiment_id=mlflow.get_experiment_by_name("models").experiment_id):
+        info = log_generator(tmp_path / "generator.ckpt", judge.save(tmp_path / "judge.pt"))
+    return register(info.model_uri, "stargan-celeba", "with a judge")
+
+
+def test_every_output_has_a_verdict_and_doubtful_ones_are_listed_apart(registered_model,
+                                                                       photos, tmp_path):
+    """Each row carries its verdict; under min_confidence an output is flagged, listed in
+    doubtful.parquet and its file goes to doubtful/<target>/; the manifest counts them per
+    target. A version without a judge gets the changed share alone, and no min_confidence."""
+    unjudged = resolve_model("models:/stargan-celeba/1")
+    assert not unjudged.judged
+    with pytest.raises(ValueError, match="registered without a judge"):
+        job(unjudged, photos, tmp_path / "out", min_confidence=0.5)
+    *_, manifest = run(job(unjudged, photos, tmp_path / "plain"), load_registered(
+        unjudged.uri, "cpu"))
+    plain = rows_of(tmp_path / "plain" / "translations" / "faces" / "stargan-celeba-v1")
+    assert all(r["confidence"] is None and r["target_probability"] is None
+               and 0 <= r["changed_share"] <= 1 and not r["doubtful"] for r in plain)
+    assert manifest["verdicts"]["judge"] is False
+    assert manifest["verdicts"]["by_target"]["Male=0"]["mean_confidence"] is None
+
+    model = resolve_model(f"models:/stargan-celeba/{register_judged_version(tmp_path)}")
+    assert model.judged
+    generator = load_registered(model.uri, "cpu")
+    assert generator.judge is not None
+    probe = run(job(model, photos, tmp_path / "probe"), generator)[2]
+    output = tmp_path / "probe" / "translations" / "faces" / f"stargan-celeba-v{model.version}"
+    confidence = sorted(r["confidence"] for r in rows_of(output))
+    middle = confidence[len(confidence) // 2]
+    *_, manifest = run(job(model, photos, tmp_path / "out", output_format="both",
+                           min_confidence=middle), generator)
+    output = tmp_path / "out" / "translations" / "faces" / f"stargan-celeba-v{model.version}"
+    rows = rows_of(output)
+    assert len(rows) == 33 * 2 and probe["rows"] == len(rows)
+    for r in rows:
+        assert 0 <= r["target_probability"] <= 1 and 0 <= r["kept_probability"] <= 1
+        assert r["confidence"] == pytest.approx(r["target_probability"] * r["kept_probability"],
+                                                rel=1e-5)
+        assert r["doubtful"] == (r["confidence"] < middle)
+        folder = "doubtful/" if r["doubtful"] else ""
+        assert r["image"]["path"].startswith(folder + r["target"])
+        assert (output / r["image"]["path"]).is_file()
+    doubtful = pq.read_table(output / "doubtful.parquet").to_pylist()
+    assert sorted((d["image_id"], d["target"]) for d in doubtful) == sorted(
+        (r["image_id"], r["target"]) for r in rows if r["doubtful"])
+    assert 0 < len(doubtful) < len(rows)
+    assert {d["path"] for d in doubtful} == {r["image"]["path"] for r in rows if r["doubtful"]}
+    judged = manifest["verdicts"]
+    assert judged["doubtful"]["count"] == len(doubtful) and judged["min_confidence"] == middle
+    assert sum(t["doubtful"] for t in judged["by_target"].values()) == len(doubtful)
+    assert judged["by_target"]["Male=0"]["outputs"] == 33
+    assert judged["by_target"]["Male=0"]["not_taken"] == sum(
+        r["confidence"] < 0.5 for r in rows if r["target"] == "Male=0")
 
 
 def test_two_jobs_with_different_versions_run_at_once_on_one_cluster(registered_model, photos,

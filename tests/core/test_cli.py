@@ -138,3 +138,34 @@ def test_train_from_prepared_shards(celeba_root, tmp_path):
     proc = run("evaluate", "--checkpoint", str(tmp_path / "run"), "--data",
                str(manifest.parent), "--framing", "face", check=False)
     assert proc.returncode == 2 and "give its raw folder" in proc.stderr, proc.stderr
+
+
+def test_translate_reports_each_outputs_verdict(registered_model, celeba_root, tmp_path):
+    """`--report` with a registered version: its judge's verdicts in report.csv and a line per
+    target; a checkpoint without --judge reports the changed share alone."""
+    import csv
+
+    from tests.core.test_bulk import register_judged_version
+
+    version = register_judged_version(tmp_path)
+    images = celeba_root / "img_align_celeba"
+    inputs = [str(images / f"00000{i}.jpg") for i in range(1, 5)]
+    out = run("translate", "--checkpoint", f"models:/stargan-celeba/{version}", "--input",
+              *inputs, "--target", "Male", "--target", "Blond_Hair", "--report",
+              "--out", str(tmp_path / "out")).stdout
+    assert f"judge: models:/stargan-celeba/{version}" in out
+    assert "Male: 4 outputs" in out and "mean confidence" in out
+    with open(tmp_path / "out" / "report.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 8 and {r["target"] for r in rows} == {"Male", "Blond_Hair"}
+    for r in rows:
+        p, kept = float(r["target_probability"]), float(r["kept_probability"])
+        assert 0 <= p <= 1 and 0 <= kept <= 1
+        assert float(r["confidence"]) == pytest.approx(p * kept, abs=2e-4)
+        assert r["output"].endswith(r["input"].rsplit("/", 1)[1])
+    out = run("translate", "--checkpoint", str(tmp_path / "generator.ckpt"), "--input",
+              *inputs[:2], "--target", "Male", "--report", "--out", str(tmp_path / "plain")).stdout
+    assert "no judge" in out and "Male: 2 outputs, changed" in out
+    with open(tmp_path / "plain" / "report.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [r["confidence"] for r in rows] == ["", ""] and all(r["changed_share"] for r in rows)

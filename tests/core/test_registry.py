@@ -35,6 +35,27 @@ def test_the_registered_model_decodes_every_photo_and_names_each_bad_input(regis
         model.predict(request, params={"framing": "celeba", "strength": 0.5})
 
 
+def test_each_answer_carries_its_verdict(registered_model, bad_photos, tmp_path):
+    """The served model answers each row with its judge's verdict; a version logged without a
+    judge answers with the changed share alone."""
+    from tests.core.test_bulk import register_judged_version
+
+    folder, _ = bad_photos
+    photo = (folder / "phone.jpg").read_bytes()
+    request = pd.DataFrame({"image": [photo, photo], "target": ["Male", "Blond_Hair"]})
+    plain = mlflow.pyfunc.load_model("models:/stargan-celeba/1").predict(
+        request, params={"framing": "celeba"})
+    assert plain[["target_probability", "kept_probability", "confidence"]].isna().all().all()
+    assert plain["changed_share"].between(0, 1).all()
+    version = register_judged_version(tmp_path)
+    judged = mlflow.pyfunc.load_model(f"models:/stargan-celeba/{version}").predict(
+        request, params={"framing": "celeba"})
+    assert judged[["target_probability", "kept_probability", "changed_share"]].apply(
+        lambda column: column.between(0, 1)).all().all()
+    assert np.allclose(judged["confidence"],
+                       judged["target_probability"] * judged["kept_probability"])
+
+
 def test_a_served_version_translates_a_photo_sent_over_http(registered_model, tmp_path):
     """`mlflow models serve` on loopback, and the README's curl line against it."""
     import os

@@ -18,8 +18,10 @@ import stargan_core.train
 from flows.train import settle_abandoned_runs, train_stargan
 from stargan_core.cli import main as stargan
 from stargan_core.data.prepare import PrepareConfig, prepare_dataset
+from stargan_core.evaluation.verdicts import VERDICT_FIELDS
 from stargan_core.io.images import ImageRule
 from stargan_core.jobs import TrainJob
+from stargan_core.registry import resolve_model
 
 LOSSES = ["D/loss_real", "D/loss_fake", "D/loss_cls", "D/loss_gp", "G/loss_fake", "G/loss_rec",
           "G/loss_cls"]
@@ -100,7 +102,11 @@ def test_trains_evaluates_registers_and_promotes(prefect_server, mlflow_server, 
     images = [(celeba_root_image(i)) for i in (1, 2)]
     out = model.predict(pd.DataFrame({"image": images, "target": ["Blond_Hair", "Male=0"]},
                                      index=[10, 11]))
-    assert list(out.columns) == ["image"] and list(out.index) == [10, 11]
+    assert list(out.columns) == ["image", *VERDICT_FIELDS] and list(out.index) == [10, 11]
+    # Registered with its judge, the evaluation's classifier: every answer has a verdict.
+    assert resolve_model("models:/stargan-celeba/1").judged
+    assert "judge/judge.pt" in {f.path for f in client.list_artifacts(run.info.run_id, "judge")}
+    assert out[list(VERDICT_FIELDS)].apply(lambda c: c.between(0, 1)).all().all()
     assert Image.open(io.BytesIO(out["image"][10])).size == (178, 218)  # the input's size
     square = model.predict(pd.DataFrame({"image": images[:1], "target": ["Male"]}),
                            params={"output_size": "model"})

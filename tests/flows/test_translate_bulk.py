@@ -72,6 +72,9 @@ def test_translates_a_prepared_set_on_two_workers_and_a_rerun_writes_nothing(
     assert sum(v for k, v in table.items() if k.startswith("translations on tcp://")) == 360
     assert len([k for k in table if k.startswith("translations on ")]) == 2  # both workers
     assert artifacts["progress"].data == 100.0
+    assert table["doubtful translations (doubtful.parquet)"] == 0  # a version with no judge
+    assert table[f"{TARGETS[0]}: pixels changed (no judge)"].endswith("%")
+    assert manifest["verdicts"]["by_target"][TARGETS[0]]["outputs"] == 120
 
     versions = s3.versions()
     again = translate_bulk(input_url=prepared, targets=TARGETS, output_root=s3.url("store"),
@@ -163,6 +166,11 @@ def test_bad_input_fails_before_any_work(prefect_server, registered_model, prepa
     with pytest.raises(ValueError, match="strength 0.5: models:/stargan-celeba/1 is conditioned "
                                          "on target labels"):
         translate_bulk(input_url=prepared, strength=0.5, output_root=s3.url("x"))
+    with pytest.raises(ParameterTypeError, match="min_confidence"):
+        translate_bulk(input_url=prepared, min_confidence=1.5)
+    with pytest.raises(ValueError, match="min_confidence 0.5: models:/stargan-celeba/1 was "
+                                         "registered without a judge"):
+        translate_bulk(input_url=prepared, min_confidence=0.5, output_root=s3.url("x"))
     with pytest.raises(ValueError, match="device 'cuda' was asked for, but there is no GPU"):
         translate_bulk(input_url=prepared, device="cuda", output_root=s3.url("x"))
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)  # a machine with 2 GPUs
