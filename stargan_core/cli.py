@@ -167,13 +167,14 @@ def cmd_translate(args: argparse.Namespace) -> int:
     from stargan_core.devices import resolve_device
     from stargan_core.evaluation.verdicts import Judge
     from stargan_core.io.sample import IMAGE_SUFFIXES
+    from stargan_core.registry import resolve_model
     from stargan_core.serving import load_registered
     from stargan_core.translate import collect_inputs, other_files, translate_files
 
     device = resolve_device(args.device)
     judge = Judge.load(args.judge, device) if args.judge else None
     if args.checkpoint.startswith("models:/"):  # a registered version, with its judge
-        model = load_registered(args.checkpoint, str(device))
+        model = load_registered(resolve_model(args.checkpoint).uri, str(device))
         g, d, spec, preprocessing = model.editor.g, model.editor.d, model.spec, \
             model.editor.preprocessing
         judge = judge or model.judge

@@ -142,7 +142,8 @@ def test_train_from_prepared_shards(celeba_root, tmp_path):
 
 def test_translate_reports_each_outputs_verdict(registered_model, celeba_root, tmp_path):
     """`--report` with a registered version: its judge's verdicts in report.csv and a line per
-    target; a checkpoint without --judge reports the changed share alone."""
+    target; a checkpoint without --judge, or a version registered without a judge (the
+    champion, by alias), reports the changed share alone; an unknown alias is one line."""
     import csv
 
     from tests.core.test_bulk import register_judged_version
@@ -163,9 +164,13 @@ def test_translate_reports_each_outputs_verdict(registered_model, celeba_root, t
         assert 0 <= p <= 1 and 0 <= kept <= 1
         assert float(r["confidence"]) == pytest.approx(p * kept, abs=2e-4)
         assert r["output"].endswith(r["input"].rsplit("/", 1)[1])
-    out = run("translate", "--checkpoint", str(tmp_path / "generator.ckpt"), "--input",
-              *inputs[:2], "--target", "Male", "--report", "--out", str(tmp_path / "plain")).stdout
-    assert "no judge" in out and "Male: 2 outputs, changed" in out
-    with open(tmp_path / "plain" / "report.csv") as f:
-        rows = list(csv.DictReader(f))
-    assert [r["confidence"] for r in rows] == ["", ""] and all(r["changed_share"] for r in rows)
+    for checkpoint in (str(tmp_path / "generator.ckpt"), "models:/stargan-celeba@champion"):
+        out = run("translate", "--checkpoint", checkpoint, "--input", *inputs[:2], "--target",
+                  "Male", "--report", "--out", str(tmp_path / "plain")).stdout
+        assert "no judge" in out and "Male: 2 outputs, changed" in out
+        with open(tmp_path / "plain" / "report.csv") as f:
+            rows = list(csv.DictReader(f))
+        assert [r["confidence"] for r in rows] == ["", ""] and all(r["changed_share"] for r in rows)
+    proc = run("translate", "--checkpoint", "models:/stargan-celeba@best", "--input", *inputs,
+               "--out", str(tmp_path / "x"), check=False)
+    assert proc.returncode == 2 and "has no alias 'best'" in proc.stderr
